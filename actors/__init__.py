@@ -1,0 +1,43 @@
+"""The worker's entry point: `dramatiq actors` (or `lamplighter worker`).
+
+Builds the broker and its middleware explicitly, then imports every actor module. dramatiq's
+default middleware list is not used: it starts a Prometheus HTTP server on port 9191 in every
+worker process; Lamplighter's metrics come from the database.
+"""
+from __future__ import annotations
+
+import sys
+
+import dramatiq
+from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
+
+from storage import logs
+from storage import settings as settings_module
+from storage.broker import LamplighterBroker
+
+try:
+    settings = settings_module.get()
+except settings_module.SettingsError as exc:
+    print(f"lamplighter: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+logs.configure(log_format=settings.log_format, level=settings.log_level)
+
+
+def build_broker(current: settings_module.Settings) -> LamplighterBroker:
+    middleware = [
+        AgeLimit(),
+        TimeLimit(time_limit=10 * 60 * 1000),  # actors declare their own; this is the ceiling default
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        Retries(max_retries=20),
+    ]
+    return LamplighterBroker(settings=current, middleware=middleware)
+
+
+broker = build_broker(settings)
+dramatiq.set_broker(broker)
+
+# Actor modules register themselves on import; keep this list complete (tests/unit checks it).
+from actors import maintenance  # noqa: E402,F401

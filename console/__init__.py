@@ -1,0 +1,1 @@
+"""Operator surface: the `lamplighter` CLI and the web process."""

@@ -1,0 +1,632 @@
+"""Lamplighter's broker: dramatiq-pg's table and message format, a claim path that scales.
+
+Built on ``dramatiq_pg.PostgresBroker`` (same ``dramatiq.queue`` table, same message JSON, so a
+service with only dramatiq + dramatiq-pg installed can enqueue), with its consumer replaced:
+
+* claims in batches with ``FOR UPDATE SKIP LOCKED`` (no advisory lock per message: stock
+  dramatiq-pg fills PostgreSQL's shared lock table on a backlog of ~12k messages);
+* delays wait in the table (``available_at``), not in worker memory;
+* a claimed job carries the worker's id; one heartbeat row per worker; any live worker hands
+  the jobs of a dead one back to the queue;
+* an attempt counts when the actor starts; attempt starts, finishes and history rows from all
+  worker threads are grouped into one commit by the :class:`Finisher`.
+
+Delivery is at-least-once. A job that finished less than ``finish_flush_interval`` before the
+process died was not yet recorded as finished and runs again; history shows both runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import queue as queue_module
+import select
+import socket
+import threading
+import time
+import traceback as traceback_module
+import uuid
+from collections import deque
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+import dramatiq
+import psycopg2
+import psycopg2.extensions
+import structlog
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.common import current_millis
+from dramatiq.message import Message
+from dramatiq.middleware import Middleware
+from dramatiq_pg import PostgresBroker
+
+from storage import clock as clock_module
+from storage import connection, jobs, workers
+from storage import settings as settings_module
+from storage.queries import queries
+
+log = structlog.get_logger("lamplighter.broker")
+SQL = queries("jobs")
+VERSION = "0.1.0"
+
+# Who is enqueueing, recorded in the job row's enqueued_by: set by the CLI ("cli:user@host"),
+# the scheduler ("cron:<key>@<time>"), the API ("api:<token>"); inside a job, "job:<id>".
+enqueued_by: ContextVar[str | None] = ContextVar("enqueued_by", default=None)
+
+# Options a sender may give (send_with_options) that become job columns, not message options.
+COLUMN_OPTIONS = ("unique_key", "concurrency_key", "tenant_id", "correlation_id", "priority")
+_DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+class PayloadError(ValueError):
+    """A message cannot be sent: not JSON-serialisable, too large, or bad options."""
+
+
+def encode_message(message: Message, max_bytes: int) -> dict[str, Any]:
+    """dramatiq's message as a JSON-safe dict, checked at send time rather than in the worker.
+
+    JSON policy: only JSON types (str, int, float, bool, None, list, dict with str keys).
+    datetime, UUID and Decimal are refused here with a clear message; send ``.isoformat()``,
+    ``str(uuid)`` or ``str(decimal)``.
+    """
+    data = message.asdict()
+    try:
+        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(
+            f"cannot send {message.actor_name}: arguments must be JSON (str, int, float, bool, None, "
+            f"list, dict); {exc}. Convert datetimes with .isoformat(), UUIDs and Decimals with str()."
+        ) from None
+    if len(text.encode()) > max_bytes:
+        raise PayloadError(
+            f"cannot send {message.actor_name}: message is {len(text.encode())} bytes, over the "
+            f"{max_bytes}-byte limit (LAMPLIGHTER_MAX_PAYLOAD_BYTES); store large data in a table "
+            "and pass its id"
+        )
+    return json.loads(text)
+
+
+def args_digest(message_data: dict) -> str:
+    payload = json.dumps([message_data.get("args"), message_data.get("kwargs")], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Claim:
+    """A job this process has claimed and not yet finished."""
+
+    message_id: str
+    queue_name: str
+    actor_name: str
+    attempt: int  # attempts started before this claim
+    tenant_id: str | None
+    digest: str
+    started_at: datetime | None = None
+    started_mono: float | None = None
+    retry_delay_ms: int | None = None
+    result: Any = None
+
+    @property
+    def current_attempt(self) -> int:
+        return self.attempt + 1
+
+
+class ResilientConnection:
+    """One psycopg2 connection that reconnects with backoff and logs an outage once."""
+
+    def __init__(self, application_name: str, *, autocommit: bool = False):
+        self.application_name = application_name
+        self.autocommit = autocommit
+        self.conn = None
+        self._down_since: float | None = None
+
+    def get(self, stop: threading.Event | None = None):
+        delay = 0.2
+        while self.conn is None or self.conn.closed:
+            try:
+                self.conn = connection.raw_connection(self.application_name)
+                self.conn.autocommit = self.autocommit
+                if self._down_since is not None:
+                    log.info("database_reconnected", component=self.application_name,
+                             outage_seconds=round(time.monotonic() - self._down_since, 2))
+                    self._down_since = None
+            except connection.DatabaseUnavailable as exc:
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    log.warning("database_unavailable", component=self.application_name, error=str(exc))
+                if stop is not None and stop.wait(delay):
+                    raise
+                if stop is None:
+                    time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return self.conn
+
+    def broken(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("database_connection_lost", component=self.application_name,
+                        error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        self.close()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # already broken: nothing left to release
+                pass
+            self.conn = None
+
+
+class Finisher(threading.Thread):
+    """Groups attempt starts, finishes (with history rows) and hand-backs from every worker
+    thread into one transaction every ``flush_interval`` seconds.
+
+    Every statement names (job, attempt, worker), so replaying a batch after a lost connection
+    or an unknown COMMIT outcome changes nothing that was already applied.
+    """
+
+    def __init__(self, broker: "LamplighterBroker"):
+        super().__init__(name="lamplighter-finisher", daemon=True)
+        self.broker = broker
+        self.items: queue_module.Queue = queue_module.Queue()
+        self.conn = ResilientConnection("lamplighter-finisher")
+        self.stopping = threading.Event()
+
+    def submit(self, kind: str, payload: dict, *, wait: bool = False) -> None:
+        done = threading.Event() if wait else None
+        self.items.put((kind, payload, done))
+        if done is not None:
+            done.wait()
+
+    def run(self) -> None:
+        interval = self.broker.settings.finish_flush_interval
+        while True:
+            try:
+                first = self.items.get(timeout=0.5)
+            except queue_module.Empty:
+                if self.stopping.is_set():
+                    return
+                continue
+            if first is None:  # stop sentinel, queued after everything else
+                return
+            batch = [first]
+            deadline = time.monotonic() + interval
+            while len(batch) < 2000:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = self.items.get(timeout=remaining) if remaining > 0 else self.items.get_nowait()
+                except queue_module.Empty:
+                    break
+                if item is None:
+                    self.items.put(None)
+                    break
+                batch.append(item)
+            self.flush(batch)
+
+    def flush(self, batch: list) -> None:
+        starts = [p for k, p, _ in batch if k == "start"]
+        finishes = [p for k, p, _ in batch if k == "finish"]
+        releases = [p["message_id"] for k, p, _ in batch if k == "release"]
+        rejects = [p for k, p, _ in batch if k == "reject"]
+        worker_id = self.broker.worker_id
+        while True:
+            conn = self.conn.get()
+            try:
+                with conn:
+                    cur = conn.cursor()
+                    if starts:
+                        cur.execute(SQL["job_mark_started"], {"starts": json.dumps(starts), "worker_id": worker_id})
+                    if finishes:
+                        cur.execute(SQL["job_finish_many"], {"finishes": json.dumps(finishes, default=str),
+                                                             "worker_id": worker_id})
+                        recorded = cur.rowcount
+                        if recorded < len(finishes):
+                            log.warning("finish_discarded", count=len(finishes) - recorded,
+                                        reason="job no longer held by this worker (rescued or cancelled)")
+                    if releases:
+                        cur.execute(SQL["job_release_unstarted"], {"message_ids": releases, "worker_id": worker_id})
+                    for reject in rejects:
+                        cur.execute(SQL["job_reject_undecodable"], {**reject, "worker_id": worker_id})
+                break
+            except _DISCONNECTS as exc:
+                self.conn.broken(exc)
+                time.sleep(0.2)
+        for _, _, done in batch:
+            if done is not None:
+                done.set()
+
+    def stop(self) -> None:
+        self.items.put(None)
+        self.join(timeout=30)
+        self.conn.close()
+
+
+class Presence(threading.Thread):
+    """The worker's heartbeat row, and the rescue of jobs held by workers that stopped beating.
+
+    A thread of its own with its own connection: busy actors cannot starve it (they release
+    the GIL on I/O, and a pure-CPU actor still yields every switch interval).
+    """
+
+    def __init__(self, broker: "LamplighterBroker", queues: list[str]):
+        super().__init__(name="lamplighter-heartbeat", daemon=True)
+        self.broker = broker
+        self.queues = queues
+        self.conn = ResilientConnection("lamplighter-heartbeat", autocommit=True)
+        self.stop_event = threading.Event()
+        self.stopping = False
+
+    def register(self) -> None:
+        conn = self.conn.get()
+        workers.register(conn, worker_id=self.broker.worker_id, hostname=socket.gethostname(),
+                         pid=os.getpid(), queues=self.queues, version=VERSION)
+        workers.register_actors(conn, [
+            {"name": actor.actor_name, "queue_name": actor.queue_name, "priority": actor.priority,
+             "options": {k: v for k, v in actor.options.items() if isinstance(v, (int, float, str, bool))}}
+            for actor in self.broker.actors.values()
+        ])
+
+    def beat(self) -> None:
+        conn = self.conn.get(self.stop_event)
+        if not workers.heartbeat(conn, worker_id=self.broker.worker_id, stopping=self.stopping):
+            log.error("worker_declared_dead", worker_id=self.broker.worker_id,
+                      reason="heartbeat row was gone; jobs in flight were handed to other workers")
+            self.register()
+        rescue = workers.rescue_lost(conn, lease_seconds=self.broker.settings.lease_timeout)
+        if rescue.jobs_rescued or rescue.workers_expired:
+            log.warning("lost_jobs_rescued", workers_expired=rescue.workers_expired,
+                        jobs_rescued=rescue.jobs_rescued, attempts_lost=rescue.attempts_lost)
+
+    def run(self) -> None:
+        interval = self.broker.settings.heartbeat_interval
+        while not self.stop_event.wait(interval):
+            try:
+                self.beat()
+            except _DISCONNECTS as exc:
+                self.conn.broken(exc)
+            except Exception:
+                log.exception("heartbeat_failed")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=10)
+        try:
+            workers.unregister(self.conn.get(), worker_id=self.broker.worker_id)
+        except (_DISCONNECTS + (connection.DatabaseUnavailable,)):
+            pass  # the row expires and any live worker cleans it up
+        self.conn.close()
+
+
+class Lifecycle(Middleware):
+    """Worker boot/shutdown and per-job bookkeeping: attempt start, log context, result."""
+
+    def before_worker_boot(self, broker, worker):
+        broker.start_worker_threads(sorted(worker.consumer_whitelist or broker.get_declared_queues()))
+
+    def before_worker_shutdown(self, broker, worker):
+        # dramatiq lets running jobs finish before it stops the consumers; they must not claim
+        # more in the meantime.
+        broker.stopping = True
+        if broker.presence is not None:
+            broker.presence.stopping = True
+
+    def after_worker_shutdown(self, broker, worker):
+        broker.stop_worker_threads()
+
+    def before_process_message(self, broker, message):
+        claim = broker.inflight.get(message.message_id)
+        if claim is None:
+            return
+        claim.started_at = broker.clock.now()
+        claim.started_mono = time.monotonic()
+        structlog.contextvars.bind_contextvars(
+            job_id=message.message_id, actor=message.actor_name, attempt=claim.current_attempt,
+            queue=message.queue_name, tenant_id=claim.tenant_id)
+        enqueued_by.set(f"job:{message.message_id}")
+        broker.finisher.submit("start", {"message_id": message.message_id, "attempt": claim.attempt,
+                                         "started_at": claim.started_at.isoformat()})
+        log.info("job_started")
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        claim = broker.inflight.get(message.message_id)
+        if claim is not None and exception is None:
+            claim.result = result
+
+
+class LamplighterBroker(PostgresBroker):
+    def __init__(self, *, settings: settings_module.Settings | None = None, middleware=None):
+        self.settings = settings or settings_module.get()
+        # results=False: return values are summarised in the history row, not kept as
+        # dramatiq results. The pool is unused by our consumer; dramatiq-pg wants one.
+        super().__init__(url=connection.database_url(), results=False, middleware=middleware)
+        self.clock = clock_module.SystemClock(self.settings.clock_offset)
+        self.worker_id = str(uuid.uuid4())
+        self.inflight: dict[str, Claim] = {}
+        self.finisher: Finisher | None = None
+        self.presence: Presence | None = None
+        self.stopping = False
+        self._signatures: dict[str, inspect.Signature] = {}
+        self.add_middleware(Lifecycle())
+
+    # ---- sending -----------------------------------------------------------------------
+
+    def _new_job(self, message: Message, delay: int | None) -> jobs.NewJob:
+        options = dict(message.options)
+        columns = {k: options.pop(k) for k in COLUMN_OPTIONS if k in options}
+        options.pop("eta", None)
+        message = message.copy(options=options)
+        actor = self.actors.get(message.actor_name)
+        priority = columns.pop("priority", actor.priority if actor else 0)
+        if not isinstance(priority, int):
+            raise PayloadError(f"cannot send {message.actor_name}: priority must be an integer")
+        max_retries = options.get("max_retries", actor.options.get("max_retries") if actor else None)
+        if max_retries is None:
+            max_retries = self._default_max_retries()
+        return jobs.NewJob(
+            message_id=message.message_id,
+            queue_name=message.queue_name,
+            actor_name=message.actor_name,
+            message=encode_message(message, self.settings.max_payload_bytes),
+            priority=priority,
+            delay_ms=int(delay or 0),
+            max_attempts=None if max_retries is None else int(max_retries) + 1,
+            enqueued_by=enqueued_by.get() or _default_provenance(),
+            **{k: (None if v is None else str(v)) for k, v in columns.items()},
+        )
+
+    def _default_max_retries(self) -> int | None:
+        for m in self.middleware:
+            if isinstance(m, dramatiq.middleware.Retries):
+                return m.max_retries
+        return None
+
+    def enqueue(self, message, *, delay=None):
+        claim = self.inflight.get(message.message_id)
+        if claim is not None and isinstance(message, MessageProxy):
+            # dramatiq's Retries re-sends the running message with a delay. Record it on the
+            # claim instead: the finish then stores the failure, its history row and the next
+            # attempt's time in one statement.
+            claim.retry_delay_ms = int(delay or 0)
+            return message
+        self.emit_before("enqueue", message, delay)
+        jobs.enqueue_many([self._new_job(message, delay)])
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def enqueue_many(self, messages: Sequence[Message], *, delay: int | None = None) -> list[Message]:
+        """Bulk enqueue: one statement for thousands of messages."""
+        new = [self._new_job(m, delay) for m in messages]
+        for m in messages:
+            self.emit_before("enqueue", m, delay)
+        jobs.enqueue_many(new)
+        for m in messages:
+            self.emit_after("enqueue", m, delay)
+        return list(messages)
+
+    # ---- consuming ---------------------------------------------------------------------
+
+    def consume(self, queue_name, prefetch=1, timeout=30000):
+        return LamplighterConsumer(self, queue_name, prefetch)
+
+    def declare_queue(self, queue_name):
+        # No delay queues: delays live in available_at, so there is nothing to consume on .DQ.
+        if queue_name not in self.queues:
+            self.emit_before("declare_queue", queue_name)
+            self.queues[queue_name] = True
+            self.emit_after("declare_queue", queue_name)
+
+    def start_worker_threads(self, queues: list[str]) -> None:
+        self.finisher = Finisher(self)
+        self.finisher.start()
+        self.presence = Presence(self, queues)
+        self.presence.register()
+        self.presence.start()
+        log.info("worker_started", worker_id=self.worker_id, queues=queues, pid=os.getpid())
+
+    def stop_worker_threads(self) -> None:
+        if self.finisher is not None:
+            self.finisher.stop()
+        if self.presence is not None:
+            self.presence.stop()
+        log.info("worker_stopped", worker_id=self.worker_id)
+
+    def signature(self, actor) -> inspect.Signature:
+        sig = self._signatures.get(actor.actor_name)
+        if sig is None:
+            sig = self._signatures[actor.actor_name] = inspect.signature(actor.fn)
+        return sig
+
+    # ---- finishing (called on worker threads) ------------------------------------------
+
+    def finish(self, message, *, failed: bool) -> None:
+        claim = self.inflight.pop(message.message_id, None)
+        if claim is None:
+            return
+        if claim.started_at is None:
+            # Never started (e.g. skipped before the actor ran): hand it back untouched.
+            self.finisher.submit("release", {"message_id": claim.message_id})
+            return
+        duration_ms = (time.monotonic() - claim.started_mono) * 1000
+        exc = getattr(message, "_exception", None)
+        if failed:
+            state, outcome = "dead", "dead"
+        elif claim.retry_delay_ms is not None:
+            state, outcome = "queued", "failed"
+        else:
+            state, outcome = "completed", "completed"
+        finish = {
+            "message_id": claim.message_id, "attempt": claim.current_attempt, "state": state,
+            "delay_ms": claim.retry_delay_ms, "outcome": outcome,
+            "started_at": claim.started_at.isoformat(), "finished_at": self.clock.now().isoformat(),
+            "duration_ms": round(duration_ms, 3), "args_digest": claim.digest,
+            "error_type": None, "error_message": None, "traceback": None,
+            "result_summary": _summarise(claim.result) if outcome == "completed" else None,
+        }
+        if exc is not None and outcome != "completed":
+            finish["error_type"] = type(exc).__name__
+            finish["error_message"] = str(exc)[:2000]
+            finish["traceback"] = "".join(traceback_module.format_exception(exc))[-8000:]
+        self.finisher.submit("finish", finish)
+        event = {"completed": "job_completed", "failed": "job_failed_will_retry", "dead": "job_dead"}[outcome]
+        level = log.info if outcome == "completed" else log.warning
+        level(event, duration_ms=round(duration_ms, 1),
+              **({"error_type": finish["error_type"], "retry_in_ms": claim.retry_delay_ms}
+                 if outcome != "completed" else {}))
+        structlog.contextvars.clear_contextvars()
+        enqueued_by.set(None)
+
+
+def _summarise(result: Any) -> Any:
+    if result is None:
+        return None
+    try:
+        text = json.dumps(result, default=str)
+    except (TypeError, ValueError):
+        return {"repr": repr(result)[:500]}
+    return result if len(text) <= 2000 else {"truncated": text[:2000]}
+
+
+def _default_provenance() -> str:
+    return f"python:{socket.gethostname()}:{os.getpid()}"
+
+
+class LamplighterConsumer(Consumer):
+    """Claims batches of one queue for this worker; waits on LISTEN or polls."""
+
+    def __init__(self, broker: LamplighterBroker, queue_name: str, prefetch: int):
+        self.broker = broker
+        self.queue_name = queue_name
+        self.prefetch = max(1, prefetch)
+        self.settings = broker.settings
+        self.buffer: deque[MessageProxy] = deque()
+        self.mine: set[str] = set()
+        self.claim_conn = ResilientConnection(f"lamplighter-claim:{queue_name}")
+        self.listen_conn = ResilientConnection(f"lamplighter-listen:{queue_name}", autocommit=True)
+        self.listening = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.buffer:
+            return self.buffer.popleft()
+        if self.broker.stopping:
+            time.sleep(min(0.1, self.settings.poll_interval))
+            return None
+        self.mine &= set(self.broker.inflight)  # forget finished ones
+        capacity = self.prefetch - len(self.mine)
+        if capacity > 0:
+            claimed = self._claim(min(capacity, self.settings.claim_batch))
+            if claimed:
+                self.buffer.extend(claimed)
+                return self.buffer.popleft()
+            self._wait_for_work(self.settings.poll_interval)
+        else:
+            time.sleep(min(0.005, self.settings.poll_interval))
+        return None
+
+    def _claim(self, limit: int) -> list[MessageProxy]:
+        conn = self.claim_conn.get()
+        try:
+            with conn:
+                cur = conn.cursor()
+                cur.execute(SQL["job_claim_batch"], {"queue": self.queue_name, "limit": limit,
+                                                     "worker_id": self.broker.worker_id})
+                found = jobs.rows(cur)
+        except _DISCONNECTS as exc:
+            self.claim_conn.broken(exc)
+            raise dramatiq.errors.ConnectionError(str(exc)) from None
+        proxies = []
+        for row in found:
+            proxy = self._to_proxy(row)
+            if proxy is not None:
+                proxies.append(proxy)
+        return proxies
+
+    def _to_proxy(self, row: dict) -> MessageProxy | None:
+        message_id = str(row["message_id"])
+        data = row["message"]
+        try:
+            message = _decode(data, message_id, self.queue_name)
+            actor = self.broker.get_actor(message.actor_name)
+            self.broker.signature(actor).bind(*message.args, **message.kwargs)
+        except dramatiq.errors.ActorNotFound:
+            self._reject(message_id, f"unknown actor {row['actor_name']!r}: no actor of that name in this deployment")
+            return None
+        except (TypeError, ValueError) as exc:
+            self._reject(message_id, f"undecodable message: {exc}")
+            return None
+        # Retries decides from options.retries; the table's attempt count is the truth
+        # (it includes attempts lost to a crash), so the message follows it.
+        message.options["retries"] = row["attempt"]
+        self.broker.inflight[message_id] = Claim(
+            message_id=message_id, queue_name=self.queue_name, actor_name=message.actor_name,
+            attempt=row["attempt"], tenant_id=row["tenant_id"], digest=args_digest(data))
+        self.mine.add(message_id)
+        return MessageProxy(message)
+
+    def _reject(self, message_id: str, reason: str) -> None:
+        log.error("job_rejected", job_id=message_id, queue=self.queue_name, reason=reason)
+        self.broker.finisher.submit("reject", {"message_id": message_id, "reason": reason[:2000]})
+
+    def _wait_for_work(self, timeout: float) -> None:
+        if not self.settings.listen:
+            time.sleep(timeout)
+            return
+        try:
+            conn = self.listen_conn.get()
+            if not self.listening:
+                channel = psycopg2.extensions.quote_ident(f"dramatiq.{self.queue_name}.enqueue", conn)
+                conn.cursor().execute(f"LISTEN {channel}")
+                self.listening = True
+            if not conn.notifies:
+                select.select([conn], [], [], timeout)
+            conn.poll()
+            conn.notifies.clear()
+        except _DISCONNECTS as exc:
+            self.listening = False
+            self.listen_conn.broken(exc)
+            time.sleep(min(timeout, 1.0))
+
+    def ack(self, message):
+        self.broker.finish(message, failed=False)
+
+    def nack(self, message):
+        self.broker.finish(message, failed=True)
+
+    def requeue(self, messages: Iterable[MessageProxy]):
+        ids = [m.message_id for m in messages]
+        for message_id in ids:
+            self.broker.inflight.pop(message_id, None)
+        if ids and self.broker.finisher is not None:
+            for message_id in ids:
+                self.broker.finisher.submit("release", {"message_id": message_id})
+
+    def close(self):
+        self.requeue(list(self.buffer))
+        self.buffer.clear()
+        self.claim_conn.close()
+        self.listen_conn.close()
+
+
+def _decode(data: Any, message_id: str, queue_name: str) -> Message:
+    if not isinstance(data, dict):
+        raise ValueError(f"message is a JSON {type(data).__name__}, not an object")
+    for key, kind in (("actor_name", str), ("args", list), ("kwargs", dict), ("options", dict)):
+        if key in data and not isinstance(data[key], kind):
+            raise ValueError(f"field {key!r} must be a {kind.__name__}")
+    if not isinstance(data.get("actor_name"), str) or not data["actor_name"]:
+        raise ValueError("field 'actor_name' is missing")
+    if str(data.get("message_id", message_id)) != message_id:
+        raise ValueError("field 'message_id' does not match the row's message_id")
+    options = dict(data.get("options") or {})
+    options.pop("eta", None)  # delays live in available_at; dramatiq would hold it in memory
+    timestamp = data.get("message_timestamp", current_millis())
+    if not isinstance(timestamp, int):
+        raise ValueError("field 'message_timestamp' must be an integer")
+    return Message(queue_name=queue_name, actor_name=data["actor_name"], args=tuple(data.get("args") or ()),
+                   kwargs=dict(data.get("kwargs") or {}), options=options, message_id=message_id,
+                   message_timestamp=timestamp)

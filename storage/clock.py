@@ -1,0 +1,48 @@
+"""Time is injectable: one clock port for Python and ``lamplighter.now()`` for SQL.
+
+Every comparison with "now" in SQL goes through ``lamplighter.now()``, which adds the session
+setting ``lamplighter.clock_offset`` (seconds) to the transaction time. Python code asks a
+:class:`Clock`. ``LAMPLIGHTER_CLOCK_OFFSET`` shifts both, so tests of TTLs and cron ticks move
+time instead of waiting for it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware, in UTC."""
+
+
+@dataclass
+class SystemClock:
+    offset: float = 0.0  # seconds
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + timedelta(seconds=self.offset)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@dataclass
+class FrozenClock:
+    """A clock that moves only when told to; for unit tests of domain rules."""
+
+    current: datetime
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> datetime:
+        self.current += timedelta(seconds=seconds)
+        return self.current
+
+
+def sql_offset_option(offset: float) -> str:
+    """libpq ``options`` that make ``lamplighter.now()`` agree with ``SystemClock(offset)``."""
+    return f"-c lamplighter.clock_offset={offset:g}" if offset else ""

@@ -1,0 +1,91 @@
+"""Connections: one driver (psycopg2) for peewee and the broker alike.
+
+``database`` is the peewee database every storage module uses. Outside a transaction each
+statement commits on its own (peewee runs in autocommit mode); inside ``database.atomic()``
+storage functions, the broker's enqueue included, join the caller's transaction.
+"""
+from __future__ import annotations
+
+import threading
+from urllib.parse import parse_qsl, urlparse, urlunparse
+
+import peewee
+import psycopg2
+
+from storage import clock as clock_module
+from storage import embedded
+from storage import settings as settings_module
+
+database = peewee.PostgresqlDatabase(None, autorollback=False)
+
+_lock = threading.Lock()
+_url: str | None = None
+
+
+class DatabaseUnavailable(RuntimeError):
+    """PostgreSQL cannot be reached; the message carries no password."""
+
+
+def database_url() -> str:
+    """DATABASE_URL, or the embedded server's URL (started on first use)."""
+    global _url
+    with _lock:
+        if _url is None:
+            current = settings_module.get()
+            _url = current.database_url or embedded.ensure_running(current.data_dir)
+        return _url
+
+
+def connect_kwargs(application_name: str = "lamplighter") -> dict[str, str]:
+    """libpq parameters added to every connection: keepalives so a vanished server is noticed
+    in seconds rather than at TCP's default of hours, and the clock offset for tests."""
+    current = settings_module.get()
+    kwargs = {
+        "application_name": application_name,
+        "keepalives": "1",
+        "keepalives_idle": "5",
+        "keepalives_interval": "2",
+        "keepalives_count": "3",
+        "connect_timeout": "10",
+    }
+    option = clock_module.sql_offset_option(current.clock_offset)
+    if option:
+        kwargs["options"] = option
+    return kwargs
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """Separate query parameters (e.g. ``host=/socket/dir``) so they can be merged with ours."""
+    parts = urlparse(url)
+    params = dict(parse_qsl(parts.query))
+    return urlunparse(parts._replace(query="")), params
+
+
+def raw_connection(application_name: str = "lamplighter") -> psycopg2.extensions.connection:
+    """A plain psycopg2 connection (broker consumer, LISTEN, migrations lock)."""
+    dsn, params = split_url(database_url())
+    kwargs = {**connect_kwargs(application_name), **params}
+    try:
+        return psycopg2.connect(dsn, **kwargs)
+    except psycopg2.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {settings_module.redact_url(dsn)}: "
+                                  f"{str(exc).strip().splitlines()[0]}") from None
+
+
+def init_database(application_name: str = "lamplighter") -> peewee.PostgresqlDatabase:
+    """Point the peewee database at DATABASE_URL (or the embedded server). Idempotent."""
+    if database.deferred or database.connect_params.get("application_name") != application_name:
+        dsn, params = split_url(database_url())
+        # peewee treats a None name as "not initialised"; libpq lets the DSN's name win anyway.
+        name = urlparse(dsn).path.lstrip("/") or params.get("dbname") or "postgres"
+        database.init(name, dsn=dsn, **{**connect_kwargs(application_name), **params})
+    return database
+
+
+def reset() -> None:
+    """Forget the resolved URL and close peewee's connection (tests switch databases)."""
+    global _url
+    with _lock:
+        _url = None
+    if not database.deferred and not database.is_closed():
+        database.close()

