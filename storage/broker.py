@@ -341,7 +341,7 @@ class LamplighterBroker(PostgresBroker):
         self.settings = settings or settings_module.get()
         # results=False: return values are summarised in the history row, not kept as
         # dramatiq results. The pool is unused by our consumer; dramatiq-pg wants one.
-        super().__init__(url=connection.database_url(), results=False, middleware=middleware)
+        super().__init__(url="", results=False, middleware=middleware)
         self.clock = clock_module.SystemClock(self.settings.clock_offset)
         self.worker_id = str(uuid.uuid4())
         self.inflight: dict[str, Claim] = {}

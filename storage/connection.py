@@ -20,6 +20,7 @@ database = peewee.PostgresqlDatabase(None, autorollback=False)
 
 _lock = threading.Lock()
 _url: str | None = None
+_initialised_for: tuple[str, str] | None = None
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -74,8 +75,11 @@ def raw_connection(application_name: str = "lamplighter") -> psycopg2.extensions
 
 def init_database(application_name: str = "lamplighter") -> peewee.PostgresqlDatabase:
     """Point the peewee database at DATABASE_URL (or the embedded server). Idempotent."""
-    if database.deferred or database.connect_params.get("application_name") != application_name:
-        dsn, params = split_url(database_url())
+    global _initialised_for
+    url = database_url()
+    if database.deferred or _initialised_for != (url, application_name):
+        _initialised_for = (url, application_name)
+        dsn, params = split_url(url)
         # peewee treats a None name as "not initialised"; libpq lets the DSN's name win anyway.
         name = urlparse(dsn).path.lstrip("/") or params.get("dbname") or "postgres"
         database.init(name, dsn=dsn, **{**connect_kwargs(application_name), **params})

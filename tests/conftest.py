@@ -1,0 +1,163 @@
+"""Test fixtures: a real PostgreSQL, never a mock of it.
+
+With DATABASE_URL set, tests create their databases on that server; unset, they start an
+embedded PostgreSQL once per session (in a throwaway data directory). A template database is
+migrated once; each test that needs a database gets a fresh copy of it (CREATE DATABASE ...
+TEMPLATE, tens of milliseconds), so tests never see each other's rows.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg2
+import pytest
+
+from storage import connection, embedded, schema
+from storage import settings as settings_module
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Fast timings for tests: every TTL and interval is a setting (see storage/settings.py).
+FAST_ENV = {
+    "LAMPLIGHTER_POLL_INTERVAL": "0.2",
+    "LAMPLIGHTER_HEARTBEAT_INTERVAL": "0.5",
+    "LAMPLIGHTER_LEASE_TIMEOUT": "2",
+    "LAMPLIGHTER_SHUTDOWN_GRACE": "5",
+    "LAMPLIGHTER_LOG_FORMAT": "json",
+}
+
+
+def wait_for(condition, *, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
+    """Poll ``condition`` until it returns a truthy value or the deadline passes (no sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlparse(url)
+    return urlunparse(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    """An admin URL of the PostgreSQL server the tests use."""
+    url = settings_module.normalize_database_url(os.environ.get("DATABASE_URL", ""))
+    if url:
+        yield url
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="lamplighter-tests-"))
+    try:
+        yield embedded.ensure_running(data_dir)
+    finally:
+        embedded.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _admin(server_url: str):
+    conn = psycopg2.connect(server_url)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def template_database(server_url):
+    """A migrated database that every test database is copied from."""
+    name = f"lamplighter_tpl_{os.getpid()}"
+    admin = _admin(server_url)
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    url = with_database(server_url, name)
+    use_database(url)
+    schema.migrate()
+    connection.reset()
+    yield name
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def use_database(url: str, **env) -> settings_module.Settings:
+    """Point settings and connections of this process at ``url``."""
+    connection.reset()
+    settings = settings_module.configure(settings_module.load({**FAST_ENV, "DATABASE_URL": url, **env}))
+    connection.init_database()
+    return settings
+
+
+@pytest.fixture
+def database_url(server_url, template_database):
+    """A fresh, migrated database for this test; dropped afterwards."""
+    name = f"lamplighter_t_{uuid.uuid4().hex[:12]}"
+    admin = _admin(server_url)
+    admin.cursor().execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    url = with_database(server_url, name)
+    use_database(url)
+    yield url
+    connection.reset()
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def sql(database_url):
+    """Run SQL on the test database with its own autocommitting connection; returns rows."""
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+
+    def run(text, params=None):
+        cur = conn.cursor()
+        cur.execute(text, params)
+        return cur.fetchall() if cur.description else cur.rowcount
+
+    yield run
+    conn.close()
+
+
+@pytest.fixture
+def broker(database_url):
+    """The actors package's broker pointed at this test's database with fast timings."""
+    import actors
+
+    actors.broker.settings = settings_module.get()
+    actors.broker.stopping = False
+    actors.broker.inflight.clear()
+    yield actors.broker
+    actors.broker.inflight.clear()
+
+
+@pytest.fixture
+def run_worker(broker):
+    """Start an in-process dramatiq Worker on the test database; stopped at teardown."""
+    import dramatiq
+
+    started = []
+
+    def start(threads: int = 4, queues=None):
+        worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100, queues=queues)
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop(timeout=10_000)
+
+
+def lamplighter_env(**extra: str) -> dict[str, str]:
+    """Environment for a `lamplighter` subprocess."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LAMPLIGHTER_DATA_DIR")}
+    env.update(FAST_ENV)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env

@@ -1,0 +1,74 @@
+"""A description of Lamplighter's schema read from PostgreSQL's catalog: tables, columns,
+constraints, indexes, storage options, functions and triggers of the lamplighter and dramatiq
+schemas, one line each, sorted. tests/migrations/declared_schema.txt is the declared schema;
+after adding a migration, regenerate it and review the diff:
+
+    DATABASE_URL=postgresql://... python -m tests.migrations.catalog --write
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DECLARED = Path(__file__).with_name("declared_schema.txt")
+SCHEMAS = ("lamplighter", "dramatiq")
+
+QUERIES = {
+    "column": """
+        SELECT c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+               || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+               || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+               || CASE WHEN a.attidentity <> '' THEN ' IDENTITY ' || a.attidentity::text ELSE '' END
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped""",
+    "constraint": """
+        SELECT c.relname || ' ' || co.conname || ' ' || pg_get_constraintdef(co.oid)
+        FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s)
+          AND co.contype <> 'n'  -- PostgreSQL 18 lists NOT NULL here too; columns already say it""",
+    "index": """
+        SELECT pg_get_indexdef(i.indexrelid)
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%(schemas)s)""",
+    "table_options": """
+        SELECT n.nspname || '.' || c.relname || ' ' || array_to_string(c.reloptions, ',')
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND c.reloptions IS NOT NULL""",
+    "function": """
+        SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') '
+               || pg_get_function_result(p.oid) || ' ' || md5(regexp_replace(p.prosrc, '\\s+', ' ', 'g'))
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = ANY(%(schemas)s)""",
+    "trigger": """
+        SELECT pg_get_triggerdef(t.oid)
+        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND NOT t.tgisinternal""",
+}
+
+
+def describe(conn) -> str:
+    lines = []
+    cur = conn.cursor()
+    for kind, query in QUERIES.items():
+        cur.execute(query, {"schemas": list(SCHEMAS)})
+        lines += [f"{kind}: {row[0]}" for row in cur.fetchall()]
+    return "\n".join(sorted(lines)) + "\n"
+
+
+if __name__ == "__main__":
+    import psycopg2
+
+    from storage import connection, schema
+
+    schema.migrate()
+    text = describe(connection.raw_connection())
+    if "--write" in sys.argv:
+        DECLARED.write_text(text)
+        print(f"wrote {DECLARED}")
+    else:
+        sys.stdout.write(text)

@@ -1,0 +1,50 @@
+"""The public surface that other services depend on, made visible: actor names and options,
+the Procfile, and the import layers."""
+import subprocess
+import sys
+from pathlib import Path
+
+import dramatiq
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Renaming an actor strands its queued messages: change this list on purpose, with a migration path.
+EXPECTED_ACTORS = {
+    "maintenance.ping": {"queue_name": "maintenance", "time_limit": 60_000, "max_retries": 3},
+}
+
+
+def test_every_actor_declares_name_queue_time_limit_and_retries():
+    import actors
+
+    declared = {}
+    for name in actors.broker.get_declared_actors():
+        if name.startswith("tests."):
+            continue
+        actor = actors.broker.get_actor(name)
+        declared[name] = {"queue_name": actor.queue_name, "time_limit": actor.options.get("time_limit"),
+                          "max_retries": actor.options.get("max_retries")}
+    assert declared == EXPECTED_ACTORS
+
+
+def test_no_default_prometheus_middleware():
+    import actors
+
+    names = [type(m).__name__ for m in actors.broker.middleware]
+    assert "Prometheus" not in names
+    assert {"Retries", "TimeLimit", "AgeLimit", "Callbacks", "ShutdownNotifications"} <= set(names)
+
+
+def test_procfile_matches_lamplighter_up():
+    from console.processes import PROCESSES
+
+    entries = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert entries.pop("release") == "lamplighter migrate"
+    assert entries == {name: "lamplighter " + " ".join(verb) for name, verb in PROCESSES.items()}
+
+
+def test_import_layers_hold():
+    result = subprocess.run([str(Path(sys.executable).with_name("lint-imports"))], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 2 kept, 0 broken" in result.stdout
