@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Renaming an actor strands its queued messages: change this list on purpose, with a migration path.
 EXPECTED_ACTORS = {
     "maintenance.ping": {"queue_name": "maintenance", "time_limit": 60_000, "max_retries": 3},
+    "maintenance.rotate_encryption_keys": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
 }
 
 
