@@ -48,6 +48,13 @@ class Settings:
     # Identity provider (accounts).
     zitadel_url: str = ""
     zitadel_pat: str = field(default="", repr=False)
+    zitadel_org_id: str = ""  # the Zitadel organization managed accounts are created in
+    zitadel_project_id: str = ""  # project whose roles are granted; empty: no grant
+    zitadel_role_keys: tuple[str, ...] = ()  # empty: grant the request's own role as the key
+    zitadel_password_change_required: bool = True
+    zitadel_timeout: float = 10.0  # seconds, connect and read, every call
+    zitadel_user_id_prefix: str = "lamplighter-"  # userId = prefix + request id (docs/accounts.md)
+    account_processing_timeout: float = 300.0  # a request processing longer than this is retried
 
     @property
     def embedded(self) -> bool:
@@ -120,6 +127,15 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+_USER_ID_PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{0,60}$")
+
+
+def _user_id_prefix(raw: str) -> str:
+    if not _USER_ID_PREFIX.match(raw):
+        raise SettingsError(f"ZITADEL_USER_ID_PREFIX={raw!r}: letters, digits, '_', '-', '.'; up to 60")
+    return raw
+
+
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 
 
@@ -160,11 +176,25 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         encryption_keys=env.get("LAMPLIGHTER_ENCRYPTION_KEYS", ""),
         zitadel_url=env.get("ZITADEL_URL", "").rstrip("/"),
         zitadel_pat=env.get("ZITADEL_PAT", ""),
+        zitadel_org_id=env.get("ZITADEL_ORG_ID", "").strip(),
+        zitadel_project_id=env.get("ZITADEL_PROJECT_ID", "").strip(),
+        zitadel_role_keys=tuple(k.strip() for k in env.get("ZITADEL_ROLE_KEYS", "").split(",") if k.strip()),
+        zitadel_password_change_required=_boolean(env, "ZITADEL_PASSWORD_CHANGE_REQUIRED", True),
+        zitadel_timeout=_number(env, "ZITADEL_TIMEOUT", 10.0, minimum=0.1),
+        zitadel_user_id_prefix=_user_id_prefix(env.get("ZITADEL_USER_ID_PREFIX", "lamplighter-")),
+        account_processing_timeout=_number(env, "LAMPLIGHTER_ACCOUNT_PROCESSING_TIMEOUT", 300.0, minimum=1.0),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(
             "LAMPLIGHTER_LEASE_TIMEOUT: must be longer than LAMPLIGHTER_HEARTBEAT_INTERVAL "
             f"({settings.lease_timeout} <= {settings.heartbeat_interval})"
+        )
+    if settings.account_processing_timeout <= 3 * settings.zitadel_timeout:
+        # One attempt makes up to three calls (create, look-up, grant); a shorter timeout would
+        # hand a request that is still being processed to a second worker.
+        raise SettingsError(
+            "LAMPLIGHTER_ACCOUNT_PROCESSING_TIMEOUT: must be longer than three ZITADEL_TIMEOUTs "
+            f"({settings.account_processing_timeout} <= 3 x {settings.zitadel_timeout})"
         )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(settings, **overrides) if overrides else settings

@@ -1,0 +1,124 @@
+"""Managed-account creation requests and their creators' notifications (queries in sql/accounts.sql).
+
+The password column holds ``enc:v1:`` values from storage/encryption.py; it is registered in
+``encryption.ENCRYPTED_COLUMNS`` so ``maintenance.rotate_encryption_keys`` re-encrypts it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from storage import connection, encryption
+from storage.jobs import execute, rows
+from storage.queries import queries
+
+SQL = queries("accounts")
+TABLE = "lamplighter.queued_managed_account_creations"
+STATUSES = ("pending", "processing", "completed", "failed")
+
+encryption.ENCRYPTED_COLUMNS.append(encryption.EncryptedColumn(TABLE, "id", "encrypted_password"))
+
+
+@dataclass(frozen=True)
+class AccountRequest:
+    id: int
+    organization_id: str
+    username: str
+    given_name: str
+    family_name: str
+    email: str
+    role: str
+    encrypted_password: str | None = field(repr=False)
+    created_by: str
+    retry_count: int
+    status: str
+    next_retry_at: datetime
+    claimed_at: datetime | None
+    last_error_message: str | None
+    idp_user_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: int
+    recipient: str
+    request_id: int
+    kind: str
+    message: str
+    created_at: datetime
+    read_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an attempt changes on its request; ``notify`` is (recipient, kind, message)."""
+
+    status: str
+    retry_count: int
+    last_error_message: str | None
+    next_retry_at: datetime | None = None
+    idp_user_id: str | None = None
+    erase_password: bool = False
+    notify: tuple[str, str, str] | None = None
+
+
+def insert(*, organization_id: str, username: str, given_name: str, family_name: str, email: str, role: str,
+           created_by: str, encrypted_password: str | None, now: datetime) -> int:
+    if encrypted_password is not None and not encryption.is_encrypted(encrypted_password):
+        raise encryption.EncryptionError("refusing to store a password that is not encrypted")
+    cursor = execute("account_request_insert", {
+        "organization_id": organization_id, "username": username, "given_name": given_name,
+        "family_name": family_name, "email": email, "role": role, "encrypted_password": encrypted_password,
+        "created_by": created_by, "now": now}, sql=SQL)
+    return cursor.fetchone()[0]
+
+
+def claim_next(now: datetime) -> AccountRequest | None:
+    """Mark the oldest due pending request processing and commit; None when nothing is due."""
+    found = rows(execute("account_request_claim_next", {"now": now}, sql=SQL))
+    return AccountRequest(**found[0]) if found else None
+
+
+def stuck(cutoff: datetime, *, limit: int = 100) -> list[AccountRequest]:
+    return [AccountRequest(**r) for r in rows(execute("account_request_stuck", {"cutoff": cutoff, "limit": limit},
+                                                      sql=SQL))]
+
+
+def finish(request: AccountRequest, outcome: Outcome, *, now: datetime) -> bool:
+    """Record ``outcome`` (and its notification) in one transaction, if ``request``'s claim still
+    holds. Returns False when another sweep has taken the request back meanwhile."""
+    db = connection.init_database()
+    with db.atomic():
+        cursor = execute("account_request_finish", {
+            "id": request.id, "claimed_at": request.claimed_at, "status": outcome.status,
+            "retry_count": outcome.retry_count, "next_retry_at": outcome.next_retry_at,
+            "last_error_message": outcome.last_error_message, "idp_user_id": outcome.idp_user_id,
+            "erase_password": outcome.erase_password, "now": now}, sql=SQL)
+        if cursor.fetchone() is None:
+            return False
+        if outcome.notify is not None:
+            recipient, kind, message = outcome.notify
+            execute("account_notification_insert", {"recipient": recipient, "request_id": request.id,
+                                                    "kind": kind, "message": message, "now": now}, sql=SQL)
+    return True
+
+
+def get(request_id: int) -> AccountRequest | None:
+    found = rows(execute("account_request_get", {"id": request_id}, sql=SQL))
+    return AccountRequest(**found[0]) if found else None
+
+
+def list_requests(*, status: str | None = None, limit: int = 50) -> list[AccountRequest]:
+    return [AccountRequest(**r) for r in rows(execute("account_request_list", {"status": status, "limit": limit},
+                                                      sql=SQL))]
+
+
+def count_due(now: datetime) -> int:
+    return execute("account_request_count_due", {"now": now}, sql=SQL).fetchone()[0]
+
+
+def notifications(recipient: str, *, unread_only: bool = True) -> list[Notification]:
+    return [Notification(**r) for r in rows(execute("account_notification_list",
+                                                    {"recipient": recipient, "unread_only": unread_only}, sql=SQL))]
