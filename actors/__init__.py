@@ -41,3 +41,4 @@ dramatiq.set_broker(broker)
 
 # Actor modules register themselves on import; keep this list complete (tests/unit checks it).
 from actors import maintenance  # noqa: E402,F401
+from actors import accounts, invitations  # noqa: E402,F401

@@ -125,6 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     q = verbs.add_parser("queue", help="pause or resume a queue")
     q.add_argument("action", choices=("pause", "resume"))
     q.add_argument("queue", metavar="QUEUE", type=_queue_name)
+
+    acc = verbs.add_parser("accounts", help="managed accounts at the identity provider (Zitadel)")
+    acc_actions = acc.add_subparsers(dest="accounts_action", metavar="ACTION", parser_class=_Parser)
+    acc_actions.required = True
+    ac = acc_actions.add_parser("create", help="queue a managed-account creation; the password is read from a "
+                                               "prompt or the first line of stdin, never from the command line")
+    ac.add_argument("--organization", required=True, help="family/organisation id the account belongs to")
+    ac.add_argument("--username", required=True)
+    ac.add_argument("--given-name", required=True)
+    ac.add_argument("--family-name", required=True)
+    ac.add_argument("--email", required=True)
+    ac.add_argument("--role", required=True)
+    ac.add_argument("--created-by", help="the requesting admin, notified if creation fails (default: you)")
+    ac.add_argument("--no-password", action="store_true",
+                    help="create the account without a password (Zitadel e-mails the user)")
+    al = acc_actions.add_parser("list", help="creation requests, newest first (passwords are never shown)")
+    al.add_argument("--status", choices=("pending", "processing", "completed", "failed"))
+    al.add_argument("--limit", type=_positive_int, default=50)
+    al.add_argument("--json", action="store_true")
     return parser
 
 
@@ -307,6 +326,50 @@ def cmd_queue(args, settings) -> int:
     return 0
 
 
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password for the new account: ")
+        if password != getpass.getpass("Repeat it: "):
+            raise UsageError("the passwords do not match")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError("no password given (use --no-password to create the account without one)")
+    return password
+
+
+def cmd_accounts(args, settings) -> int:
+    from domain import accounts
+    from storage import accounts as account_rows
+    from storage.clock import SystemClock
+    from storage.encryption import EncryptionError
+
+    if args.accounts_action == "list":
+        found = account_rows.list_requests(status=args.status, limit=args.limit)
+        rows = [{"id": r.id, "organization": r.organization_id, "username": r.username, "email": r.email,
+                 "role": r.role, "status": r.status, "retries": r.retry_count, "next_retry_at": r.next_retry_at,
+                 "idp_user_id": r.idp_user_id, "created_by": r.created_by,
+                 "last_error": r.last_error_message} for r in found]
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                r["last_error"] = (r["last_error"] or "")[:60] or None
+            print(_table(rows, ["id", "organization", "username", "status", "retries", "next_retry_at",
+                                "idp_user_id", "last_error"]))
+        return 0
+    password = None if args.no_password else _read_password()
+    try:
+        request_id = accounts.request_account(
+            SystemClock(settings.clock_offset), organization_id=args.organization, username=args.username,
+            given_name=args.given_name, family_name=args.family_name, email=args.email, role=args.role,
+            created_by=args.created_by or operator(), password=password)
+    except (accounts.InvalidAccountRequest, EncryptionError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"account request {request_id} queued; the per-minute sweep creates it at the identity provider")
+    return 0
+
+
 def cmd_worker(args, settings) -> int:
     from console import processes
 
@@ -334,7 +397,7 @@ def cmd_up(args, settings) -> int:
 COMMANDS = {
     "up": cmd_up, "migrate": cmd_migrate, "worker": cmd_worker, "scheduler": cmd_scheduler, "web": cmd_web,
     "enqueue": cmd_enqueue, "jobs": cmd_jobs, "job": cmd_job, "retry": cmd_retry, "cancel": cmd_cancel,
-    "stats": cmd_stats, "workers": cmd_workers, "queue": cmd_queue,
+    "stats": cmd_stats, "workers": cmd_workers, "queue": cmd_queue, "accounts": cmd_accounts,
 }
 
 
