@@ -298,6 +298,8 @@ def sweep(clock: Clock, provider: IdentityProvider, config: ProviderSettings, *,
         _log_outcome(request, outcome)
         counts["completed" if outcome.status == "completed" else
                "retry_scheduled" if outcome.status == "pending" else "failed"] += 1
+    if any(counts.values()):
+        log.info("managed_account_sweep_finished", **counts)
     return counts
 
 

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import structlog
+
 from storage import invitations as invitation_rows
 from storage.clock import Clock
+
+log = structlog.get_logger("lamplighter.invitations")
 
 RETENTION = timedelta(days=30)
 
@@ -21,4 +25,5 @@ def prune_expired(clock: Clock, *, retention: timedelta = RETENTION, batch_size:
         deleted += done
         if done < batch_size:
             break
+    log.info("invitations_pruned", deleted=deleted, expired_before=cutoff.isoformat())
     return {"deleted": deleted}
