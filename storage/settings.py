@@ -37,6 +37,14 @@ class Settings:
     finish_flush_interval: float = 0.005  # seconds finishes wait to be grouped in one commit
     max_payload_bytes: int = 256 * 1024
     failed_window: float = 3600.0  # "failed" in stats = failed attempts in this window
+    # Jobs for an actor this worker does not know wait this long (a newer release may be
+    # rolling out) before they go dead; measured from enqueue.
+    unknown_actor_grace: float = 600.0
+    completed_retention: float = 7 * 86400.0  # completed/cancelled jobs and their history
+    dead_retention: float = 30 * 86400.0  # dead jobs and their history are kept longer
+    prune_batch_size: int = 5000  # rows deleted per transaction by the pruning actor
+    http_connect_timeout: float = 5.0  # actors' outbound calls (actors/outbound.py)
+    http_read_timeout: float = 30.0
 
     # Operations.
     port: int = 8000
@@ -169,6 +177,12 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         finish_flush_interval=_number(env, "LAMPLIGHTER_FINISH_FLUSH_INTERVAL", 0.005),
         max_payload_bytes=_number(env, "LAMPLIGHTER_MAX_PAYLOAD_BYTES", 256 * 1024, kind=int, minimum=1024),
         failed_window=_number(env, "LAMPLIGHTER_FAILED_WINDOW", 3600.0, minimum=1.0),
+        unknown_actor_grace=_number(env, "LAMPLIGHTER_UNKNOWN_ACTOR_GRACE", 600.0),
+        completed_retention=_number(env, "LAMPLIGHTER_COMPLETED_RETENTION", 7 * 86400.0),
+        dead_retention=_number(env, "LAMPLIGHTER_DEAD_RETENTION", 30 * 86400.0),
+        prune_batch_size=_number(env, "LAMPLIGHTER_PRUNE_BATCH_SIZE", 5000, kind=int, minimum=1),
+        http_connect_timeout=_number(env, "LAMPLIGHTER_HTTP_CONNECT_TIMEOUT", 5.0, minimum=0.01),
+        http_read_timeout=_number(env, "LAMPLIGHTER_HTTP_READ_TIMEOUT", 30.0, minimum=0.01),
         port=_number(env, "PORT", 8000, kind=int, minimum=0),
         log_format=_choice(env, "LAMPLIGHTER_LOG_FORMAT", "auto", ("auto", "json", "console")),
         log_level=_choice(env, "LAMPLIGHTER_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
