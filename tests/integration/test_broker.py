@@ -101,7 +101,8 @@ def test_twenty_thousand_job_backlog_drains_with_default_settings(broker, run_wo
 
     def drained():
         nonlocal peak_locks
-        peak_locks = max(peak_locks, sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0])
+        peak_locks = max(peak_locks, sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                                         "(SELECT oid FROM pg_database WHERE datname = current_database())")[0][0])
         return sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'completed'")[0][0] == 20_000
 
     wait_for(drained, timeout=240, interval=0.5, message="20,000 jobs completed")
