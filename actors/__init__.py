@@ -9,11 +9,15 @@ from __future__ import annotations
 import sys
 
 import dramatiq
-from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, ShutdownNotifications, TimeLimit
 
 from storage import logs
 from storage import settings as settings_module
 from storage.broker import LamplighterBroker
+from storage.schedules import PeriodicSchedules
+
+# dramatiq's Retries, extended with retry schedules and the domain's outcome vocabulary.
+from actors.middleware import Retries  # noqa: E402
 
 try:
     settings = settings_module.get()
@@ -32,6 +36,8 @@ def build_broker(current: settings_module.Settings) -> LamplighterBroker:
         Callbacks(),
         Pipelines(),
         Retries(max_retries=20),
+        # Accepts `periodic=` (cron schedules; docs/scheduler.md); never drops a message.
+        PeriodicSchedules(),
     ]
     return LamplighterBroker(settings=current, middleware=middleware)
 
@@ -41,4 +47,5 @@ dramatiq.set_broker(broker)
 
 # Actor modules register themselves on import; keep this list complete (tests/unit checks it).
 from actors import maintenance  # noqa: E402,F401
+from actors import jobs  # noqa: E402,F401
 from actors import accounts, invitations  # noqa: E402,F401

@@ -111,9 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("job_id", metavar="ID", type=_job_id)
     one.add_argument("--json", action="store_true")
 
-    r = verbs.add_parser("retry", help="queue a dead, cancelled or completed job again")
-    r.add_argument("job_id", metavar="ID", type=_job_id)
+    r = verbs.add_parser("retry", help="queue a dead, cancelled or completed job again (or, with --dead, "
+                                       "every dead job matching the filters)")
+    r.add_argument("job_id", metavar="ID", type=_job_id, nargs="?")
     r.add_argument("--args", type=_json_args, help="run with these arguments instead (recorded)")
+    r.add_argument("--dead", action="store_true", help="bulk redrive of dead jobs; filter with:")
+    r.add_argument("--actor", help="with --dead: only this actor")
+    r.add_argument("--queue", type=_queue_name, help="with --dead: only this queue")
+    r.add_argument("--error-type", help="with --dead: only this error type (e.g. TimeLimitExceeded)")
+    r.add_argument("--limit", type=_positive_int, default=1000, help="with --dead: at most this many (1000)")
     c = verbs.add_parser("cancel", help="cancel a waiting job, or ask a running one to stop")
     c.add_argument("job_id", metavar="ID", type=_job_id)
 
@@ -253,9 +259,22 @@ def cmd_job(args, settings) -> int:
               ("available_at", job.available_at), ("attempts", f"{job.attempt} of {job.max_attempts or 'unlimited'}"),
               ("worker", job.worker_id), ("finished_at", job.finished_at), ("tenant", job.tenant_id),
               ("last_error", job.last_error)]
+    if job.state == "queued" and job.attempt:
+        fields.insert(10, ("next_attempt", job.available_at))
+    if job.unique_key:
+        fields.append(("unique_key", f"{job.unique_key} (held while {', '.join(job.unique_states or []) or 'never'})"))
+    if job.concurrency_key:
+        fields.append(("concurrency", f"{job.concurrency_key} (at most {job.concurrency_limit or 1} at once)"))
+    if job.cancel_requested:
+        fields.append(("cancel", "requested"))
     for name, value in fields:
         print(f"{name + ':':14}{_cell(value)}")
     print()
+    if job.events:
+        print(_table([{"at": e.at, "event": e.event, "by": e.requested_by,
+                       "detail": json.dumps(e.detail)[:80] if e.detail else None} for e in job.events],
+                     ["at", "event", "by", "detail"]))
+        print()
     rows = [{"attempt": a.attempt, "outcome": a.outcome, "started": a.started_at, "finished": a.finished_at,
              "duration_ms": a.duration_ms, "worker": str(a.worker_id)[:8] if a.worker_id else None,
              "error": f"{a.error_type}: {a.error_message}"[:80] if a.error_type else None}
@@ -267,13 +286,24 @@ def cmd_job(args, settings) -> int:
 def cmd_retry(args, settings) -> int:
     from storage import jobs
 
-    message = None
+    if args.dead:
+        if args.job_id or args.args is not None:
+            raise UsageError("--dead redrives by filters; give no ID and no --args")
+        redriven = jobs.requeue_matching(actor=args.actor, queue=args.queue, error_type=args.error_type,
+                                         limit=args.limit, by=operator())
+        print(f"{len(redriven)} dead job(s) queued again")
+        return 0
+    if not args.job_id:
+        raise UsageError("give a job ID, or --dead with filters for a bulk redrive")
+    if args.actor or args.queue or args.error_type:
+        raise UsageError("--actor, --queue and --error-type go with --dead")
+    message, detail = None, {"edited_args": False}
     if args.args is not None:
         job = jobs.get(args.job_id)
         positional, keyword = (args.args, {}) if isinstance(args.args, list) else ([], args.args)
         message = {**job.message, "args": positional, "kwargs": keyword}
-        message.setdefault("options", {})["redriven_with_edited_args_by"] = operator()
-    jobs.requeue(args.job_id, message=message)
+        detail = {"edited_args": True, "previous": {"args": job.args, "kwargs": job.kwargs}}
+    jobs.requeue(args.job_id, message=message, by=operator(), detail=detail)
     print(f"{args.job_id} queued again" + (" with edited arguments" if message else ""))
     return 0
 

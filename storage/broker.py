@@ -9,7 +9,12 @@ service with only dramatiq + dramatiq-pg installed can enqueue), with its consum
 * a claimed job carries the worker's id; one heartbeat row per worker; any live worker hands
   the jobs of a dead one back to the queue;
 * an attempt counts when the actor starts; attempt starts, finishes and history rows from all
-  worker threads are grouped into one commit by the :class:`Finisher`.
+  worker threads are grouped into one commit by the :class:`Finisher`;
+* how an attempt ended (retry at a time, dead, cancelled, handed back) is told by the actors'
+  Retries middleware through :meth:`LamplighterBroker.settle`;
+* unique keys and concurrency limits live in the enqueue and claim SQL (storage/sql/jobs.sql);
+* graceful shutdown: on SIGTERM the worker stops claiming at once, lets running jobs finish
+  within the grace, then hands the rest back without consuming their attempt.
 
 Delivery is at-least-once. A job that finished less than ``finish_flush_interval`` before the
 process died was not yet recorded as finished and runs again; history shows both runs.
@@ -22,11 +27,13 @@ import json
 import os
 import queue as queue_module
 import select
+import signal
 import socket
 import threading
 import time
 import traceback as traceback_module
 import uuid
+import ctypes
 from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -40,7 +47,7 @@ import structlog
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.message import Message
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, Shutdown, SkipMessage
 from dramatiq_pg import PostgresBroker
 
 from storage import clock as clock_module
@@ -55,9 +62,18 @@ VERSION = "0.1.0"
 # Who is enqueueing, recorded in the job row's enqueued_by: set by the CLI ("cli:user@host"),
 # the scheduler ("cron:<key>@<time>"), the API ("api:<token>"); inside a job, "job:<id>".
 enqueued_by: ContextVar[str | None] = ContextVar("enqueued_by", default=None)
+# The job this thread is running, if any: a job that enqueues its own successor under the same
+# unique key gives the key up to it; actors read it to poll for a cancel request.
+current_job_id: ContextVar[str | None] = ContextVar("current_job_id", default=None)
 
 # Options a sender may give (send_with_options) that become job columns, not message options.
-COLUMN_OPTIONS = ("unique_key", "concurrency_key", "tenant_id", "correlation_id", "priority")
+COLUMN_OPTIONS = ("unique_key", "unique_states", "unique_on_conflict", "concurrency_key", "concurrency_limit",
+                  "tenant_id", "correlation_id", "priority")
+# Of those, the ones an actor may declare as its defaults.
+ACTOR_COLUMN_OPTIONS = ("unique_states", "unique_on_conflict", "concurrency_key", "concurrency_limit")
+# Seconds between two SIGTERM/SIGINT that are still one stop request (Heroku signals every
+# process of a dyno, and dramatiq's main process forwards what it receives).
+SIGNAL_REPEAT_WINDOW = 1.0
 _DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
@@ -108,6 +124,8 @@ class Claim:
     started_mono: float | None = None
     retry_delay_ms: int | None = None
     result: Any = None
+    verdict: str | None = None  # dead | cancelled | handback, from the Retries middleware
+    thread: threading.Thread | None = None
 
     @property
     def current_attempt(self) -> int:
@@ -210,7 +228,9 @@ class Finisher(threading.Thread):
         starts = [p for k, p, _ in batch if k == "start"]
         finishes = [p for k, p, _ in batch if k == "finish"]
         releases = [p["message_id"] for k, p, _ in batch if k == "release"]
+        handbacks = [p for k, p, _ in batch if k == "handback"]
         rejects = [p for k, p, _ in batch if k == "reject"]
+        defers = [p for k, p, _ in batch if k == "defer"]
         worker_id = self.broker.worker_id
         while True:
             conn = self.conn.get()
@@ -228,8 +248,13 @@ class Finisher(threading.Thread):
                                         reason="job no longer held by this worker (rescued or cancelled)")
                     if releases:
                         cur.execute(SQL["job_release_unstarted"], {"message_ids": releases, "worker_id": worker_id})
+                    if handbacks:
+                        cur.execute(SQL["job_hand_back_started"], {"jobs": json.dumps(handbacks),
+                                                                   "worker_id": worker_id})
                     for reject in rejects:
                         cur.execute(SQL["job_reject_undecodable"], {**reject, "worker_id": worker_id})
+                    for defer in defers:
+                        cur.execute(SQL["job_defer_unknown_actor"], {**defer, "worker_id": worker_id})
                 break
             except _DISCONNECTS as exc:
                 self.conn.broken(exc)
@@ -279,6 +304,9 @@ class Presence(threading.Thread):
         if rescue.jobs_rescued or rescue.workers_expired:
             log.warning("lost_jobs_rescued", workers_expired=rescue.workers_expired,
                         jobs_rescued=rescue.jobs_rescued, attempts_lost=rescue.attempts_lost)
+        freed = jobs.free_stray_slots(conn)
+        if freed:
+            log.warning("concurrency_slots_freed", slots=freed, reason="holder no longer running")
 
     def run(self) -> None:
         interval = self.broker.settings.heartbeat_interval
@@ -301,31 +329,50 @@ class Presence(threading.Thread):
 
 
 class Lifecycle(Middleware):
-    """Worker boot/shutdown and per-job bookkeeping: attempt start, log context, result."""
+    """Worker boot/shutdown and per-job bookkeeping: attempt start, log context, result,
+    and the graceful stop (grace, hand-back of unfinished attempts)."""
+
+    @property
+    def actor_options(self):
+        # Job-column defaults an actor may declare next to itself (see COLUMN_OPTIONS).
+        return set(ACTOR_COLUMN_OPTIONS)
 
     def before_worker_boot(self, broker, worker):
+        broker.stopping = False
+        broker.stop_requested_at = None
+        broker.stop_deadline = None
         broker.start_worker_threads(sorted(worker.consumer_whitelist or broker.get_declared_queues()))
+        broker.install_stop_signal_handler()
 
     def before_worker_shutdown(self, broker, worker):
-        # dramatiq lets running jobs finish before it stops the consumers; they must not claim
-        # more in the meantime.
-        broker.stopping = True
+        broker.request_stop()
         if broker.presence is not None:
             broker.presence.stopping = True
+        stragglers = broker.wait_for_running_jobs()
+        if stragglers:
+            # Their threads may be stuck in blocking I/O: dramatiq must not wait for them.
+            threads = {c.thread for c in stragglers}
+            worker.workers = [t for t in worker.workers if t not in threads]
 
     def after_worker_shutdown(self, broker, worker):
         broker.stop_worker_threads()
+        broker.restore_signal_handler()
 
     def before_process_message(self, broker, message):
         claim = broker.inflight.get(message.message_id)
         if claim is None:
             return
+        if broker.stopping:
+            # Claimed before the stop request but not started: it goes back untouched.
+            raise SkipMessage("worker is stopping")
         claim.started_at = broker.clock.now()
         claim.started_mono = time.monotonic()
+        claim.thread = threading.current_thread()
         structlog.contextvars.bind_contextvars(
             job_id=message.message_id, actor=message.actor_name, attempt=claim.current_attempt,
             queue=message.queue_name, tenant_id=claim.tenant_id)
         enqueued_by.set(f"job:{message.message_id}")
+        current_job_id.set(message.message_id)
         broker.finisher.submit("start", {"message_id": message.message_id, "attempt": claim.attempt,
                                          "started_at": claim.started_at.isoformat()})
         log.info("job_started")
@@ -348,6 +395,9 @@ class LamplighterBroker(PostgresBroker):
         self.finisher: Finisher | None = None
         self.presence: Presence | None = None
         self.stopping = False
+        self.stop_requested_at: float | None = None  # monotonic time of the first stop request
+        self.stop_deadline: float | None = None  # end of the grace
+        self._previous_sigterm = None
         self._signatures: dict[str, inspect.Signature] = {}
         self.add_middleware(Lifecycle())
 
@@ -359,9 +409,26 @@ class LamplighterBroker(PostgresBroker):
         options.pop("eta", None)
         message = message.copy(options=options)
         actor = self.actors.get(message.actor_name)
+        if actor is not None:
+            for name in ACTOR_COLUMN_OPTIONS:
+                if name not in columns and actor.options.get(name) is not None:
+                    columns[name] = actor.options[name]
         priority = columns.pop("priority", actor.priority if actor else 0)
         if not isinstance(priority, int):
             raise PayloadError(f"cannot send {message.actor_name}: priority must be an integer")
+        unique_states = columns.pop("unique_states", None)
+        if unique_states is not None and (isinstance(unique_states, str)
+                                          or not all(isinstance(x, str) for x in unique_states)):
+            raise PayloadError(f"cannot send {message.actor_name}: unique_states must be a list of states")
+        on_conflict = columns.pop("unique_on_conflict", None) or "ignore"
+        if on_conflict not in jobs.UNIQUE_POLICIES:
+            raise PayloadError(f"cannot send {message.actor_name}: unique_on_conflict must be one of "
+                               f"{', '.join(jobs.UNIQUE_POLICIES)}")
+        limit = columns.pop("concurrency_limit", None)
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise PayloadError(f"cannot send {message.actor_name}: concurrency_limit must be a positive integer")
+        if limit is not None and columns.get("concurrency_key") is None:
+            columns["concurrency_key"] = message.actor_name  # a per-actor limit
         max_retries = options.get("max_retries", actor.options.get("max_retries") if actor else None)
         if max_retries is None:
             max_retries = self._default_max_retries()
@@ -374,6 +441,10 @@ class LamplighterBroker(PostgresBroker):
             delay_ms=int(delay or 0),
             max_attempts=None if max_retries is None else int(max_retries) + 1,
             enqueued_by=enqueued_by.get() or _default_provenance(),
+            unique_states=None if unique_states is None else tuple(unique_states),
+            unique_on_conflict=on_conflict,
+            concurrency_limit=limit,
+            parent_id=current_job_id.get(),
             **{k: (None if v is None else str(v)) for k, v in columns.items()},
         )
 
@@ -392,19 +463,20 @@ class LamplighterBroker(PostgresBroker):
             claim.retry_delay_ms = int(delay or 0)
             return message
         self.emit_before("enqueue", message, delay)
-        jobs.enqueue_many([self._new_job(message, delay)])
+        [job_id] = jobs.enqueue_many([self._new_job(message, delay)])
         self.emit_after("enqueue", message, delay)
-        return message
+        # A unique key already held returns the holder: the caller sees which job it is.
+        return message if str(job_id) == message.message_id else message.copy(message_id=str(job_id))
 
     def enqueue_many(self, messages: Sequence[Message], *, delay: int | None = None) -> list[Message]:
-        """Bulk enqueue: one statement for thousands of messages."""
+        """Bulk enqueue: one statement for thousands of messages (plus one for unique ones)."""
         new = [self._new_job(m, delay) for m in messages]
         for m in messages:
             self.emit_before("enqueue", m, delay)
-        jobs.enqueue_many(new)
+        ids = jobs.enqueue_many(new)
         for m in messages:
             self.emit_after("enqueue", m, delay)
-        return list(messages)
+        return [m if str(i) == m.message_id else m.copy(message_id=str(i)) for m, i in zip(messages, ids)]
 
     # ---- consuming ---------------------------------------------------------------------
 
@@ -433,6 +505,68 @@ class LamplighterBroker(PostgresBroker):
             self.presence.stop()
         log.info("worker_stopped", worker_id=self.worker_id)
 
+    # ---- graceful stop -----------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming now; the grace for running jobs starts with the first request."""
+        self.stopping = True
+        if self.stop_requested_at is None:
+            self.stop_requested_at = time.monotonic()
+            self.stop_deadline = self.stop_requested_at + self.settings.shutdown_grace
+            log.info("worker_stopping", worker_id=self.worker_id, grace_seconds=self.settings.shutdown_grace,
+                     running=sum(1 for c in list(self.inflight.values()) if c.started_at is not None))
+
+    def hurry_stop(self) -> None:
+        """A second stop request: the grace ends now."""
+        self.stop_deadline = time.monotonic()
+        log.warning("worker_stop_hurried", worker_id=self.worker_id)
+
+    def install_stop_signal_handler(self) -> None:
+        """Under dramatiq's CLI, see SIGTERM before dramatiq does: stop claiming at once (its
+        main loop notices only within a second), and turn a repeat more than a second later
+        into "grace over" instead of dramatiq's immediate exit with status 1."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+        if not callable(previous):
+            return  # not under dramatiq's CLI (e.g. a Worker started in-process by tests)
+        self._previous_sigterm = previous
+
+        def on_sigterm(signum, frame):
+            if self.stop_requested_at is None:
+                self.request_stop()
+                previous(signum, frame)
+            elif time.monotonic() - self.stop_requested_at > SIGNAL_REPEAT_WINDOW:
+                self.hurry_stop()
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore_signal_handler(self) -> None:
+        if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+    def wait_for_running_jobs(self) -> list[Claim]:
+        """Until every started job finished or the grace ran out; then hand the unfinished ones
+        back to the queue without consuming their attempt. Returns those."""
+        while time.monotonic() < (self.stop_deadline or 0):
+            if not any(c.started_at is not None for c in list(self.inflight.values())):
+                return []
+            time.sleep(0.05)
+        stragglers = [c for c in list(self.inflight.values()) if c.started_at is not None]
+        for claim in stragglers:
+            self.inflight.pop(claim.message_id, None)
+        if stragglers and self.finisher is not None:
+            for claim in stragglers:
+                self.finisher.submit("handback", {"message_id": claim.message_id, "attempt": claim.current_attempt,
+                                                  "reason": "shutdown grace over"})
+            self.finisher.submit("flush", {}, wait=True)
+            log.warning("jobs_handed_back", count=len(stragglers),
+                        job_ids=[c.message_id for c in stragglers], reason="shutdown grace over")
+            for claim in stragglers:
+                _interrupt(claim.thread)
+        return stragglers
+
     def signature(self, actor) -> inspect.Signature:
         sig = self._signatures.get(actor.actor_name)
         if sig is None:
@@ -441,17 +575,42 @@ class LamplighterBroker(PostgresBroker):
 
     # ---- finishing (called on worker threads) ------------------------------------------
 
+    def settle(self, message, verdict: str) -> None:
+        """How the running attempt of ``message`` ends, when it is not plain success or retry:
+        ``dead`` (no retry), ``cancelled``, or ``handback`` (interrupted by shutdown: back to
+        the queue, attempt not consumed)."""
+        claim = self.inflight.get(message.message_id)
+        if claim is not None:
+            claim.verdict = verdict
+
     def finish(self, message, *, failed: bool) -> None:
         claim = self.inflight.pop(message.message_id, None)
         if claim is None:
             return
+        current_job_id.set(None)
         if claim.started_at is None:
-            # Never started (e.g. skipped before the actor ran): hand it back untouched.
+            if failed:
+                # Failed before it ran: AgeLimit's max_age (the only middleware that fails a
+                # message in before_process_message). Dead, with the reason; no attempt used.
+                reason = f"MaxAgeExceeded: {_first_line(getattr(message, '_exception', None)) or 'message too old'}"
+                log.error("job_rejected", job_id=claim.message_id, queue=claim.queue_name, reason=reason)
+                self.finisher.submit("reject", {"message_id": claim.message_id, "reason": reason})
+                return
+            # Never started (e.g. skipped because the worker is stopping): hand it back untouched.
             self.finisher.submit("release", {"message_id": claim.message_id})
+            return
+        if claim.verdict == "handback":
+            self.finisher.submit("handback", {"message_id": claim.message_id, "attempt": claim.current_attempt,
+                                              "reason": "interrupted by worker shutdown"})
+            log.warning("job_handed_back", reason="interrupted by worker shutdown")
+            structlog.contextvars.clear_contextvars()
+            enqueued_by.set(None)
             return
         duration_ms = (time.monotonic() - claim.started_mono) * 1000
         exc = getattr(message, "_exception", None)
-        if failed:
+        if claim.verdict == "cancelled":
+            state, outcome = "cancelled", "cancelled"
+        elif failed:
             state, outcome = "dead", "dead"
         elif claim.retry_delay_ms is not None:
             state, outcome = "queued", "failed"
@@ -470,7 +629,8 @@ class LamplighterBroker(PostgresBroker):
             finish["error_message"] = str(exc)[:2000]
             finish["traceback"] = "".join(traceback_module.format_exception(exc))[-8000:]
         self.finisher.submit("finish", finish)
-        event = {"completed": "job_completed", "failed": "job_failed_will_retry", "dead": "job_dead"}[outcome]
+        event = {"completed": "job_completed", "failed": "job_failed_will_retry", "dead": "job_dead",
+                 "cancelled": "job_cancelled"}[outcome]
         level = log.info if outcome == "completed" else log.warning
         level(event, duration_ms=round(duration_ms, 1),
               **({"error_type": finish["error_type"], "retry_in_ms": claim.retry_delay_ms}
@@ -489,8 +649,28 @@ def _summarise(result: Any) -> Any:
     return result if len(text) <= 2000 else {"truncated": text[:2000]}
 
 
+def cancel_requested() -> bool:
+    """For actors, between steps: has an operator asked the job this thread runs to stop? If
+    so, the actor raises domain.outcomes.Cancel (the attempt ends cancelled). One query."""
+    job_id = current_job_id.get()
+    return job_id is not None and jobs.cancel_requested(job_id)
+
+
 def _default_provenance() -> str:
     return f"python:{socket.gethostname()}:{os.getpid()}"
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc or "").strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _interrupt(thread: threading.Thread | None) -> None:
+    """Raise dramatiq's Shutdown in a worker thread whose job was handed back, so Python code
+    in it stops at its next bytecode (blocking I/O cannot be interrupted; the process exits)."""
+    if thread is None or thread.ident is None or not thread.is_alive():
+        return
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(Shutdown))
 
 
 class LamplighterConsumer(Consumer):
@@ -548,16 +728,29 @@ class LamplighterConsumer(Consumer):
 
     def _to_proxy(self, row: dict) -> MessageProxy | None:
         message_id = str(row["message_id"])
-        data = row["message"]
+        text = row["message"]
         try:
+            data = json.loads(text)
+            too_large = _payload_size(text, data, self.settings.max_payload_bytes)
+            if too_large:
+                self._reject(message_id, f"payload too large: {too_large} bytes, over the "
+                                         f"{self.settings.max_payload_bytes}-byte limit (LAMPLIGHTER_MAX_PAYLOAD_BYTES)")
+                return None
             message = _decode(data, message_id, self.queue_name)
             actor = self.broker.get_actor(message.actor_name)
-            self.broker.signature(actor).bind(*message.args, **message.kwargs)
+            _check_identity(data, message_id)
         except dramatiq.errors.ActorNotFound:
-            self._reject(message_id, f"unknown actor {row['actor_name']!r}: no actor of that name in this deployment")
+            self._unknown_actor(row)
             return None
         except (TypeError, ValueError) as exc:
             self._reject(message_id, f"undecodable message: {exc}")
+            return None
+        try:
+            # A TypeError from the call itself would be retried like any failure; arguments
+            # that cannot bind never will.
+            self.broker.signature(actor).bind(*message.args, **message.kwargs)
+        except TypeError as exc:
+            self._reject(message_id, f"undecodable message: arguments do not fit {actor.actor_name}: {exc}")
             return None
         # Retries decides from options.retries; the table's attempt count is the truth
         # (it includes attempts lost to a crash), so the message follows it.
@@ -571,6 +764,23 @@ class LamplighterConsumer(Consumer):
     def _reject(self, message_id: str, reason: str) -> None:
         log.error("job_rejected", job_id=message_id, queue=self.queue_name, reason=reason)
         self.broker.finisher.submit("reject", {"message_id": message_id, "reason": reason[:2000]})
+
+    def _unknown_actor(self, row: dict) -> None:
+        """A newer release may be rolling out: leave the job to a worker that knows the actor,
+        until the grace (from enqueue) is over; then it is dead with the reason."""
+        message_id, actor_name = str(row["message_id"]), row["actor_name"]
+        grace = self.settings.unknown_actor_grace
+        waited = (self.broker.clock.now() - row["enqueued_at"]).total_seconds()
+        if waited >= grace:
+            self._reject(message_id, f"unknown actor {actor_name!r}: no worker of this deployment has known it "
+                                     f"within the {grace:g} s grace (LAMPLIGHTER_UNKNOWN_ACTOR_GRACE)")
+            return
+        delay = min(30.0, max(0.05, grace / 4), max(0.05, grace - waited))
+        log.warning("job_left_for_another_worker", job_id=message_id, actor=actor_name,
+                    reason="unknown actor", retry_in_s=round(delay, 2))
+        self.broker.finisher.submit("defer", {
+            "message_id": message_id, "delay_seconds": delay,
+            "reason": f"unknown actor {actor_name!r}: waiting for a worker that knows it (grace {grace:g} s)"})
 
     def _wait_for_work(self, timeout: float) -> None:
         if not self.settings.listen:
@@ -612,6 +822,23 @@ class LamplighterConsumer(Consumer):
         self.listen_conn.close()
 
 
+def _payload_size(text: str, data: Any, max_bytes: int) -> int | None:
+    """The message's size when over the limit, measured like encode_message (compact JSON);
+    None when within it. jsonb's text form is never shorter, so most rows need no re-dump."""
+    if len(text) <= max_bytes // 4 or len(text.encode()) <= max_bytes:
+        return None
+    size = len(json.dumps(data, separators=(",", ":")).encode())
+    return size if size > max_bytes else None
+
+
+def _check_identity(data: dict, message_id: str) -> None:
+    # After the actor look-up, so that a row for a newer release's actor waits out its grace.
+    if not isinstance(data.get("message_id"), str) or not data["message_id"]:
+        raise ValueError("field 'message_id' is missing")
+    if data["message_id"] != message_id:
+        raise ValueError("field 'message_id' does not match the row's message_id")
+
+
 def _decode(data: Any, message_id: str, queue_name: str) -> Message:
     if not isinstance(data, dict):
         raise ValueError(f"message is a JSON {type(data).__name__}, not an object")
@@ -620,8 +847,6 @@ def _decode(data: Any, message_id: str, queue_name: str) -> Message:
             raise ValueError(f"field {key!r} must be a {kind.__name__}")
     if not isinstance(data.get("actor_name"), str) or not data["actor_name"]:
         raise ValueError("field 'actor_name' is missing")
-    if str(data.get("message_id", message_id)) != message_id:
-        raise ValueError("field 'message_id' does not match the row's message_id")
     options = dict(data.get("options") or {})
     options.pop("eta", None)  # delays live in available_at; dramatiq would hold it in memory
     timestamp = data.get("message_timestamp", current_millis())

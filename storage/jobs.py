@@ -1,13 +1,15 @@
-"""Job rows: the one enqueue path, look-ups and operator actions (retry, cancel).
+"""Job rows: the one enqueue path, look-ups and operator actions (retry, cancel, prune).
 
 ``enqueue_many`` is the only code that writes a job row. It runs on peewee's connection, so
 called inside ``database.atomic()`` it joins the caller's transaction: the job becomes visible
-to workers only if that transaction commits.
+to workers only if that transaction commits. Jobs with a unique key go through the database
+function ``lamplighter.job_insert_unique`` (the same one ``lamplighter.enqueue()`` uses).
 """
 from __future__ import annotations
 
 import json
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
@@ -17,6 +19,9 @@ from storage.queries import queries
 
 SQL = queries("jobs")
 STATES = ("queued", "running", "completed", "dead", "cancelled")
+# A unique key is always held while the job waits or runs; these may be added.
+OPTIONAL_UNIQUE_STATES = ("completed", "dead", "cancelled")
+UNIQUE_POLICIES = ("ignore", "replace", "reschedule_earlier", "reschedule_later")
 
 
 class JobNotFound(LookupError):
@@ -39,10 +44,22 @@ class NewJob:
     delay_ms: int = 0
     max_attempts: int | None = None
     unique_key: str | None = None
+    unique_states: tuple[str, ...] | None = None  # besides queued and running
+    unique_on_conflict: str = "ignore"
     concurrency_key: str | None = None
+    concurrency_limit: int | None = None
     tenant_id: str | None = None
     correlation_id: str | None = None
     enqueued_by: str | None = None
+    parent_id: str | None = None  # the running job that enqueues this one, if any
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    at: datetime
+    event: str
+    requested_by: str | None
+    detail: dict
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,9 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     unique_key: str | None
+    unique_states: list | None
     concurrency_key: str | None
+    concurrency_limit: int | None
     tenant_id: str | None
     correlation_id: str | None
     enqueued_by: str | None
@@ -70,6 +89,7 @@ class Job:
     cancel_requested: bool
     mtime: datetime
     attempts: tuple = field(default=())
+    events: tuple = field(default=())
 
     @property
     def args(self) -> list:
@@ -96,16 +116,45 @@ def execute(name_or_sql: str, params: dict | None = None, *, conn=None, sql: dic
     return db.execute_sql(text, params or {})
 
 
-def encode_new_jobs(jobs: Sequence[NewJob]) -> str:
-    return json.dumps([job.__dict__ for job in jobs], separators=(",", ":"))
+_PLAIN_FIELDS = ("message_id", "queue_name", "actor_name", "message", "priority", "delay_ms", "max_attempts",
+                 "concurrency_key", "concurrency_limit", "tenant_id", "correlation_id", "enqueued_by")
+
+
+def encode_new_jobs(jobs: Sequence[NewJob], fields: Sequence[str] | None = None) -> str:
+    if fields is None:
+        return json.dumps([job.__dict__ for job in jobs], separators=(",", ":"))
+    return json.dumps([{f: getattr(job, f) for f in fields} for job in jobs], separators=(",", ":"))
 
 
 def enqueue_many(jobs: Sequence[NewJob], *, conn=None) -> list[uuid.UUID]:
-    """Insert (or re-queue, for an existing message_id) ``jobs`` in one statement."""
+    """Insert (or re-queue, for an existing message_id) ``jobs``; returns, in order, the id of
+    the job each one became (for a unique key already held: the holder's id).
+
+    Jobs without a unique key take one set-based statement; jobs with one take one statement
+    that calls the unique-aware database function per job.
+    """
     if not jobs:
         return []
-    cursor = execute("job_insert_many", {"jobs": encode_new_jobs(jobs)}, conn=conn)
-    return [row[0] for row in cursor.fetchall()]
+    plain = [j for j in jobs if j.unique_key is None]
+    unique = [j for j in jobs if j.unique_key is not None]
+    for job in unique:
+        if job.unique_on_conflict not in UNIQUE_POLICIES:
+            raise ValueError(f"unique_on_conflict must be one of {', '.join(UNIQUE_POLICIES)}, "
+                             f"not {job.unique_on_conflict!r}")
+        extra = set(job.unique_states or ()) - set(OPTIONAL_UNIQUE_STATES) - {"queued", "running"}
+        if extra:
+            raise ValueError(f"unique_states: unknown state(s) {', '.join(sorted(extra))}")
+    ids: dict[str, uuid.UUID] = {}
+    both = plain and unique and conn is None
+    with (connection.init_database().atomic() if both else nullcontext()):
+        if plain:
+            cursor = execute("job_insert_many", {"jobs": encode_new_jobs(plain, _PLAIN_FIELDS)}, conn=conn)
+            ids.update((str(row[0]), row[0]) for row in cursor.fetchall())
+        if unique:
+            cursor = execute("job_insert_unique_many", {"jobs": encode_new_jobs(unique)}, conn=conn)
+            for job, row in zip(unique, cursor.fetchall()):
+                ids[job.message_id] = row[0]
+    return [ids.get(j.message_id, uuid.UUID(j.message_id)) for j in jobs]
 
 
 def get(job_id: uuid.UUID | str) -> Job:
@@ -114,7 +163,11 @@ def get(job_id: uuid.UUID | str) -> Job:
     found = rows(execute("job_get", {"message_id": str(job_id)}))
     if not found:
         raise JobNotFound(f"no job {job_id}")
-    return Job(**found[0], attempts=tuple(history.for_job(job_id)))
+    return Job(**found[0], attempts=tuple(history.for_job(job_id)), events=tuple(events_for(job_id)))
+
+
+def events_for(job_id: uuid.UUID | str) -> list[JobEvent]:
+    return [JobEvent(**row) for row in rows(execute("job_events_for_job", {"job_id": str(job_id)}))]
 
 
 def list_jobs(*, state: str | None = None, actor: str | None = None, queue: str | None = None,
@@ -123,13 +176,30 @@ def list_jobs(*, state: str | None = None, actor: str | None = None, queue: str 
     return [Job(**row) for row in found]
 
 
-def requeue(job_id: uuid.UUID | str, *, message: dict | None = None) -> None:
-    """Queue a dead, cancelled or completed job again (operator retry)."""
-    cursor = execute("job_requeue", {"message_id": str(job_id),
-                                     "message": json.dumps(message) if message is not None else None})
-    if cursor.fetchone() is None:
+def requeue(job_id: uuid.UUID | str, *, message: dict | None = None, by: str = "unknown",
+            detail: dict | None = None) -> None:
+    """Redrive a dead, cancelled or completed job (operator retry), recorded as an event.
+    ``message`` replaces the job's message (edited arguments); ``detail`` says how."""
+    import peewee
+    import psycopg2
+
+    params = {"message_id": str(job_id), "message": json.dumps(message) if message is not None else None,
+              "by": by, "detail": json.dumps(detail or {})}
+    try:
+        found = execute("job_requeue", params).fetchone()
+    except (peewee.IntegrityError, psycopg2.errors.UniqueViolation):
+        raise JobStateConflict(f"job {job_id} cannot be redriven: another job now holds its unique key") from None
+    if found is None:
         state = get(job_id).state  # raises JobNotFound
         raise JobStateConflict(f"job {job_id} is {state}; only dead, cancelled or completed jobs can be retried")
+
+
+def requeue_matching(*, actor: str | None = None, queue: str | None = None, error_type: str | None = None,
+                     limit: int = 1000, by: str = "unknown") -> list[uuid.UUID]:
+    """Bulk redrive of dead jobs matching every given filter; returns the redriven ids."""
+    params = {"actor": actor, "queue": queue, "error_type": error_type, "limit": limit, "by": by,
+              "detail": json.dumps({"bulk": {"actor": actor, "queue": queue, "error_type": error_type}})}
+    return [row[0] for row in execute("job_requeue_matching", params).fetchall()]
 
 
 def cancel(job_id: uuid.UUID | str, *, by: str) -> str:
@@ -141,6 +211,32 @@ def cancel(job_id: uuid.UUID | str, *, by: str) -> str:
         return "cancel requested"
     state = get(job_id).state
     raise JobStateConflict(f"job {job_id} is {state}; only queued or running jobs can be cancelled")
+
+
+def cancel_requested(job_id: uuid.UUID | str, *, conn=None) -> bool:
+    """Has an operator asked this (running) job to stop? For actors to poll between steps."""
+    found = execute("job_cancel_requested", {"message_id": str(job_id)}, conn=conn).fetchone()
+    return bool(found and found[0])
+
+
+@dataclass(frozen=True)
+class PruneBatch:
+    jobs: int
+    history_rows: int
+    events: int
+
+
+def prune_batch(*, states: Sequence[str], retention_seconds: float, batch_size: int) -> PruneBatch:
+    """Delete one batch (its own short transaction) of jobs in ``states`` finished longer ago
+    than the retention, with their history and events."""
+    found = rows(execute("job_prune_finished", {"states": list(states), "retention_seconds": retention_seconds,
+                                                "batch_size": batch_size}))
+    return PruneBatch(**found[0])
+
+
+def free_stray_slots(conn) -> int:
+    """Free concurrency slots whose holder no longer runs; returns how many."""
+    return execute("slot_free_stray", conn=conn).rowcount
 
 
 def iter_ids(values: Iterable[str]) -> list[str]:

@@ -2,59 +2,117 @@
 -- Every time comparison uses lamplighter.now() (injectable clock).
 
 -- name: job_insert_many --
--- The only way a job row is written. %(jobs)s is a JSON array of objects; one statement
--- for one job or ten thousand. Re-sending an existing message_id queues it again (stock
--- dramatiq-pg semantics). One small NOTIFY per queue wakes workers; it carries no message.
+-- The set-based insert for jobs without a unique key (those go through job_insert_unique_many).
+-- %(jobs)s is a JSON array of objects; one statement for one job or ten thousand. Re-sending
+-- an existing message_id queues it again (stock dramatiq-pg semantics). One small NOTIFY per
+-- queue wakes workers; it carries no message. Concurrency keys get their slot rows here.
 WITH incoming AS (
     SELECT *
     FROM jsonb_to_recordset(%(jobs)s::jsonb) AS j(
         message_id uuid, queue_name text, actor_name text, message jsonb, priority integer,
-        delay_ms bigint, max_attempts integer, unique_key text, concurrency_key text,
+        delay_ms bigint, max_attempts integer, concurrency_key text, concurrency_limit integer,
         tenant_id text, correlation_id text, enqueued_by text)
 ), inserted AS (
     INSERT INTO dramatiq.queue AS q (
         message_id, queue_name, actor_name, message, priority, available_at, enqueued_at,
-        max_attempts, unique_key, concurrency_key, tenant_id, correlation_id, enqueued_by, state)
+        max_attempts, concurrency_key, concurrency_limit, tenant_id, correlation_id,
+        enqueued_by, state)
     SELECT message_id, queue_name, actor_name, message, coalesce(priority, 0),
            lamplighter.now() + coalesce(delay_ms, 0) * interval '1 millisecond', lamplighter.now(),
-           max_attempts, unique_key, concurrency_key, tenant_id, correlation_id, enqueued_by, 'queued'
+           max_attempts, concurrency_key, concurrency_limit, tenant_id, correlation_id,
+           enqueued_by, 'queued'
     FROM incoming
     ON CONFLICT (message_id) DO UPDATE SET
         state = 'queued', message = EXCLUDED.message, queue_name = EXCLUDED.queue_name,
         actor_name = EXCLUDED.actor_name, priority = EXCLUDED.priority,
         available_at = EXCLUDED.available_at, max_attempts = EXCLUDED.max_attempts,
+        concurrency_key = EXCLUDED.concurrency_key, concurrency_limit = EXCLUDED.concurrency_limit,
         worker_id = NULL, claimed_at = NULL, started_at = NULL, finished_at = NULL,
         mtime = lamplighter.now()
     RETURNING q.message_id, q.queue_name
+), slots AS (
+    INSERT INTO lamplighter.concurrency_slots (key, slot)
+    SELECT k.concurrency_key, generate_series(1, k.slots)
+    FROM (SELECT concurrency_key, max(coalesce(concurrency_limit, 1)) AS slots
+          FROM incoming WHERE concurrency_key IS NOT NULL GROUP BY concurrency_key) AS k
+    ON CONFLICT DO NOTHING
 ), woken AS (
     SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', '')
     FROM (SELECT DISTINCT queue_name FROM inserted) AS queues
 )
 SELECT message_id FROM inserted, (SELECT count(*) FROM woken) AS w;
 
+-- name: job_insert_unique_many --
+-- Jobs with a unique key, one lamplighter.job_insert_unique() call each, in order. Returns
+-- the id of the job that holds the key afterwards (the new one, or the existing holder).
+SELECT lamplighter.job_insert_unique(
+    (j ->> 'message_id')::uuid, j ->> 'queue_name', j ->> 'actor_name', j -> 'message',
+    (j ->> 'priority')::integer, (j ->> 'delay_ms')::bigint, (j ->> 'max_attempts')::integer,
+    j ->> 'unique_key',
+    ARRAY(SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(j -> 'unique_states') = 'array'
+                                                THEN j -> 'unique_states' ELSE '[]' END)),
+    coalesce(j ->> 'unique_on_conflict', 'ignore'), j ->> 'concurrency_key',
+    (j ->> 'concurrency_limit')::integer, j ->> 'tenant_id', j ->> 'correlation_id',
+    j ->> 'enqueued_by', (j ->> 'parent_id')::uuid) AS message_id
+FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS e(j, n)
+ORDER BY n;
+
 -- name: job_claim_batch --
 -- Claim up to %(limit)s available jobs of one queue for this worker, by priority then time.
 -- SKIP LOCKED: concurrent claimers never wait on each other and never take the same row;
 -- the partial index queue_claim_idx makes this O(batch) whatever the backlog.
 -- No advisory locks: the claim is the row's state, owner and the worker's heartbeat.
+-- Jobs with a concurrency key run only with a slot: free slot rows are locked with SKIP
+-- LOCKED and paired with the batch's keyed jobs; a keyed job without a slot stays queued.
+-- "holder IS NULL" is re-checked on the locked slot row itself, which makes the limit exact
+-- under READ COMMITTED. The EXISTS filter only keeps saturated keys out of the batch.
+-- The message comes back as text: the worker measures it before decoding.
 WITH next_jobs AS (
-    SELECT message_id
-    FROM dramatiq.queue
-    WHERE state = 'queued'
-      AND queue_name = %(queue)s
-      AND available_at <= lamplighter.now()
+    SELECT q.message_id, q.concurrency_key, q.concurrency_limit, q.priority, q.available_at
+    FROM dramatiq.queue q
+    WHERE q.state = 'queued'
+      AND q.queue_name = %(queue)s
+      AND q.available_at <= lamplighter.now()
       AND NOT EXISTS (SELECT 1 FROM lamplighter.queues p WHERE p.name = %(queue)s AND p.paused)
-    ORDER BY priority, available_at
+      AND (q.concurrency_key IS NULL
+           OR EXISTS (SELECT 1 FROM lamplighter.concurrency_slots s
+                      WHERE s.key = q.concurrency_key AND s.holder IS NULL
+                        AND s.slot <= coalesce(q.concurrency_limit, 1)))
+    ORDER BY q.priority, q.available_at
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF q SKIP LOCKED
+), keyed AS (
+    SELECT message_id, concurrency_key,
+           row_number() OVER (PARTITION BY concurrency_key ORDER BY priority, available_at) AS n
+    FROM next_jobs
+    WHERE concurrency_key IS NOT NULL
+), free_slots AS (
+    SELECT key, slot, row_number() OVER (PARTITION BY key ORDER BY slot) AS n
+    FROM (SELECT s.key, s.slot
+          FROM lamplighter.concurrency_slots s
+          WHERE s.key IN (SELECT concurrency_key FROM keyed)
+            AND s.holder IS NULL
+            AND s.slot <= (SELECT max(coalesce(j.concurrency_limit, 1)) FROM next_jobs j
+                           WHERE j.concurrency_key = s.key)
+          FOR UPDATE OF s SKIP LOCKED) AS lockable
+), granted AS (
+    UPDATE lamplighter.concurrency_slots s
+    SET holder = k.message_id, generation = s.generation + 1, taken_at = lamplighter.now()
+    FROM keyed k JOIN free_slots f ON f.key = k.concurrency_key AND f.n = k.n
+    WHERE s.key = f.key AND s.slot = f.slot
+    RETURNING s.holder
+), chosen AS (
+    SELECT message_id FROM next_jobs WHERE concurrency_key IS NULL
+    UNION ALL
+    SELECT holder FROM granted
 )
 UPDATE dramatiq.queue AS q
 SET state = 'running', worker_id = %(worker_id)s, claimed_at = lamplighter.now(),
     started_at = NULL, mtime = lamplighter.now()
-FROM next_jobs
-WHERE q.message_id = next_jobs.message_id
-RETURNING q.message_id, q.message, q.attempt, q.actor_name, q.tenant_id, q.priority,
-          q.max_attempts, q.enqueued_at;
+FROM chosen
+WHERE q.message_id = chosen.message_id
+RETURNING q.message_id, q.message::text AS message, q.attempt, q.actor_name, q.tenant_id,
+          q.priority, q.max_attempts, q.enqueued_at;
 
 -- name: job_mark_started --
 -- An attempt counts when the actor starts, not when the job is claimed: a prefetched job
@@ -66,10 +124,11 @@ WHERE q.message_id = s.message_id AND q.attempt = s.attempt
   AND q.worker_id = %(worker_id)s AND q.state = 'running';
 
 -- name: job_finish_many --
--- Finish attempts: state change and history row in one statement. Each finish names
--- (job, attempt, worker): a late finish of attempt n (after a rescue) matches no row and
--- writes nothing, so it can never overwrite attempt n+1. Re-running the same statement
--- after a COMMIT whose outcome was unknown is harmless for the same reason.
+-- Finish attempts: state change, history row and the freeing of concurrency slots in one
+-- statement. Each finish names (job, attempt, worker): a late finish of attempt n (after a
+-- rescue) matches no row and writes nothing, so it can never overwrite attempt n+1.
+-- Re-running the same statement after a COMMIT whose outcome was unknown is harmless for the
+-- same reason. state is queued (retry at delay_ms), completed, dead or cancelled.
 WITH f AS (
     SELECT *
     FROM jsonb_to_recordset(%(finishes)s::jsonb) AS f(
@@ -91,7 +150,12 @@ WITH f AS (
     FROM f
     WHERE q.message_id = f.message_id AND q.attempt = f.attempt
       AND q.worker_id = %(worker_id)s AND q.state = 'running'
-    RETURNING q.message_id, q.actor_name, q.queue_name, q.tenant_id
+    RETURNING q.message_id, q.actor_name, q.queue_name, q.tenant_id, q.concurrency_key
+), freed AS (
+    UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
+    FROM finished
+    WHERE finished.concurrency_key IS NOT NULL AND s.key = finished.concurrency_key
+      AND s.holder = finished.message_id
 )
 INSERT INTO lamplighter.job_history (
     job_id, attempt, actor_name, queue_name, tenant_id, args_digest, worker_id, started_at,
@@ -104,34 +168,103 @@ ON CONFLICT (job_id, attempt) DO NOTHING
 RETURNING job_id;
 
 -- name: job_reject_undecodable --
--- A row that never ran because its message cannot be run (not decodable, unknown actor, bad
--- arguments): dead at once with the reason. No attempt is consumed and no history row
--- written, since nothing ran; the job row keeps the reason in last_error.
-UPDATE dramatiq.queue
-SET state = 'dead', last_error = %(reason)s, worker_id = NULL, claimed_at = NULL,
-    finished_at = lamplighter.now(), mtime = lamplighter.now()
-WHERE message_id = %(message_id)s AND worker_id = %(worker_id)s AND state = 'running';
+-- A row that never ran because its message cannot be run (not decodable, unknown actor after
+-- the grace, bad arguments, too large, too old): dead at once with the reason. No attempt is
+-- consumed and no history row written, since nothing ran; the job row keeps the reason.
+WITH rejected AS (
+    UPDATE dramatiq.queue
+    SET state = 'dead', last_error = %(reason)s, worker_id = NULL, claimed_at = NULL,
+        finished_at = lamplighter.now(), mtime = lamplighter.now()
+    WHERE message_id = %(message_id)s AND worker_id = %(worker_id)s AND state = 'running'
+    RETURNING message_id, concurrency_key
+)
+UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
+FROM rejected
+WHERE rejected.concurrency_key IS NOT NULL AND s.key = rejected.concurrency_key
+  AND s.holder = rejected.message_id;
+
+-- name: job_defer_unknown_actor --
+-- A job for an actor this worker does not know, inside the grace: back to the queue for a
+-- worker of a newer release, without consuming an attempt.
+WITH deferred AS (
+    UPDATE dramatiq.queue
+    SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL,
+        available_at = lamplighter.now() + make_interval(secs => %(delay_seconds)s),
+        last_error = %(reason)s, mtime = lamplighter.now()
+    WHERE message_id = %(message_id)s AND worker_id = %(worker_id)s AND state = 'running'
+    RETURNING message_id, concurrency_key
+)
+UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
+FROM deferred
+WHERE deferred.concurrency_key IS NOT NULL AND s.key = deferred.concurrency_key
+  AND s.holder = deferred.message_id;
 
 -- name: job_release_unstarted --
 -- Hand claimed jobs back (shutdown, consumer restart): unstarted ones keep their attempt.
-UPDATE dramatiq.queue
-SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL,
-    mtime = lamplighter.now()
-WHERE message_id = ANY(%(message_ids)s::uuid[]) AND worker_id = %(worker_id)s AND state = 'running';
+WITH released AS (
+    UPDATE dramatiq.queue
+    SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL,
+        mtime = lamplighter.now()
+    WHERE message_id = ANY(%(message_ids)s::uuid[]) AND worker_id = %(worker_id)s AND state = 'running'
+    RETURNING message_id, concurrency_key
+)
+UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
+FROM released
+WHERE released.concurrency_key IS NOT NULL AND s.key = released.concurrency_key
+  AND s.holder = released.message_id;
+
+-- name: job_hand_back_started --
+-- Graceful shutdown: attempts still running when the grace ran out go back to the queue and
+-- the attempt is given back (it did not fail; the worker stopped). Recorded as an event.
+WITH b AS (
+    SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb) AS b(message_id uuid, attempt integer, reason text)
+), handed AS (
+    UPDATE dramatiq.queue AS q
+    SET state = 'queued', attempt = q.attempt - 1, worker_id = NULL, claimed_at = NULL,
+        started_at = NULL, available_at = lamplighter.now(), mtime = lamplighter.now()
+    FROM b
+    WHERE q.message_id = b.message_id AND q.attempt = b.attempt
+      AND q.worker_id = %(worker_id)s AND q.state = 'running'
+    RETURNING q.message_id, q.concurrency_key
+), freed AS (
+    UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
+    FROM handed
+    WHERE handed.concurrency_key IS NOT NULL AND s.key = handed.concurrency_key
+      AND s.holder = handed.message_id
+)
+INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
+SELECT b.message_id, 'handed_back', 'worker:' || %(worker_id)s,
+       jsonb_build_object('attempt', b.attempt, 'reason', b.reason)
+FROM handed JOIN b USING (message_id);
+
+-- name: slot_free_stray --
+-- Safety net run on every worker heartbeat: free slots whose holder is no longer running
+-- (a job rescued from a dead worker, deleted by hand, ...). A slot is freed only if the
+-- generation read is still current, so a slot taken by a newer claim is never touched.
+WITH stray AS (
+    SELECT s.key, s.slot, s.generation
+    FROM lamplighter.concurrency_slots s
+    WHERE s.holder IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM dramatiq.queue q WHERE q.message_id = s.holder AND q.state = 'running')
+)
+UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
+FROM stray
+WHERE s.key = stray.key AND s.slot = stray.slot AND s.generation = stray.generation
+  AND s.holder IS NOT NULL;
 
 -- name: job_get --
 SELECT message_id, queue_name, actor_name, state, message, priority, available_at, enqueued_at,
        attempt, max_attempts, worker_id, claimed_at, started_at, finished_at, unique_key,
-       concurrency_key, tenant_id, correlation_id, enqueued_by, last_error, cancel_requested,
-       mtime
+       unique_states, concurrency_key, concurrency_limit, tenant_id, correlation_id,
+       enqueued_by, last_error, cancel_requested, mtime
 FROM dramatiq.queue
 WHERE message_id = %(message_id)s;
 
 -- name: job_list --
 SELECT message_id, queue_name, actor_name, state, message, priority, available_at, enqueued_at,
        attempt, max_attempts, worker_id, claimed_at, started_at, finished_at, unique_key,
-       concurrency_key, tenant_id, correlation_id, enqueued_by, last_error, cancel_requested,
-       mtime
+       unique_states, concurrency_key, concurrency_limit, tenant_id, correlation_id,
+       enqueued_by, last_error, cancel_requested, mtime
 FROM dramatiq.queue
 WHERE (%(state)s::text IS NULL OR state = %(state)s)
   AND (%(actor)s::text IS NULL OR actor_name = %(actor)s)
@@ -139,29 +272,126 @@ WHERE (%(state)s::text IS NULL OR state = %(state)s)
 ORDER BY mtime DESC
 LIMIT %(limit)s;
 
+-- name: job_events_for_job --
+SELECT at, event, requested_by, detail
+FROM lamplighter.job_events
+WHERE job_id = %(job_id)s
+ORDER BY at, id;
+
 -- name: job_requeue --
--- Operator retry of a dead, cancelled or completed job: queued now, with room for as many
--- attempts as it originally had. History keeps counting attempts from where they were.
-UPDATE dramatiq.queue
-SET state = 'queued', available_at = lamplighter.now(), mtime = lamplighter.now(),
-    worker_id = NULL, claimed_at = NULL, started_at = NULL, finished_at = NULL,
-    cancel_requested = false,
-    max_attempts = CASE WHEN max_attempts IS NULL THEN NULL ELSE attempt + max_attempts END,
-    message = CASE WHEN %(message)s::jsonb IS NULL THEN message ELSE %(message)s::jsonb END
-WHERE message_id = %(message_id)s AND state IN ('dead', 'cancelled', 'completed')
-RETURNING message_id;
+-- Operator redrive of a dead, cancelled or completed job: queued now, with room for as many
+-- attempts as it originally had. History keeps counting attempts from where they were. The
+-- redrive is an event, with edited arguments noted. A job whose unique key another job holds
+-- meanwhile violates queue_unique_key_idx: the caller reports the conflict.
+WITH requeued AS (
+    UPDATE dramatiq.queue
+    SET state = 'queued', available_at = lamplighter.now(), mtime = lamplighter.now(),
+        worker_id = NULL, claimed_at = NULL, started_at = NULL, finished_at = NULL,
+        cancel_requested = false,
+        max_attempts = CASE WHEN max_attempts IS NULL THEN NULL ELSE attempt + max_attempts END,
+        message = CASE WHEN %(message)s::jsonb IS NULL THEN message ELSE %(message)s::jsonb END
+    WHERE message_id = %(message_id)s AND state IN ('dead', 'cancelled', 'completed')
+    RETURNING message_id, queue_name, state
+), recorded AS (
+    INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
+    SELECT message_id, 'redriven', %(by)s, %(detail)s::jsonb FROM requeued
+), woken AS (
+    SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', '') FROM requeued
+)
+SELECT message_id FROM requeued, (SELECT count(*) FROM woken) AS w;
+
+-- name: job_requeue_matching --
+-- Bulk redrive of dead jobs by actor / queue / error type (the part of last_error before the
+-- first ':'), up to %(limit)s, oldest death first. Jobs whose unique key is held by another
+-- job are left dead, and of several dead jobs sharing a key only one is redriven.
+WITH candidates AS (
+    SELECT q.message_id, q.unique_key, q.finished_at
+    FROM dramatiq.queue q
+    WHERE q.state = 'dead'
+      AND (%(actor)s::text IS NULL OR q.actor_name = %(actor)s)
+      AND (%(queue)s::text IS NULL OR q.queue_name = %(queue)s)
+      AND (%(error_type)s::text IS NULL OR split_part(q.last_error, ':', 1) = %(error_type)s)
+      AND (q.unique_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM dramatiq.queue h
+              WHERE h.unique_key = q.unique_key AND h.state = ANY (h.unique_states)
+                AND h.message_id <> q.message_id))
+    ORDER BY q.finished_at
+    LIMIT %(limit)s
+    FOR UPDATE OF q SKIP LOCKED
+), one_per_key AS (
+    SELECT DISTINCT ON (coalesce(unique_key, message_id::text)) message_id
+    FROM candidates
+    ORDER BY coalesce(unique_key, message_id::text), finished_at DESC
+), requeued AS (
+    UPDATE dramatiq.queue AS q
+    SET state = 'queued', available_at = lamplighter.now(), mtime = lamplighter.now(),
+        worker_id = NULL, claimed_at = NULL, started_at = NULL, finished_at = NULL,
+        cancel_requested = false,
+        max_attempts = CASE WHEN q.max_attempts IS NULL THEN NULL ELSE q.attempt + q.max_attempts END
+    FROM one_per_key
+    WHERE q.message_id = one_per_key.message_id
+    RETURNING q.message_id, q.queue_name
+), recorded AS (
+    INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
+    SELECT message_id, 'redriven', %(by)s, %(detail)s::jsonb FROM requeued
+), woken AS (
+    SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', '')
+    FROM (SELECT DISTINCT queue_name FROM requeued) AS queues
+)
+SELECT message_id FROM requeued, (SELECT count(*) FROM woken) AS w;
 
 -- name: job_cancel_waiting --
 -- A waiting or scheduled job is cancelled at once.
-UPDATE dramatiq.queue
-SET state = 'cancelled', finished_at = lamplighter.now(), mtime = lamplighter.now(),
-    last_error = 'cancelled by ' || %(by)s
-WHERE message_id = %(message_id)s AND state = 'queued'
-RETURNING message_id;
+WITH cancelled AS (
+    UPDATE dramatiq.queue
+    SET state = 'cancelled', finished_at = lamplighter.now(), mtime = lamplighter.now(),
+        last_error = 'Cancelled: by ' || %(by)s
+    WHERE message_id = %(message_id)s AND state = 'queued'
+    RETURNING message_id
+), recorded AS (
+    INSERT INTO lamplighter.job_events (job_id, event, requested_by)
+    SELECT message_id, 'cancelled', %(by)s FROM cancelled
+)
+SELECT message_id FROM cancelled;
 
 -- name: job_cancel_running --
--- A running job gets a cooperative flag the actor can check (issue: job semantics).
-UPDATE dramatiq.queue
-SET cancel_requested = true, mtime = lamplighter.now()
-WHERE message_id = %(message_id)s AND state = 'running'
-RETURNING message_id;
+-- A running job gets a cooperative flag the actor can check (jobs.cancel_requested); an
+-- actor that stops raises domain.outcomes.Cancel and the attempt ends as cancelled.
+WITH flagged AS (
+    UPDATE dramatiq.queue
+    SET cancel_requested = true, mtime = lamplighter.now()
+    WHERE message_id = %(message_id)s AND state = 'running'
+    RETURNING message_id
+), recorded AS (
+    INSERT INTO lamplighter.job_events (job_id, event, requested_by)
+    SELECT message_id, 'cancel_requested', %(by)s FROM flagged
+)
+SELECT message_id FROM flagged;
+
+-- name: job_cancel_requested --
+-- Polled by a running actor (not per job by the broker): has an operator asked it to stop?
+SELECT cancel_requested FROM dramatiq.queue WHERE message_id = %(message_id)s;
+
+-- name: job_prune_finished --
+-- One bounded batch of pruning: jobs in %(states)s finished before the retention, with their
+-- history and events. Safe to re-run; SKIP LOCKED keeps it off rows anything else touches.
+WITH doomed AS (
+    SELECT message_id
+    FROM dramatiq.queue
+    WHERE state = ANY(%(states)s::text[])
+      AND finished_at < lamplighter.now() - make_interval(secs => %(retention_seconds)s)
+    ORDER BY finished_at
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM dramatiq.queue q USING doomed WHERE q.message_id = doomed.message_id
+    RETURNING q.message_id
+), history AS (
+    DELETE FROM lamplighter.job_history h USING gone WHERE h.job_id = gone.message_id
+    RETURNING 1
+), events AS (
+    DELETE FROM lamplighter.job_events e USING gone WHERE e.job_id = gone.message_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM history) AS history_rows,
+       (SELECT count(*) FROM events) AS events;

@@ -14,6 +14,7 @@ EXPECTED_ACTORS = {
     "maintenance.rotate_encryption_keys": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
     "accounts.retry_managed_account_creations": {"queue_name": "accounts", "time_limit": 300_000, "max_retries": 0},
     "invitations.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
+    "maintenance.prune_jobs": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
 }
 
 

@@ -1,0 +1,28 @@
+"""Job-table upkeep actors: thin transport over domain.retention and storage.jobs."""
+from __future__ import annotations
+
+import dramatiq
+
+from domain import retention
+from storage import jobs
+from storage import settings as settings_module
+
+
+@dramatiq.actor(actor_name="maintenance.prune_jobs", queue_name="maintenance", priority=100,
+                time_limit=30 * 60_000, max_retries=3)
+def prune_jobs(max_batches: int = 1000) -> dict:
+    """Delete completed and cancelled jobs older than LAMPLIGHTER_COMPLETED_RETENTION and dead
+    jobs older than LAMPLIGHTER_DEAD_RETENTION, with their history and events."""
+    current = settings_module.get()
+
+    def batch(states, retention_seconds):
+        def run():
+            done = jobs.prune_batch(states=states, retention_seconds=retention_seconds,
+                                    batch_size=current.prune_batch_size)
+            return done.jobs, done.history_rows, done.events
+        return run
+
+    return retention.prune({
+        "completed": batch(("completed", "cancelled"), current.completed_retention),
+        "dead": batch(("dead",), current.dead_retention),
+    }, max_batches=max_batches)

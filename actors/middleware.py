@@ -1,0 +1,70 @@
+"""Where the domain's outcome vocabulary meets dramatiq: Lamplighter's Retries middleware.
+
+It is dramatiq's own :class:`dramatiq.middleware.Retries` (max_retries, min_backoff /
+max_backoff for exponential backoff with jitter and a cap, ``throws`` for permanent exception
+classes, ``retry_when``) plus:
+
+* ``retry_schedule=[60, 300, 900, 3600, 14400]`` — an explicit schedule in seconds: the n-th
+  retry waits the n-th entry (the last one repeats). It replaces the exponential backoff.
+* :class:`domain.outcomes.RetryLater` — retried after its ``delay`` (else the schedule).
+* :class:`domain.outcomes.PermanentFailure` (and ``throws``) — dead at once, no retry.
+* :class:`domain.outcomes.Cancel` — the job ends ``cancelled``.
+* dramatiq's ``Shutdown`` (actors declared with ``notify_shutdown=True``, interrupted by a
+  worker shutdown) — handed back to the queue without consuming an attempt.
+
+The decision is told to the broker (``broker.settle``), which stores it with the attempt's
+history row in the grouped finish: the next attempt's time lands in ``available_at``.
+"""
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.middleware import Retries as DramatiqRetries
+from dramatiq.middleware import Shutdown
+
+from domain.outcomes import Cancel, PermanentFailure, RetryLater
+
+
+class Retries(DramatiqRetries):
+    @property
+    def actor_options(self):
+        return super().actor_options | {"retry_schedule"}
+
+    def after_declare_actor(self, broker, actor):
+        schedule = actor.options.get("retry_schedule")
+        if schedule is not None:
+            if (not isinstance(schedule, (list, tuple)) or not schedule
+                    or not all(isinstance(s, (int, float)) and s >= 0 for s in schedule)):
+                raise ValueError(f"{actor.actor_name}: retry_schedule must be a non-empty list of seconds")
+            if "max_retries" not in actor.options:
+                raise ValueError(f"{actor.actor_name}: an actor with a retry_schedule must declare max_retries")
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if exception is None:
+            return
+        actor = broker.get_actor(message.actor_name)
+        if isinstance(exception, Shutdown):
+            broker.settle(message, "handback")
+            return
+        if isinstance(exception, Cancel):
+            broker.settle(message, "cancelled")
+            return
+        throws = message.options.get("throws") or actor.options.get("throws")
+        if isinstance(exception, PermanentFailure) or (throws and isinstance(exception, throws)):
+            broker.settle(message, "dead")
+            message.fail()
+            return
+        delay_ms = self.next_delay_ms(actor, message, exception)
+        if delay_ms is not None:
+            # dramatiq's Retries honours Retry.delay; the attempt's history keeps the original error.
+            exception = dramatiq.Retry(str(exception), delay=delay_ms)
+        super().after_process_message(broker, message, result=result, exception=exception)
+
+    @staticmethod
+    def next_delay_ms(actor, message, exception) -> int | None:
+        if isinstance(exception, RetryLater) and exception.delay is not None:
+            return int(exception.delay * 1000)
+        schedule = message.options.get("retry_schedule") or actor.options.get("retry_schedule")
+        if schedule:
+            retries = message.options.get("retries", 0)  # attempts before this one
+            return int(schedule[min(retries, len(schedule) - 1)] * 1000)
+        return None
