@@ -1,0 +1,109 @@
+"""Graceful shutdown of a real worker: dramatiq's CLI over tests.worker_app in a subprocess,
+SIGTERM mid-job."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import tests.worker_app as app
+from storage import jobs
+from tests.conftest import ROOT, lamplighter_env, wait_for
+
+pytestmark = pytest.mark.acceptance
+
+
+@pytest.fixture
+def start_worker(database_url, broker, sql, tmp_path):
+    started = []
+
+    def start(grace: float) -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(started)}.log", "wb")
+        env = lamplighter_env(DATABASE_URL=database_url, LAMPLIGHTER_SHUTDOWN_GRACE=str(grace))
+        proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "tests.worker_app", "--processes", "1",
+                                 "--threads", "2", "--queues", "tests-slow", "--skip-logging"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        started.append((proc, log))
+        wait_for(lambda: sql("SELECT count(*) FROM lamplighter.workers") == [(1,)], timeout=30,
+                 message="worker registered")
+        return proc
+
+    yield start
+    for proc, log in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _started(job_id) -> bool:
+    return jobs.get(job_id).started_at is not None
+
+
+def _stopping_visible(sql) -> bool:
+    return sql("SELECT stopping FROM lamplighter.workers") == [(True,)]
+
+
+def test_sigterm_finishes_short_jobs_hands_back_long_ones_and_exits_zero(start_worker, sql):
+    proc = start_worker(grace=4)
+    short = app.sleep.send(1.0, "short")
+    long = app.sleep.send(120, "long")
+    wait_for(lambda: _started(short.message_id) and _started(long.message_id), message="both jobs running")
+
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)  # Heroku signals every process: a repeat at once is one request
+    wait_for(lambda: _stopping_visible(sql), message="worker says it is stopping")
+    late = app.sleep.send(0.1, "sent after SIGTERM")
+
+    assert proc.wait(timeout=30) == 0
+    elapsed = time.monotonic() - signalled
+    assert 3.5 < elapsed < 15  # waited out the 4 s grace for the long job, not more
+
+    finished = jobs.get(short.message_id)
+    assert finished.state == "completed" and [a.outcome for a in finished.attempts] == ["completed"]
+
+    handed = jobs.get(long.message_id)
+    assert handed.state == "queued" and handed.worker_id is None
+    assert handed.attempt == 0 and handed.attempts == ()  # no attempt consumed
+    assert [e.event for e in handed.events] == ["handed_back"]
+
+    untouched = jobs.get(late.message_id)
+    assert untouched.state == "queued" and untouched.attempt == 0 and untouched.attempts == ()
+    assert sql("SELECT count(*) FROM lamplighter.workers") == [(0,)]
+
+
+def test_a_second_sigterm_after_a_second_ends_the_grace(start_worker, sql):
+    proc = start_worker(grace=60)
+    long = app.sleep.send(120, "long")
+    wait_for(lambda: _started(long.message_id), message="job running")
+
+    proc.send_signal(signal.SIGTERM)
+    first = time.monotonic()
+    wait_for(lambda: _stopping_visible(sql), message="worker says it is stopping")
+    wait_for(lambda: time.monotonic() - first > 1.5, message="more than a second later")
+    proc.send_signal(signal.SIGTERM)
+    hurried = time.monotonic()
+
+    assert proc.wait(timeout=30) == 0
+    assert time.monotonic() - hurried < 10  # far inside the 60 s grace
+    handed = jobs.get(long.message_id)
+    assert handed.state == "queued" and handed.attempt == 0
+    assert [e.event for e in handed.events] == ["handed_back"]
+
+
+def test_handed_back_job_runs_again_on_the_next_worker(start_worker, sql):
+    proc = start_worker(grace=1)
+    job = app.sleep.send(3, "resumable")
+    wait_for(lambda: _started(job.message_id), message="job running")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert jobs.get(job.message_id).state == "queued"
+
+    start_worker(grace=10)
+    wait_for(lambda: jobs.get(job.message_id).state == "completed", timeout=30, message="ran on the next worker")
+    done = jobs.get(job.message_id)
+    assert done.attempt == 1 and [a.outcome for a in done.attempts] == ["completed"]

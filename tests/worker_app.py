@@ -1,0 +1,53 @@
+"""A dramatiq app for subprocess workers in tests: the real actors package plus test-only
+actors. `python -m dramatiq tests.worker_app --queues tests-slow` (cwd: the repository)."""
+from __future__ import annotations
+
+import time
+
+import dramatiq
+
+import actors
+from domain.outcomes import Cancel
+from storage import broker as broker_module
+from storage import connection
+
+broker = actors.broker
+
+
+@dramatiq.actor(broker=broker, actor_name="tests.sleep", queue_name="tests-slow", max_retries=3,
+                time_limit=120_000)
+def sleep(seconds: float, label: str = "") -> dict:
+    """Sleeps in small steps (so TimeLimit and Shutdown can interrupt it between them); stops
+    early with Cancel when an operator asks."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    return {"slept": seconds, "label": label}
+
+
+@dramatiq.actor(broker=broker, actor_name="tests.until_cancelled", queue_name="tests-slow", max_retries=0,
+                time_limit=60_000)
+def until_cancelled(limit_seconds: float = 30.0) -> str:
+    deadline = time.monotonic() + limit_seconds
+    while time.monotonic() < deadline:
+        if broker_module.cancel_requested():
+            raise Cancel("stopped at the operator's request")
+        time.sleep(0.05)
+    return "ran to the end"
+
+
+@dramatiq.actor(broker=broker, actor_name="tests.overlap", queue_name="tests-slow", max_retries=0,
+                time_limit=60_000, concurrency_limit=2)
+def overlap(tag: str, seconds: float = 0.3) -> None:
+    """Records when it ran, for concurrency tests across worker processes."""
+    conn = connection.raw_connection("tests-overlap")
+    try:  # the test creates public.tests_overlap (tag text, started timestamptz, ended timestamptz)
+        started = time.time()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+        with conn:
+            conn.cursor().execute("INSERT INTO public.tests_overlap VALUES (%s, to_timestamp(%s), clock_timestamp())",
+                                  (tag, started))
+    finally:
+        conn.close()
