@@ -64,6 +64,11 @@ class Settings:
     zitadel_user_id_prefix: str = "lamplighter-"  # userId = prefix + request id (docs/accounts.md)
     account_processing_timeout: float = 300.0  # a request processing longer than this is retried
 
+    # Scheduler (scheduler/): one leader holds a lease row timed by the database's clock.
+    scheduler_lease_ttl: float = 10.0  # seconds a leader's lease lasts unless renewed
+    scheduler_poll_interval: float = 1.0  # seconds between lease renewals / due-schedule checks
+    scheduler_tick_retention: float = 90 * 86400.0  # tick rows older than this are pruned
+
     @property
     def embedded(self) -> bool:
         return not self.database_url
@@ -197,11 +202,22 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         zitadel_timeout=_number(env, "ZITADEL_TIMEOUT", 10.0, minimum=0.1),
         zitadel_user_id_prefix=_user_id_prefix(env.get("ZITADEL_USER_ID_PREFIX", "lamplighter-")),
         account_processing_timeout=_number(env, "LAMPLIGHTER_ACCOUNT_PROCESSING_TIMEOUT", 300.0, minimum=1.0),
+        scheduler_lease_ttl=_number(env, "LAMPLIGHTER_SCHEDULER_LEASE_TTL", 10.0, minimum=0.5),
+        scheduler_poll_interval=_number(env, "LAMPLIGHTER_SCHEDULER_POLL_INTERVAL", 1.0, minimum=0.05),
+        scheduler_tick_retention=_number(env, "LAMPLIGHTER_SCHEDULER_TICK_RETENTION", 90 * 86400.0,
+                                         minimum=86400.0),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(
             "LAMPLIGHTER_LEASE_TIMEOUT: must be longer than LAMPLIGHTER_HEARTBEAT_INTERVAL "
             f"({settings.lease_timeout} <= {settings.heartbeat_interval})"
+        )
+    if settings.scheduler_poll_interval * 2 > settings.scheduler_lease_ttl:
+        # The leader renews once a poll; two renewals must fit in a lease, or one slow renewal
+        # hands leadership to a standby while the leader still works.
+        raise SettingsError(
+            "LAMPLIGHTER_SCHEDULER_LEASE_TTL: must be at least twice LAMPLIGHTER_SCHEDULER_POLL_INTERVAL "
+            f"({settings.scheduler_lease_ttl} < 2 x {settings.scheduler_poll_interval})"
         )
     if settings.account_processing_timeout <= 3 * settings.zitadel_timeout:
         # One attempt makes up to three calls (create, look-up, grant); a shorter timeout would
