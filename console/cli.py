@@ -12,7 +12,7 @@ import json
 import socket
 import sys
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 
 DATABASE_ERRORS: tuple = ()
 EXIT_FAILURE = 1
@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("action", choices=("pause", "resume"))
     q.add_argument("queue", metavar="QUEUE", type=_queue_name)
 
+    sc = verbs.add_parser("schedule", help="list schedules (next fire times, last run); pause, resume or run one now")
+    sc.add_argument("action", nargs="?", default="list", choices=("list", "pause", "resume", "run"))
+    sc.add_argument("key", metavar="KEY", nargs="?", help="schedule key (for pause, resume, run)")
+    sc.add_argument("--json", action="store_true")
+
     acc = verbs.add_parser("accounts", help="managed accounts at the identity provider (Zitadel)")
     acc_actions = acc.add_subparsers(dest="accounts_action", metavar="ACTION", parser_class=_Parser)
     acc_actions.required = True
@@ -189,11 +194,27 @@ def _print_json(value) -> None:
 
 # ---- verbs --------------------------------------------------------------------------------
 
-def cmd_migrate(args, settings) -> int:
+def release():
+    """The release step: check the schedules declared on the actors, migrate, sync them into
+    the schedules table (docs/scheduler.md). Returns (migrations applied, sync report)."""
+    from scheduler import sync
     from storage import schema
+    from storage.schedules import DeclarationError
 
+    try:
+        from actors import broker
+
+        definitions = sync.definitions_from_broker(broker)
+    except DeclarationError as exc:
+        raise UsageError(f"bad schedule declaration: {exc}") from None
     applied = schema.migrate()
+    return applied, sync.sync(definitions)
+
+
+def cmd_migrate(args, settings) -> int:
+    applied, report = release()
     print(f"migrations applied: {len(applied)}" + (f" ({', '.join(applied)})" if applied else " (schema is current)"))
+    print(report.summary())
     return 0
 
 
@@ -400,6 +421,67 @@ def cmd_accounts(args, settings) -> int:
     return 0
 
 
+def _last_run(last) -> str:
+    if last is None:
+        return "-"
+    text = f"{last.fire_at.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')} {last.kind}"
+    if last.missed > 1:
+        text += f" ({last.missed} due)"
+    if last.outcome == "enqueued":
+        return f"{text}: job {str(last.job_id)[:8]} {last.job_state or 'pruned'}"
+    return f"{text}: {last.outcome.replace('_', ' ')}"
+
+
+def _fire_time(moment) -> str:
+    local = moment.strftime("%Y-%m-%d %H:%M %Z")
+    if moment.utcoffset():
+        return f"{local} ({moment.astimezone(timezone.utc).strftime('%H:%M UTC')})"
+    return local
+
+
+def cmd_schedule(args, settings) -> int:
+    from scheduler import ticks
+
+    if args.action != "list" and not args.key:
+        raise UsageError(f"schedule {args.action} needs a KEY (see `lamplighter schedule`)")
+    if args.action in ("pause", "resume"):
+        ticks.set_paused(args.key, args.action == "pause", by=operator())
+        print(f"schedule {args.key} {'paused' if args.action == 'pause' else 'resumed'}")
+        return 0
+    if args.action == "run":
+        result = ticks.run_now(args.key, by=operator())
+        print(result.job_id)
+        return 0
+    views = ticks.overview(args.key)
+    if args.key and not views:
+        raise ticks.ScheduleNotFound(f"no schedule {args.key!r}")
+    if args.json:
+        _print_json([{
+            "key": v.schedule.key, "actor": v.schedule.actor_name, "queue": v.schedule.queue_name,
+            "cron": v.schedule.cron, "zone": v.schedule.zone, "state": v.state, "args": v.schedule.args,
+            "kwargs": v.schedule.kwargs, "misfire": v.schedule.misfire, "grace_seconds": v.schedule.grace_seconds,
+            "overlap": v.schedule.overlap, "paused_by": v.schedule.paused_by,
+            "next_fire_times": [t.isoformat() for t in v.next_fire_times],
+            "next_fire_times_utc": [t.astimezone(timezone.utc).isoformat() for t in v.next_fire_times],
+            "last_run": None if v.last_tick is None else {
+                "fire_at": v.last_tick.fire_at.isoformat(), "kind": v.last_tick.kind,
+                "outcome": v.last_tick.outcome, "job_id": v.last_tick.job_id, "due": v.last_tick.missed,
+                "job_state": v.last_tick.job_state}} for v in views])
+        return 0
+    rows = [{"key": v.schedule.key, "actor": v.schedule.actor_name, "cron": v.schedule.cron,
+             "zone": v.schedule.zone, "state": v.state + (f" by {v.schedule.paused_by}" if v.state == "paused" else ""),
+             "policy": f"{v.schedule.misfire}/{v.schedule.grace_seconds:g}s, overlap {v.schedule.overlap}",
+             "last_run": _last_run(v.last_tick)} for v in views]
+    lines = _table(rows, ["key", "actor", "cron", "zone", "state", "policy", "last_run"]).splitlines()
+    print(lines[0])
+    for view, line in zip(views, lines[1:]):
+        print(line)
+        upcoming = " | ".join(_fire_time(t) for t in view.next_fire_times)
+        label = "next once resumed" if view.state == "paused" else "next"
+        print(f"    {label}: {upcoming or '- (disabled: no longer declared in the code)'}")
+    return 0
+
+
 def cmd_worker(args, settings) -> int:
     from console import processes
 
@@ -428,6 +510,7 @@ COMMANDS = {
     "up": cmd_up, "migrate": cmd_migrate, "worker": cmd_worker, "scheduler": cmd_scheduler, "web": cmd_web,
     "enqueue": cmd_enqueue, "jobs": cmd_jobs, "job": cmd_job, "retry": cmd_retry, "cancel": cmd_cancel,
     "stats": cmd_stats, "workers": cmd_workers, "queue": cmd_queue, "accounts": cmd_accounts,
+    "schedule": cmd_schedule,
 }
 
 
@@ -437,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     import peewee
     import psycopg2
 
+    from scheduler import ticks
     from storage import connection, jobs, logs
     from storage import settings as settings_module
 
@@ -458,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lamplighter {args.verb}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except (jobs.JobNotFound, jobs.JobStateConflict) as exc:
+        print(f"lamplighter {args.verb}: {exc.args[0]}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (ticks.ScheduleNotFound, ticks.ScheduleDisabled) as exc:
         print(f"lamplighter {args.verb}: {exc.args[0]}", file=sys.stderr)
         return EXIT_FAILURE
     except DATABASE_ERRORS as exc:
