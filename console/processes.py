@@ -16,7 +16,7 @@ import time
 
 import structlog
 
-from storage import connection, embedded, schema
+from storage import connection, embedded
 from storage import settings as settings_module
 
 log = structlog.get_logger("lamplighter.up")
@@ -98,7 +98,9 @@ def up(settings: settings_module.Settings) -> int:
     log.info("lamplighter_up", **settings.public())
     url = connection.database_url()  # starts the embedded server when DATABASE_URL is unset
     try:
-        schema.migrate()
+        from console.cli import release
+
+        release()  # migrations, then the schedules declared on the actors (console/cli.py)
         env = settings_module.process_environment(DATABASE_URL=url, PYTHONUNBUFFERED="1")
         supervisor = Supervisor(settings.shutdown_grace)
         _install_handlers(supervisor)
