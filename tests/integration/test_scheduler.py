@@ -306,3 +306,26 @@ def test_schedule_verbs_from_the_cli(database_url, sql):
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no schedule 'nope'" in missing.stderr
     usage = cli("pause")
     assert usage.returncode == 2 and "needs a KEY" in usage.stderr
+
+
+def test_a_leader_that_loses_its_connection_reconnects_and_leads_again(database_url, sql):
+    from scheduler import service
+    from storage import settings as settings_module
+
+    set_now(at("2026-05-01 10:00:30"))
+    sync.sync([definition("a")])
+    scheduler = service.Scheduler(settings_module.get(), holder="h1")
+    assert scheduler.step() == [] and scheduler.leading
+    backend = connection.database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    sql("SELECT pg_terminate_backend(%s)", (backend,))
+    with pytest.raises(service.DATABASE_ERRORS):
+        scheduler.step()
+    service._drop_connection()  # what the loop does after a database error
+    set_now(at("2026-05-01 10:01:01"))
+    assert [r.outcome for r in scheduler.step()] == ["enqueued"]
+    assert scheduler.leading
+    # A standby does not get the lease while it is renewed; the holder resigns on SIGTERM.
+    standby = service.Scheduler(settings_module.get(), holder="h2")
+    assert standby.step() == [] and not standby.leading
+    scheduler.resign()
+    assert standby.step() == [] and standby.leading
