@@ -225,8 +225,11 @@ class Finisher(threading.Thread):
             self.flush(batch)
 
     def flush(self, batch: list) -> None:
-        starts = [p for k, p, _ in batch if k == "start"]
         finishes = [p for k, p, _ in batch if k == "finish"]
+        # A job that started and finished within one flush needs no separate start update:
+        # the finish sets the attempt number itself (one row version fewer per short job).
+        finishing = {p["message_id"] for p in finishes}
+        starts = [p for k, p, _ in batch if k == "start" and p["message_id"] not in finishing]
         releases = [p["message_id"] for k, p, _ in batch if k == "release"]
         handbacks = [p for k, p, _ in batch if k == "handback"]
         rejects = [p for k, p, _ in batch if k == "reject"]
@@ -392,6 +395,7 @@ class LamplighterBroker(PostgresBroker):
         self.clock = clock_module.SystemClock(self.settings.clock_offset)
         self.worker_id = str(uuid.uuid4())
         self.inflight: dict[str, Claim] = {}
+        self.room = threading.Event()  # set when a job finishes: its consumer has room again
         self.finisher: Finisher | None = None
         self.presence: Presence | None = None
         self.stopping = False
@@ -587,6 +591,7 @@ class LamplighterBroker(PostgresBroker):
         claim = self.inflight.pop(message.message_id, None)
         if claim is None:
             return
+        self.room.set()  # a consumer waiting for room in its window may claim again
         current_job_id.set(None)
         if claim.started_at is None:
             if failed:
@@ -681,6 +686,11 @@ class LamplighterConsumer(Consumer):
         self.queue_name = queue_name
         self.prefetch = max(1, prefetch)
         self.settings = broker.settings
+        # Jobs this consumer may hold (claimed, queued in the worker, or running): dramatiq's
+        # prefetch (2 x threads) or one claim batch, whichever is larger. Bounded: a worker
+        # holds only what it is about to run, whatever the backlog.
+        self.window = max(self.prefetch, self.settings.claim_batch)
+        self.refill_at = max(1, self.window // 2)
         self.buffer: deque[MessageProxy] = deque()
         self.mine: set[str] = set()
         self.claim_conn = ResilientConnection(f"lamplighter-claim:{queue_name}")
@@ -696,16 +706,21 @@ class LamplighterConsumer(Consumer):
         if self.broker.stopping:
             time.sleep(min(0.1, self.settings.poll_interval))
             return None
-        self.mine &= set(self.broker.inflight)  # forget finished ones
-        capacity = self.prefetch - len(self.mine)
-        if capacity > 0:
-            claimed = self._claim(min(capacity, self.settings.claim_batch))
+        self.mine &= self.broker.inflight.keys()  # forget finished ones
+        capacity = self.window - len(self.mine)
+        # Claim a whole batch at a time, as soon as half the window is free: one round trip
+        # then feeds many jobs, and the threads never wait on a claim for a single job.
+        if capacity >= self.refill_at or not self.mine:
+            claimed = self._claim(min(capacity, self.settings.claim_batch)) if capacity > 0 else []
             if claimed:
                 self.buffer.extend(claimed)
                 return self.buffer.popleft()
-            self._wait_for_work(self.settings.poll_interval)
-        else:
-            time.sleep(min(0.005, self.settings.poll_interval))
+            if not self.mine:
+                self._wait_for_work(self.settings.poll_interval)
+                return None
+        # Work in hand: wait until a finish frees room, not a fixed sleep.
+        self.broker.room.wait(min(0.05, self.settings.poll_interval))
+        self.broker.room.clear()
         return None
 
     def _claim(self, limit: int) -> list[MessageProxy]:

@@ -140,6 +140,9 @@ WITH f AS (
     UPDATE dramatiq.queue AS q
     SET state = f.state,
         mtime = lamplighter.now(),
+        -- The attempt's start may be folded into its finish (both in one flush): the row
+        -- then still shows the previous attempt number.
+        attempt = f.attempt,
         available_at = CASE WHEN f.state = 'queued'
                             THEN lamplighter.now() + coalesce(f.delay_ms, 0) * interval '1 millisecond'
                             ELSE q.available_at END,
@@ -148,7 +151,7 @@ WITH f AS (
         last_error = CASE WHEN f.error_type IS NULL THEN q.last_error
                           ELSE f.error_type || ': ' || coalesce(f.error_message, '') END
     FROM f
-    WHERE q.message_id = f.message_id AND q.attempt = f.attempt
+    WHERE q.message_id = f.message_id AND q.attempt IN (f.attempt - 1, f.attempt)
       AND q.worker_id = %(worker_id)s AND q.state = 'running'
     RETURNING q.message_id, q.actor_name, q.queue_name, q.tenant_id, q.concurrency_key
 ), freed AS (
