@@ -5,11 +5,13 @@ Schedule (declared with the scheduler): accounts.retry_managed_account_creations
 from __future__ import annotations
 
 import dramatiq
+from periodiq import cron
 
 from actors.zitadel import ZitadelClient
 from domain import accounts
 from storage import settings as settings_module
 from storage.clock import SystemClock
+from storage.schedules import schedule
 
 # A sweep stops claiming after this, well inside its 5-minute time limit (one request makes at most
 # three calls of ZITADEL_TIMEOUT each); the next minute's sweep carries on.
@@ -24,8 +26,12 @@ def provider_settings(current: settings_module.Settings) -> accounts.ProviderSet
 
 
 # No retries: the sweep runs every minute, and each request keeps its own schedule in its row.
+# A sweep still running when the next minute comes is not doubled (overlap skip), and minutes
+# missed while the scheduler was down need no catch-up: the next sweep takes every due request.
 @dramatiq.actor(actor_name="accounts.retry_managed_account_creations", queue_name="accounts", priority=10,
-                time_limit=5 * 60_000, max_retries=0)
+                time_limit=5 * 60_000, max_retries=0,
+                periodic=schedule("accounts.retry_managed_account_creations", cron("* * * * *"),
+                                  misfire="skip", overlap="skip"))
 def retry_managed_account_creations(limit: int = 500) -> dict:
     current = settings_module.get()
     clock = SystemClock(current.clock_offset)

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import dramatiq
+from periodiq import cron
 
 from domain import retention
 from storage import jobs
 from storage import settings as settings_module
+from storage.schedules import schedule
 
 
 @dramatiq.actor(actor_name="maintenance.prune_jobs", queue_name="maintenance", priority=100,
-                time_limit=30 * 60_000, max_retries=3)
+                time_limit=30 * 60_000, max_retries=3,
+                periodic=schedule("maintenance.prune_jobs", cron("17 * * * *"), overlap="skip"))
 def prune_jobs(max_batches: int = 1000) -> dict:
     """Delete completed and cancelled jobs older than LAMPLIGHTER_COMPLETED_RETENTION and dead
     jobs older than LAMPLIGHTER_DEAD_RETENTION, with their history and events."""
