@@ -329,3 +329,42 @@ def test_a_leader_that_loses_its_connection_reconnects_and_leads_again(database_
     assert standby.step() == [] and not standby.leading
     scheduler.resign()
     assert standby.step() == [] and standby.leading
+
+
+BAD_DECLARATION = """
+import dramatiq, sys
+import actors
+from storage.schedules import schedule
+dramatiq.actor(lambda: None, actor_name="reports.weekly", queue_name="reports",
+               periodic=[schedule("reports.weekly.eu", "0 25 * * sun", zone="Europe/Berlin")])
+from console.cli import main
+sys.exit(main(["migrate"]))
+"""
+
+
+def test_a_bad_declaration_stops_the_release_step_with_one_line_naming_the_actor(server_url):
+    import psycopg2
+
+    from tests.conftest import with_database
+
+    name = "lamplighter_bad_declaration"
+    admin = psycopg2.connect(server_url)
+    admin.autocommit = True
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = with_database(server_url, name)
+        done = subprocess.run([sys.executable, "-c", BAD_DECLARATION], env=lamplighter_env(DATABASE_URL=url),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2
+        assert done.stderr == ("lamplighter migrate: error: bad schedule declaration: reports.weekly: schedule "
+                               "'reports.weekly.eu': invalid cron expression '0 25 * * sun': hour field '25': "
+                               "25 is out of range 0-23\n")
+        conn = psycopg2.connect(url)
+        cur = conn.cursor()
+        cur.execute("SELECT to_regclass('lamplighter.schedules')")
+        assert cur.fetchone() == (None,)  # checked before anything was migrated or written
+        conn.close()
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
