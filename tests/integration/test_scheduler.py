@@ -368,3 +368,18 @@ def test_a_bad_declaration_stops_the_release_step_with_one_line_naming_the_actor
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+def test_a_scheduled_job_that_waited_an_hour_still_runs(broker, run_worker, sql):
+    # periodiq's middleware would drop it (skip_delay=30); the worker here has our middleware list.
+    sync.sync([definition("late", cron="* * * * *")])
+    holder = lead()
+    sql("UPDATE lamplighter.schedules SET next_fire_at = date_trunc('minute', now())")
+    [result] = ticks.fire_due(holder)
+    sql("UPDATE dramatiq.queue SET enqueued_at = now() - interval '1 hour', "
+        "message = jsonb_set(message, '{message_timestamp}', to_jsonb((extract(epoch FROM now()) * 1000 - 3600000)::bigint))")
+    run_worker(threads=1)
+    from tests.conftest import wait_for
+
+    wait_for(lambda: sql("SELECT state FROM dramatiq.queue WHERE message_id = %s", (result.job_id,)) == [("completed",)],
+             timeout=20, message="the late scheduled job completed")

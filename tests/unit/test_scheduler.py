@@ -195,3 +195,37 @@ def test_scheduler_settings_and_their_check():
     assert defaults.scheduler_lease_ttl + defaults.scheduler_poll_interval <= 15
     with pytest.raises(settings_module.SettingsError, match="LAMPLIGHTER_SCHEDULER_LEASE_TTL"):
         settings_module.load({"LAMPLIGHTER_SCHEDULER_LEASE_TTL": "1", "LAMPLIGHTER_SCHEDULER_POLL_INTERVAL": "1"})
+
+
+# ---- next fire times in more zones (southern hemisphere, DST at midnight) ------------------------
+
+@pytest.mark.parametrize("zone, expression, after, expected_utc", [
+    # Sydney springs forward 4 Oct 2026 at 02:00 AEST -> 03:00 AEDT: 02:30 fires at 03:30 AEDT.
+    ("Australia/Sydney", "30 2 * * *", "2026-10-03 00:00",
+     ["2026-10-03 16:30", "2026-10-04 15:30", "2026-10-05 15:30"]),
+    # Sydney falls back 5 Apr 2026 at 03:00 AEDT -> 02:00 AEST: 02:30 fires once, the first (AEDT).
+    ("Australia/Sydney", "30 2 * * *", "2026-04-04 00:00",
+     ["2026-04-04 15:30", "2026-04-05 16:30", "2026-04-06 16:30"]),
+    # Santiago springs forward at midnight (6 Sep 2026 00:00 -04 -> 01:00 -03): midnight fires at 01:00.
+    ("America/Santiago", "0 0 * * *", "2026-09-05 00:00",
+     ["2026-09-05 04:00", "2026-09-06 04:00", "2026-09-07 03:00"]),
+    # Santiago falls back at midnight (5 Apr 2026 00:00 -03 -> 23:00 -04): 00:00 of the 5th happens once.
+    ("America/Santiago", "0 0 * * *", "2026-04-03 00:00",
+     ["2026-04-03 03:00", "2026-04-04 03:00", "2026-04-05 04:00"]),
+])
+def test_next_fire_times_across_southern_and_midnight_dst_changes(zone, expression, after, expected_utc):
+    from scheduler.cron import next_fire_times
+
+    assert next_fire_times(Cron.parse(expression), at(after), zone, 3) == [at(t) for t in expected_utc]
+
+
+def test_periodic_middleware_never_drops_a_late_message():
+    # periodiq's PeriodiqMiddleware(skip_delay=30) raises SkipMessage for a message older than
+    # 30 s; ours has no message hook at all, so a scheduled job runs however long it waited.
+    import actors
+
+    ours = [m for m in actors.broker.middleware if isinstance(m, PeriodicSchedules)]
+    assert len(ours) == 1
+    assert not any(type(m) is periodiq.PeriodiqMiddleware for m in actors.broker.middleware)
+    hooks = [name for name in vars(PeriodicSchedules) if name.endswith("_message")]
+    assert hooks == []
