@@ -147,7 +147,15 @@ def enqueue_many(jobs: Sequence[NewJob], *, conn=None) -> list[uuid.UUID]:
     ids: dict[str, uuid.UUID] = {}
     both = plain and unique and conn is None
     with (connection.init_database().atomic() if both else nullcontext()):
-        if plain:
+        if len(plain) == 1 and plain[0].concurrency_key is None:
+            job = plain[0]
+            params = {f: getattr(job, f) for f in _PLAIN_FIELDS}
+            params["message"] = json.dumps(job.message, separators=(",", ":"))
+            params["delay_ms"] = job.delay_ms or 0
+            params["priority"] = job.priority or 0
+            cursor = execute("job_insert_one", params, conn=conn)
+            ids.update((str(row[0]), row[0]) for row in cursor.fetchall())
+        elif plain:
             cursor = execute("job_insert_many", {"jobs": encode_new_jobs(plain, _PLAIN_FIELDS)}, conn=conn)
             ids.update((str(row[0]), row[0]) for row in cursor.fetchall())
         if unique:

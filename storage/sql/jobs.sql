@@ -42,6 +42,27 @@ WITH incoming AS (
 )
 SELECT message_id FROM inserted, (SELECT count(*) FROM woken) AS w;
 
+-- name: job_insert_one --
+-- The hot path of actor.send(): one job, no unique or concurrency key. Same effect as
+-- job_insert_many, as a plain INSERT that plans in a fraction of the set-based statement.
+WITH inserted AS (
+    INSERT INTO dramatiq.queue AS q (
+        message_id, queue_name, actor_name, message, priority, available_at, enqueued_at,
+        max_attempts, tenant_id, correlation_id, enqueued_by, state)
+    VALUES (%(message_id)s, %(queue_name)s, %(actor_name)s, %(message)s::jsonb, %(priority)s,
+            lamplighter.now() + %(delay_ms)s * interval '1 millisecond', lamplighter.now(),
+            %(max_attempts)s, %(tenant_id)s, %(correlation_id)s, %(enqueued_by)s, 'queued')
+    ON CONFLICT (message_id) DO UPDATE SET
+        state = 'queued', message = EXCLUDED.message, queue_name = EXCLUDED.queue_name,
+        actor_name = EXCLUDED.actor_name, priority = EXCLUDED.priority,
+        available_at = EXCLUDED.available_at, max_attempts = EXCLUDED.max_attempts,
+        concurrency_key = NULL, concurrency_limit = NULL,
+        worker_id = NULL, claimed_at = NULL, started_at = NULL, finished_at = NULL,
+        mtime = lamplighter.now()
+    RETURNING q.message_id, q.queue_name
+)
+SELECT message_id, pg_notify('dramatiq.' || queue_name || '.enqueue', '') FROM inserted;
+
 -- name: job_insert_unique_many --
 -- Jobs with a unique key, one lamplighter.job_insert_unique() call each, in order. Returns
 -- the id of the job that holds the key afterwards (the new one, or the existing holder).
