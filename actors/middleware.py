@@ -19,9 +19,14 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq.middleware import Retries as DramatiqRetries
-from dramatiq.middleware import Shutdown
+from dramatiq.middleware import MiddlewareError, Shutdown
 
 from domain.outcomes import Cancel, PermanentFailure, RetryLater
+
+
+class RetryPolicyError(ValueError, MiddlewareError):
+    """A bad retry policy on an actor declaration. A MiddlewareError, because dramatiq logs
+    and swallows any other exception raised by a middleware hook."""
 
 
 class Retries(DramatiqRetries):
@@ -29,14 +34,14 @@ class Retries(DramatiqRetries):
     def actor_options(self):
         return super().actor_options | {"retry_schedule"}
 
-    def after_declare_actor(self, broker, actor):
+    def before_declare_actor(self, broker, actor):
         schedule = actor.options.get("retry_schedule")
         if schedule is not None:
             if (not isinstance(schedule, (list, tuple)) or not schedule
                     or not all(isinstance(s, (int, float)) and s >= 0 for s in schedule)):
-                raise ValueError(f"{actor.actor_name}: retry_schedule must be a non-empty list of seconds")
+                raise RetryPolicyError(f"{actor.actor_name}: retry_schedule must be a non-empty list of seconds")
             if "max_retries" not in actor.options:
-                raise ValueError(f"{actor.actor_name}: an actor with a retry_schedule must declare max_retries")
+                raise RetryPolicyError(f"{actor.actor_name}: an actor with a retry_schedule must declare max_retries")
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         if exception is None:
