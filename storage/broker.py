@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import json
 import os
 import queue as queue_module
@@ -536,11 +537,16 @@ class LamplighterBroker(PostgresBroker):
             return  # not under dramatiq's CLI (e.g. a Worker started in-process by tests)
         self._previous_sigterm = previous
 
+        received = itertools.count()
+
         def on_sigterm(signum, frame):
-            if self.stop_requested_at is None:
+            # Python runs a handler again if a signal arrives while the first call is still
+            # running (two near-simultaneous SIGTERMs). next() on a counter is one C call, so
+            # exactly one call sees 0 and forwards to dramatiq; its second call would exit.
+            if next(received) == 0:
                 self.request_stop()
                 previous(signum, frame)
-            elif time.monotonic() - self.stop_requested_at > SIGNAL_REPEAT_WINDOW:
+            elif time.monotonic() - (self.stop_requested_at or time.monotonic()) > SIGNAL_REPEAT_WINDOW:
                 self.hurry_stop()
 
         signal.signal(signal.SIGTERM, on_sigterm)
