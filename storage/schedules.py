@@ -193,21 +193,9 @@ DEFINITION_FIELDS = tuple(Definition.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
-class ScheduleRow:
-    key: str
-    actor_name: str
-    queue_name: str
-    priority: int
-    max_attempts: int | None
-    concurrency_key: str | None
-    concurrency_limit: int | None
-    cron: str
-    zone: str
-    args: list
-    kwargs: dict
-    misfire: str
-    grace_seconds: float
-    overlap: str
+class ScheduleRow(Definition):
+    """A schedules row: the declaration as last synced, plus the operator's and the loop's state."""
+
     enabled: bool
     paused: bool
     paused_by: str | None
