@@ -47,3 +47,20 @@ def test_workers_reconnect_after_every_backend_is_terminated(broker, run_worker,
     wait_for(lambda: _count(sql, "completed") == 250, timeout=60, message="all 250 done after the outage")
     assert sql("SELECT count(*), count(DISTINCT job_id) FROM lamplighter.job_history") == [(250, 250)]
     assert len(first) + len(second) == 250
+
+
+def test_claim_walks_the_claim_index_on_a_large_table(broker, sql):
+    """The per-job claim stays O(batch) with 100k waiting and 100k finished rows."""
+    sql("""INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, state, message, priority, available_at)
+           SELECT gen_random_uuid(), CASE WHEN i % 10 = 0 THEN 'other' ELSE 'maintenance' END, 'maintenance.ping',
+                  CASE WHEN i <= 100000 THEN 'queued' ELSE 'completed' END, '{}'::jsonb, i % 3,
+                  lamplighter.now() - make_interval(secs => i)
+           FROM generate_series(1, 200000) AS i""")
+    sql("ANALYZE dramatiq.queue")
+    from storage.broker import SQL
+
+    plan = "\n".join(row[0] for row in sql(
+        "EXPLAIN " + SQL["job_claim_batch"].replace("%(queue)s", "'maintenance'").replace("%(limit)s", "50")
+        .replace("%(worker_id)s", f"'{broker.worker_id}'")))
+    assert "queue_claim_idx" in plan, plan
+    assert "Seq Scan on queue" not in plan, plan
