@@ -379,7 +379,9 @@ class Lifecycle(Middleware):
         current_job_id.set(message.message_id)
         broker.finisher.submit("start", {"message_id": message.message_id, "attempt": claim.attempt,
                                          "started_at": claim.started_at.isoformat()})
-        log.info("job_started")
+        # One INFO line per job is its finish (with duration and outcome); the start is DEBUG,
+        # so a busy worker does not spend a third of its time writing logs.
+        log.debug("job_started")
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         claim = broker.inflight.get(message.message_id)

@@ -31,8 +31,11 @@ class Settings:
     shutdown_grace: float = 25.0  # seconds; Heroku sends SIGKILL 30 s after SIGTERM
     poll_interval: float = 1.0  # seconds between claims when LISTEN says nothing
     listen: bool = True  # off behind a transaction-mode pooler: poll only
-    heartbeat_interval: float = 5.0
-    lease_timeout: float = 30.0  # a worker silent this long is dead; its jobs are rescued
+    heartbeat_interval: float = 2.0
+    # A worker silent this long is dead and its jobs are rescued: within lease + one heartbeat
+    # (9 s by default) of a kill -9. Longer leases tolerate longer database outages without
+    # re-running jobs of live workers.
+    lease_timeout: float = 7.0
     claim_batch: int = 50
     finish_flush_interval: float = 0.005  # seconds finishes wait to be grouped in one commit
     max_payload_bytes: int = 256 * 1024
@@ -176,8 +179,8 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         shutdown_grace=_number(env, "LAMPLIGHTER_SHUTDOWN_GRACE", 25.0),
         poll_interval=_number(env, "LAMPLIGHTER_POLL_INTERVAL", 1.0, minimum=0.01),
         listen=_boolean(env, "LAMPLIGHTER_LISTEN", True),
-        heartbeat_interval=_number(env, "LAMPLIGHTER_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
-        lease_timeout=_number(env, "LAMPLIGHTER_LEASE_TIMEOUT", 30.0, minimum=0.5),
+        heartbeat_interval=_number(env, "LAMPLIGHTER_HEARTBEAT_INTERVAL", 2.0, minimum=0.1),
+        lease_timeout=_number(env, "LAMPLIGHTER_LEASE_TIMEOUT", 7.0, minimum=0.5),
         claim_batch=_number(env, "LAMPLIGHTER_CLAIM_BATCH", 50, kind=int, minimum=1),
         finish_flush_interval=_number(env, "LAMPLIGHTER_FINISH_FLUSH_INTERVAL", 0.005),
         max_payload_bytes=_number(env, "LAMPLIGHTER_MAX_PAYLOAD_BYTES", 256 * 1024, kind=int, minimum=1024),
