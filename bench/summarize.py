@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Print the medians of one or more bench/results/*.json files as Markdown tables.
+
+    python3 bench/summarize.py bench/results/*.json
+"""
+import json
+import sys
+
+COLUMNS = {
+    "w1_enqueue": [("single_jobs_per_s", "single/s"), ("bulk_jobs_per_s", "bulk/s")],
+    "w2_drain": [("jobs_per_s", "jobs/s from spawn"), ("jobs_per_s_after_first_job", "jobs/s after 1st"),
+                 ("first_job_after_s", "boot s"), ("duplicates", "dups")],
+    "w3_latency": [("latency_ms_p50", "p50 ms"), ("latency_ms_p95", "p95 ms"), ("latency_ms_p99", "p99 ms"),
+                   ("latency_ms_max", "max ms")],
+    "w4_big_backlog": [("prep_enqueue_s", "enqueue 200k s"), ("time_to_first_job_s", "1st job s"),
+                       ("peak_rss_mb", "peak RSS MB"), ("peak_advisory_locks", "peak adv. locks"),
+                       ("completed", "done in window"), ("jobs_per_s_after_first_job", "jobs/s")],
+    "w5_delayed": [("immediate_all_done_s", "100 done s"), ("immediate_latency_ms_p50", "p50 ms"),
+                   ("immediate_latency_ms_max", "max ms"), ("peak_rss_mb", "peak RSS MB"),
+                   ("peak_advisory_locks", "peak adv. locks"), ("delayed_jobs_run_early", "early")],
+    "w6_kill9": [("lost", "lost"), ("duplicate_executions", "dups"),
+                 ("seconds_restart_to_last_job", "restart->last s"), ("seconds_kill_to_last_job", "kill->last s")],
+}
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def main(paths):
+    rows = {}  # workload -> system -> (median, runs_ok, runs_total, file)
+    for p in paths:
+        d = json.load(open(p))
+        for name, s in d.get("systems", {}).items():
+            if s.get("status") != "ok":
+                print(f"- {name}: {s.get('status')} — {s.get('reason')}  ({p})")
+                continue
+            for wl, w in s.get("workloads", {}).items():
+                m = dict(w.get("median", {}))
+                rows.setdefault(wl, {})[name] = (m, m.get("runs_ok"), m.get("runs_total"))
+    for wl, cols in COLUMNS.items():
+        if wl not in rows:
+            continue
+        print(f"\n### {wl}\n")
+        cols = cols + [("foreign_cpu_per_s", "foreign CPU")]
+        print("| system | runs | " + " | ".join(c[1] for c in cols) + " |")
+        print("|---|---|" + "---|" * len(cols))
+        for name, (m, ok, total) in sorted(rows[wl].items()):
+            print(f"| {name} | {ok}/{total} | " + " | ".join(fmt(m.get(k)) for k, _ in cols) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
