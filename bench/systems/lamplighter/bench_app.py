@@ -4,7 +4,13 @@
 global broker and registers the product's actors; the bench's no-op actor is added
 on the same broker, on its own queue.
 """
+import os
+
 import dramatiq
+
+# Parity with the references, whose per-job logging the bench turns off: Lamplighter writes one
+# INFO line per finished job by default; keep warnings only.
+os.environ.setdefault("LAMPLIGHTER_LOG_LEVEL", "WARNING")
 
 import actors  # noqa: F401  (side effect: dramatiq.set_broker(LamplighterBroker))
 from benchjob import record
