@@ -2,6 +2,7 @@
 SIGTERM mid-job."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -25,7 +26,8 @@ def start_worker(database_url, broker, sql, tmp_path):
         env = lamplighter_env(DATABASE_URL=database_url, LAMPLIGHTER_SHUTDOWN_GRACE=str(grace))
         proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "tests.worker_app", "--processes", "1",
                                  "--threads", "2", "--queues", "tests-slow", "--skip-logging"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # its own group: teardown reaches the forked worker
         started.append((proc, log))
         wait_for(lambda: sql("SELECT count(*) FROM lamplighter.workers") == [(1,)], timeout=30,
                  message="worker registered")
@@ -34,7 +36,8 @@ def start_worker(database_url, broker, sql, tmp_path):
     yield start
     for proc, log in started:
         if proc.poll() is None:
-            proc.kill()
+            # SIGKILL of dramatiq's main process alone would orphan its worker process.
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
 
