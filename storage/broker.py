@@ -54,6 +54,7 @@ from dramatiq_pg import PostgresBroker
 from storage import clock as clock_module
 from storage import connection, jobs, workers
 from storage import settings as settings_module
+from storage import queries as query_module
 from storage.queries import queries
 
 log = structlog.get_logger("lamplighter.broker")
@@ -75,7 +76,8 @@ ACTOR_COLUMN_OPTIONS = ("unique_states", "unique_on_conflict", "concurrency_key"
 # Seconds between two SIGTERM/SIGINT that are still one stop request (Heroku signals every
 # process of a dyno, and dramatiq's main process forwards what it receives).
 SIGNAL_REPEAT_WINDOW = 1.0
-_DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+# A lost prepared statement is handled like a lost connection: reconnect, prepare again, retry.
+_DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError, query_module.StalePreparedStatement)
 
 
 class PayloadError(ValueError):
@@ -223,7 +225,26 @@ class Finisher(threading.Thread):
                     self.items.put(None)
                     break
                 batch.append(item)
+            self.flush_safely(batch)
+
+    def flush_safely(self, batch: list) -> None:
+        """Flush; a batch the database refuses (not a lost connection, which flush retries) is
+        split so one bad item cannot hold back the others. An item refused on its own is
+        dropped with an ERROR line naming the job: its row stays as it is (running, until this
+        worker stops and it is rescued)."""
+        try:
             self.flush(batch)
+            return
+        except Exception:
+            if len(batch) == 1:
+                kind, payload, done = batch[0]
+                log.exception("finish_refused", kind=kind, job_id=payload.get("message_id"))
+                if done is not None:
+                    done.set()
+                return
+            log.exception("finish_batch_refused", items=len(batch), reason="retrying item by item")
+        for item in batch:
+            self.flush_safely([item])
 
     def flush(self, batch: list) -> None:
         finishes = [p for k, p, _ in batch if k == "finish"]
@@ -236,25 +257,29 @@ class Finisher(threading.Thread):
         rejects = [p for k, p, _ in batch if k == "reject"]
         defers = [p for k, p, _ in batch if k == "defer"]
         worker_id = self.broker.worker_id
+        prepare = self.broker.settings.prepared_statements
+
+        def run(cur, name, params):
+            return query_module.execute(cur, "jobs", name, params, prepare=prepare)
+
         while True:
             conn = self.conn.get()
             try:
                 with conn:
                     cur = conn.cursor()
                     if starts:
-                        cur.execute(SQL["job_mark_started"], {"starts": json.dumps(starts), "worker_id": worker_id})
+                        run(cur, "job_mark_started", {"starts": json.dumps(starts), "worker_id": worker_id})
                     if finishes:
-                        cur.execute(SQL["job_finish_many"], {"finishes": json.dumps(finishes, default=str),
-                                                             "worker_id": worker_id})
+                        run(cur, "job_finish_many", {"finishes": json.dumps(finishes, default=str),
+                                                     "worker_id": worker_id})
                         recorded = cur.rowcount
                         if recorded < len(finishes):
                             log.warning("finish_discarded", count=len(finishes) - recorded,
                                         reason="job no longer held by this worker (rescued or cancelled)")
                     if releases:
-                        cur.execute(SQL["job_release_unstarted"], {"message_ids": releases, "worker_id": worker_id})
+                        run(cur, "job_release_unstarted", {"message_ids": releases, "worker_id": worker_id})
                     if handbacks:
-                        cur.execute(SQL["job_hand_back_started"], {"jobs": json.dumps(handbacks),
-                                                                   "worker_id": worker_id})
+                        run(cur, "job_hand_back_started", {"jobs": json.dumps(handbacks), "worker_id": worker_id})
                     for reject in rejects:
                         cur.execute(SQL["job_reject_undecodable"], {**reject, "worker_id": worker_id})
                     for defer in defers:
@@ -735,9 +760,10 @@ class LamplighterConsumer(Consumer):
         conn = self.claim_conn.get()
         try:
             with conn:
-                cur = conn.cursor()
-                cur.execute(SQL["job_claim_batch"], {"queue": self.queue_name, "limit": limit,
-                                                     "worker_id": self.broker.worker_id})
+                cur = query_module.execute(conn.cursor(), "jobs", "job_claim_batch",
+                                           {"queue": self.queue_name, "limit": limit,
+                                            "worker_id": self.broker.worker_id},
+                                           prepare=self.settings.prepared_statements)
                 found = jobs.rows(cur)
         except _DISCONNECTS as exc:
             self.claim_conn.broken(exc)

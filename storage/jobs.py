@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from storage import connection
+from storage import queries as queries_module
+from storage import settings as settings_module
 from storage.queries import queries
 
 SQL = queries("jobs")
@@ -116,6 +118,21 @@ def execute(name_or_sql: str, params: dict | None = None, *, conn=None, sql: dic
     return db.execute_sql(text, params or {})
 
 
+def execute_prepared(name: str, params: dict, *, conn=None):
+    """A hot query of this module as a prepared statement (see storage.queries.execute), on
+    ``conn`` or on peewee's connection (joining its transaction, if one is open)."""
+    prepare = settings_module.get().prepared_statements
+    if conn is not None:
+        return queries_module.execute(conn.cursor(), "jobs", name, params, prepare=prepare)
+    db = connection.init_database()
+    try:
+        return queries_module.execute(db.cursor(), "jobs", name, params, prepare=prepare)
+    except queries_module.StalePreparedStatement:
+        if db.in_transaction():
+            raise  # the caller's transaction is aborted: only the caller can retry it
+        return queries_module.execute(db.cursor(), "jobs", name, params, prepare=prepare)
+
+
 _PLAIN_FIELDS = ("message_id", "queue_name", "actor_name", "message", "priority", "delay_ms", "max_attempts",
                  "concurrency_key", "concurrency_limit", "tenant_id", "correlation_id", "enqueued_by")
 
@@ -153,10 +170,10 @@ def enqueue_many(jobs: Sequence[NewJob], *, conn=None) -> list[uuid.UUID]:
             params["message"] = json.dumps(job.message, separators=(",", ":"))
             params["delay_ms"] = job.delay_ms or 0
             params["priority"] = job.priority or 0
-            cursor = execute("job_insert_one", params, conn=conn)
+            cursor = execute_prepared("job_insert_one", params, conn=conn)
             ids.update((str(row[0]), row[0]) for row in cursor.fetchall())
         elif plain:
-            cursor = execute("job_insert_many", {"jobs": encode_new_jobs(plain, _PLAIN_FIELDS)}, conn=conn)
+            cursor = execute_prepared("job_insert_many", {"jobs": encode_new_jobs(plain, _PLAIN_FIELDS)}, conn=conn)
             ids.update((str(row[0]), row[0]) for row in cursor.fetchall())
         if unique:
             cursor = execute("job_insert_unique_many", {"jobs": encode_new_jobs(unique)}, conn=conn)

@@ -31,6 +31,10 @@ class Settings:
     shutdown_grace: float = 25.0  # seconds; Heroku sends SIGKILL 30 s after SIGTERM
     poll_interval: float = 1.0  # seconds between claims when LISTEN says nothing
     listen: bool = True  # off behind a transaction-mode pooler: poll only
+    # Hot queries (claim, finish, send) as server-side prepared statements, planned once per
+    # session; off behind a transaction-mode pooler (the next statement may run on another
+    # server connection, which never saw the PREPARE).
+    prepared_statements: bool = True
     heartbeat_interval: float = 2.0
     # A worker silent this long is dead and its jobs are rescued: within lease + one heartbeat
     # (9 s by default) of a kill -9. Longer leases tolerate longer database outages without
@@ -179,6 +183,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         shutdown_grace=_number(env, "LAMPLIGHTER_SHUTDOWN_GRACE", 25.0),
         poll_interval=_number(env, "LAMPLIGHTER_POLL_INTERVAL", 1.0, minimum=0.01),
         listen=_boolean(env, "LAMPLIGHTER_LISTEN", True),
+        prepared_statements=_boolean(env, "LAMPLIGHTER_PREPARED_STATEMENTS", True),
         heartbeat_interval=_number(env, "LAMPLIGHTER_HEARTBEAT_INTERVAL", 2.0, minimum=0.1),
         lease_timeout=_number(env, "LAMPLIGHTER_LEASE_TIMEOUT", 7.0, minimum=0.5),
         claim_batch=_number(env, "LAMPLIGHTER_CLAIM_BATCH", 50, kind=int, minimum=1),

@@ -229,7 +229,7 @@ WITH released AS (
     UPDATE dramatiq.queue
     SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL,
         mtime = lamplighter.now()
-    WHERE message_id = ANY(%(message_ids)s::uuid[]) AND worker_id = %(worker_id)s AND state = 'running'
+    WHERE message_id = ANY(%(message_ids)s::text[]::uuid[]) AND worker_id = %(worker_id)s AND state = 'running'
     RETURNING message_id, concurrency_key
 )
 UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
