@@ -8,6 +8,8 @@ def test_defaults_work_on_a_laptop():
     assert settings.embedded
     assert settings.shutdown_grace == 25.0
     assert settings.worker_threads == 8
+    assert settings.prepared_statements and settings.listen
+    assert not load({"LAMPLIGHTER_PREPARED_STATEMENTS": "false"}).prepared_statements
 
 
 def test_heroku_postgres_scheme_is_accepted():
@@ -20,6 +22,7 @@ def test_heroku_postgres_scheme_is_accepted():
     ({"LAMPLIGHTER_WORKER_THREADS": "0"}, "LAMPLIGHTER_WORKER_THREADS"),
     ({"LAMPLIGHTER_POLL_INTERVAL": "-1"}, "LAMPLIGHTER_POLL_INTERVAL"),
     ({"LAMPLIGHTER_LISTEN": "maybe"}, "LAMPLIGHTER_LISTEN"),
+    ({"LAMPLIGHTER_PREPARED_STATEMENTS": "perhaps"}, "LAMPLIGHTER_PREPARED_STATEMENTS"),
     ({"LAMPLIGHTER_LOG_FORMAT": "xml"}, "LAMPLIGHTER_LOG_FORMAT"),
     ({"LAMPLIGHTER_QUEUES": "ok,bad queue"}, "LAMPLIGHTER_QUEUES"),
     ({"PORT": "http"}, "PORT"),
