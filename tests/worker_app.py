@@ -2,6 +2,7 @@
 actors. `python -m dramatiq tests.worker_app --queues tests-slow` (cwd: the repository)."""
 from __future__ import annotations
 
+import os
 import time
 
 import dramatiq
@@ -51,3 +52,17 @@ def overlap(tag: str, seconds: float = 0.3) -> None:
                                   (tag, started))
     finally:
         conn.close()
+
+
+@dramatiq.actor(broker=broker, actor_name="tests.record", queue_name="tests-record", max_retries=3,
+                time_limit=60_000)
+def record(path: str, pause: float = 0.0) -> None:
+    """Appends this job's id to the file ``path``, one line per execution, without touching the
+    database under test (tests that restart PostgreSQL count executions with it)."""
+    if pause:
+        time.sleep(pause)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:  # one write(2) with O_APPEND: lines from concurrent threads never interleave
+        os.write(fd, f"{broker_module.current_job_id.get()}\n".encode())
+    finally:
+        os.close(fd)
