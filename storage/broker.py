@@ -48,7 +48,7 @@ import structlog
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.message import Message
-from dramatiq.middleware import Middleware, Shutdown, SkipMessage
+from dramatiq.middleware import Middleware, MiddlewareError, Shutdown, SkipMessage
 from dramatiq_pg import PostgresBroker
 
 from storage import clock as clock_module
@@ -77,6 +77,7 @@ ACTOR_COLUMN_OPTIONS = ("unique_states", "unique_on_conflict", "concurrency_key"
 # process of a dyno, and dramatiq's main process forwards what it receives).
 SIGNAL_REPEAT_WINDOW = 1.0
 # A lost prepared statement is handled like a lost connection: reconnect, prepare again, retry.
+_UNSET = object()
 _DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError, query_module.StalePreparedStatement)
 
 
@@ -84,8 +85,11 @@ class PayloadError(ValueError):
     """A message cannot be sent: not JSON-serialisable, too large, or bad options."""
 
 
-def encode_message(message: Message, max_bytes: int) -> dict[str, Any]:
-    """dramatiq's message as a JSON-safe dict, checked at send time rather than in the worker.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def encode_message(message: Message, max_bytes: int) -> str:
+    """dramatiq's message as compact JSON text, checked at send time rather than in the worker.
 
     JSON policy: only JSON types (str, int, float, bool, None, list, dict with str keys).
     datetime, UUID and Decimal are refused here with a clear message; send ``.isoformat()``,
@@ -93,19 +97,19 @@ def encode_message(message: Message, max_bytes: int) -> dict[str, Any]:
     """
     data = message.asdict()
     try:
-        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+        text = _COMPACT_JSON.encode(data)
     except (TypeError, ValueError) as exc:
         raise PayloadError(
             f"cannot send {message.actor_name}: arguments must be JSON (str, int, float, bool, None, "
             f"list, dict); {exc}. Convert datetimes with .isoformat(), UUIDs and Decimals with str()."
         ) from None
-    if len(text.encode()) > max_bytes:
+    if len(text) * 4 > max_bytes and len(text.encode()) > max_bytes:  # UTF-8: at most 4 bytes a char
         raise PayloadError(
             f"cannot send {message.actor_name}: message is {len(text.encode())} bytes, over the "
             f"{max_bytes}-byte limit (LAMPLIGHTER_MAX_PAYLOAD_BYTES); store large data in a table "
             "and pass its id"
         )
-    return json.loads(text)
+    return text
 
 
 def args_digest(message_data: dict) -> str:
@@ -417,6 +421,8 @@ class Lifecycle(Middleware):
 class LamplighterBroker(PostgresBroker):
     def __init__(self, *, settings: settings_module.Settings | None = None, middleware=None):
         self.settings = settings or settings_module.get()
+        self._hooks: dict[str, tuple] = {}
+        self._max_retries: Any = _UNSET
         # results=False: return values are summarised in the history row, not kept as
         # dramatiq results. The pool is unused by our consumer; dramatiq-pg wants one.
         super().__init__(url="", results=False, middleware=middleware)
@@ -436,10 +442,13 @@ class LamplighterBroker(PostgresBroker):
     # ---- sending -----------------------------------------------------------------------
 
     def _new_job(self, message: Message, delay: int | None) -> jobs.NewJob:
-        options = dict(message.options)
-        columns = {k: options.pop(k) for k in COLUMN_OPTIONS if k in options}
-        options.pop("eta", None)
-        message = message.copy(options=options)
+        options = message.options
+        columns: dict[str, Any] = {}
+        if "eta" in options or any(k in options for k in COLUMN_OPTIONS):
+            options = dict(options)
+            columns = {k: options.pop(k) for k in COLUMN_OPTIONS if k in options}
+            options.pop("eta", None)
+            message = message.copy(options=options)
         actor = self.actors.get(message.actor_name)
         if actor is not None:
             for name in ACTOR_COLUMN_OPTIONS:
@@ -481,10 +490,46 @@ class LamplighterBroker(PostgresBroker):
         )
 
     def _default_max_retries(self) -> int | None:
-        for m in self.middleware:
-            if isinstance(m, dramatiq.middleware.Retries):
-                return m.max_retries
-        return None
+        if self._max_retries is _UNSET:
+            self._max_retries = next((m.max_retries for m in self.middleware
+                                      if isinstance(m, dramatiq.middleware.Retries)), None)
+        return self._max_retries
+
+    # ---- middleware signals ------------------------------------------------------------
+    # dramatiq calls every middleware's hook for every signal, most of them the base class's
+    # no-op: per job that was a tenth of a busy worker's time. Only overridden hooks are
+    # called here, in dramatiq's order and with its error handling.
+
+    def add_middleware(self, middleware, *, before=None, after=None):
+        super().add_middleware(middleware, before=before, after=after)
+        self._hooks = {}
+        self._max_retries = _UNSET
+
+    def _hooks_for(self, name: str) -> tuple:
+        hooks = self._hooks.get(name)
+        if hooks is None:
+            base = getattr(Middleware, name, None)
+            hooks = self._hooks[name] = tuple(
+                (m, getattr(m, name)) for m in self.middleware if getattr(type(m), name, None) is not base)
+        return hooks
+
+    def emit_before(self, signal, *args, **kwargs):
+        name = "before_" + signal
+        for middleware, hook in self._hooks_for(name):
+            try:
+                hook(self, *args, **kwargs)
+            except MiddlewareError:
+                raise
+            except Exception:
+                self.logger.critical("Unexpected failure in %s of %r.", name, middleware, exc_info=True)
+
+    def emit_after(self, signal, *args, **kwargs):
+        name = "after_" + signal
+        for middleware, hook in reversed(self._hooks_for(name)):
+            try:
+                hook(self, *args, **kwargs)
+            except Exception:
+                self.logger.critical("Unexpected failure in %s of %r.", name, middleware, exc_info=True)
 
     def enqueue(self, message, *, delay=None):
         claim = self.inflight.get(message.message_id)
@@ -695,7 +740,14 @@ def cancel_requested() -> bool:
 
 
 def _default_provenance() -> str:
-    return f"python:{socket.gethostname()}:{os.getpid()}"
+    global _provenance
+    pid = os.getpid()
+    if _provenance is None or _provenance[0] != pid:  # per process: a fork gets its own
+        _provenance = (pid, f"python:{socket.gethostname()}:{pid}")
+    return _provenance[1]
+
+
+_provenance: tuple[int, str] | None = None
 
 
 def _first_line(exc: BaseException | None) -> str:
