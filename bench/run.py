@@ -33,9 +33,12 @@ HOST_VENV = VENVS / "_host"
 SYSTEMS_DIR = BENCH / "systems"
 COMMON = SYSTEMS_DIR / "_common"
 
-ALL_WORKLOADS = ["w1_enqueue", "w2_drain", "w3_latency", "w4_big_backlog", "w5_delayed", "w6_kill9"]
+ALL_WORKLOADS = ["w1_enqueue", "w2_drain", "w3_latency", "w4_big_backlog", "w5_delayed", "w6_kill9",
+                 "w7_pg_restart"]
 WORKLOAD_ALIASES = {str(i + 1): w for i, w in enumerate(ALL_WORKLOADS)}
 REDIS_DB = 13  # dedicated logical db, FLUSHDB'd before each run
+# workloads that only make sense for some systems: recorded as not applicable for the others
+WORKLOAD_NEEDS = {"w7_pg_restart": "postgres"}
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -345,10 +348,11 @@ def pct(values, p):
 
 
 class Sampler:
-    """RSS of the worker tree (every tick) and advisory locks (every second)."""
+    """RSS of the worker tree (every tick) and advisory locks (every second, unless locks=False:
+    that psql round trip blocks the poll loop, which w7 needs tight to hit its thresholds)."""
 
-    def __init__(self, run, workers):
-        self.run, self.w = run, workers
+    def __init__(self, run, workers, locks=True):
+        self.run, self.w, self.locks = run, workers, locks
         self.peak_rss = 0
         self.peak_locks = None
         self.last_locks_t = 0
@@ -360,7 +364,7 @@ class Sampler:
         except psutil.Error:
             pass
         now = time.time()
-        if now - self.last_locks_t >= 1.0:
+        if self.locks and now - self.last_locks_t >= 1.0:
             self.last_locks_t = now
             n = self.run.adv_locks()
             if n is not None:
@@ -535,7 +539,185 @@ def w6_kill9(run, a, info):
     return res
 
 
-WORKLOADS = {f.__name__: f for f in [w1_enqueue, w2_drain, w3_latency, w4_big_backlog, w5_delayed, w6_kill9]}
+def _first_start_at_or_after(records, t):
+    best = None
+    for _j, _q, st in records:
+        if st >= t and (best is None or st < best):
+            best = st
+    return best
+
+
+def _longest_gap(starts, lo, hi):
+    """Longest stretch of [lo, hi] without a job start (starts sorted)."""
+    prev, gap = lo, 0.0
+    for st in starts:
+        if st < lo:
+            continue
+        if st > hi:
+            break
+        gap = max(gap, st - prev)
+        prev = st
+    return max(gap, hi - prev)
+
+
+def _running(pp):
+    """psutil process still running (a dead child its parent has not reaped is not)."""
+    try:
+        return pp.is_running() and pp.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _ensure_cluster_up(cl, notes):
+    if cl.is_ready():
+        return
+    try:
+        cl.start()
+    except Exception as e:  # noqa: BLE001
+        notes.append(f"cluster could not be started again: {e}")
+
+
+def w7_pg_restart(run, a, info):
+    """Drain N jobs while the system's PostgreSQL is disrupted three times: a clean restart,
+    an immediate (crash-like) stop + start, and pg_terminate_backend of every client
+    backend.  Workers are never touched: they must reconnect by themselves."""
+    n = a.n(a.w7_jobs)
+    cl = run.sys.cluster
+    prep = run.enqueue(0, n, mode="bulk")
+    tr = DoneTracker(run.done_dir, n, keep_records=True)
+    w, t0 = run.start_workers()
+    smp = Sampler(run, w, locks=False)
+    last_sample = [0.0]
+
+    def tick():  # RSS every 0.25 s: the 10 ms poll loop has to see the thresholds in time
+        now = time.time()
+        if now - last_sample[0] >= 0.25:
+            last_sample[0] = now
+            smp()
+
+    res = {"jobs": n, "prep_enqueue_s": prep["seconds"]}
+    notes = []
+    state = {"timed_out": False, "workers_died": False}
+
+    def wait(cond, what):
+        """True when cond was met; otherwise records why not and returns False."""
+        try:
+            if run.wait_for(tr, cond, what, workers=w, on_tick=tick, poll=0.01,
+                            idle_limit=a.w7_idle_grace):
+                return True
+            notes.append(f"no job started for {a.w7_idle_grace:g}s during {what}")
+        except WorkloadTimeout as e:
+            state["timed_out"] = True
+            notes.append(str(e))
+        except RuntimeError:
+            if w.alive():
+                raise
+            state["workers_died"] = True
+            notes.append(f"all worker processes exited during {what}")
+        return False
+
+    def clean_restart():
+        cl.restart()
+        return {}
+
+    def immediate_stop():
+        cl.stop_immediate()
+        time.sleep(a.w7_down_s)
+        cl.start()
+        return {}
+
+    def terminate_backends():
+        out = cl.scalar("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity "
+                        "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend') s WHERE t;")
+        return {"terminated_backends": int(out) if out is not None else None}
+
+    steps = [("clean_restart", a.w7_clean_restart_at, clean_restart),
+             ("immediate_stop", a.w7_immediate_stop_at, immediate_stop),
+             ("terminate", a.w7_terminate_at, terminate_backends)]
+    events = []  # (key, t_issue, t_back)
+    procs_at_first_job = None
+    finished = False
+    for key, frac, disrupt in steps:
+        target = max(1, int(n * frac))
+        back = events[-1][2] if events else None
+        # the next disruption waits for its share of jobs AND for one job started after the
+        # previous disruption was over, so that every disruption hits a running system
+        if not wait(lambda t, target=target, back=back: t.unique >= target and
+                    (back is None or (t.last_start or 0) >= back), f"drain before {key}"):
+            break
+        if procs_at_first_job is None:  # the worker process tree once it is running
+            procs_at_first_job = w.tree()
+        tr.poll()
+        res[f"{key}_at_completed"] = tr.unique
+        log(run.sys.name, "w7:", key, f"at {tr.unique}/{n} jobs")
+        t_issue = time.time()
+        try:
+            res.update(disrupt())
+        except BaseException:
+            _ensure_cluster_up(cl, notes)  # so the database can still be dropped
+            raise
+        t_back = time.time()
+        res[f"{key}_down_s"] = t_back - t_issue
+        events.append((key, t_issue, t_back))
+    else:
+        finished = wait(lambda t: t.unique >= n, "final drain")
+    t_end = time.time()
+    # keep watching a little for late re-executions (duplicates), as w6 does
+    if finished:
+        end = min(time.time() + a.w7_dup_watch, run.deadline)
+        while time.time() < end:
+            tr.poll()
+            smp()
+            time.sleep(0.2)
+    tr.poll()
+    alive = w.alive()
+    procs_at_end = len(w.tree())
+    same_alive = [pp for pp in (procs_at_first_job or []) if _running(pp)]
+    _ensure_cluster_up(cl, notes)
+
+    starts = sorted(st for _j, _q, st in tr.records)
+    for i, (key, t_issue, t_back) in enumerate(events):
+        stall_key = {"clean_restart": "stall_after_clean_restart_s",
+                     "immediate_stop": "stall_after_immediate_stop_s",
+                     "terminate": "stall_after_terminate_s"}[key]
+        nxt = events[i + 1][1] if i + 1 < len(events) else t_end
+        first = _first_start_at_or_after(tr.records, t_back)
+        if first is None:
+            res[stall_key] = None
+            notes.append(f"no job started after {key}")
+        else:
+            res[stall_key] = first - t_issue
+        res[f"longest_gap_after_{key}_s"] = _longest_gap(starts, t_issue, nxt)
+    res.update({"disruptions_done": [e[0] for e in events], "completed": tr.unique, "lost": n - tr.unique,
+                "duplicate_executions": tr.total - tr.unique, "all_completed": finished,
+                "total_s": t_end - t0,
+                "seconds_start_to_last_job": (tr.last_unique_start - t0) if tr.last_unique_start else None,
+                # every process of the worker trees seen at the first disruption still runs
+                # (is_running() also guards against a reused pid; zombies count as dead)
+                "workers_alive_at_end": (len(alive) == len(w.procs) and
+                                         len(same_alive) == len(procs_at_first_job or [])),
+                "worker_top_processes_alive_at_end": len(alive), "worker_top_processes": len(w.procs),
+                "worker_processes_at_first_disruption": (len(procs_at_first_job)
+                                                         if procs_at_first_job is not None else None),
+                "worker_processes_still_alive_at_end": len(same_alive),
+                "worker_processes_at_end": procs_at_end,
+                "peak_rss_mb": smp.peak_rss / 2**20})
+    if events and events[-1][0] == "terminate" and tr.last_unique_start:
+        res["seconds_terminate_to_last_job"] = tr.last_unique_start - events[-1][1]
+    if state["timed_out"]:
+        res["timed_out"] = True
+    if state["workers_died"]:
+        res["workers_died"] = True
+    if notes:
+        res["note"] = "; ".join(notes)
+    if not finished or not res["workers_alive_at_end"]:
+        res["worker_log_tail"] = tail_logs(run.logdir)
+        res["postgres_log_tail"] = cl.log_tail()
+    return res
+
+
+WORKLOADS = {f.__name__: f for f in [w1_enqueue, w2_drain, w3_latency, w4_big_backlog, w5_delayed, w6_kill9,
+                                     w7_pg_restart]}
 
 
 # --------------------------------------------------------------------------- results
@@ -631,6 +813,12 @@ def run_system(name, args, results):
             rec["redis"] = {"url": f"redis://127.0.0.1:6379/{REDIS_DB}", "version": redis_version()}
         for wl in args.workloads:
             wrec = rec["workloads"].setdefault(wl, {"runs": []})
+            need = WORKLOAD_NEEDS.get(wl)
+            if need and need not in s.uses:
+                wrec["not_applicable"] = f"{wl} needs a {need}-backed system; {name} uses {', '.join(s.uses)}"
+                log(name, wl, "not applicable:", wrec["not_applicable"])
+                results.save()
+                continue
             n_runs = args.runs_for.get(wl, args.runs)
             for i in range(n_runs):
                 log(name, wl, f"run {i + 1}/{n_runs}")
@@ -668,7 +856,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--systems", default="all", help="comma list or 'all' (found: %s)" %
                    ", ".join(discover_systems()))
-    p.add_argument("--workloads", default="all", help="comma list of names or numbers 1-6, or 'all'")
+    p.add_argument("--workloads", default="all", help="comma list of names or numbers 1-7, or 'all' "
+                   "(%s)" % ", ".join(ALL_WORKLOADS))
     p.add_argument("--runs", type=int, default=3, help="runs per workload (median reported)")
     p.add_argument("--runs-for", default="", help="per-workload override, e.g. 'w4_big_backlog=1,5=1'")
     p.add_argument("--timeout", type=float, default=600, help="cap per workload run, seconds")
@@ -693,6 +882,19 @@ def main():
     g.add_argument("--w6-idle-grace", type=float, default=120,
                    help="give up when no job completed for this long after restart")
     g.add_argument("--w6-dup-watch", type=float, default=15, help="extra watch for late duplicates")
+    g.add_argument("--w7-jobs", type=int, default=20000)
+    g.add_argument("--w7-clean-restart-at", type=float, default=0.2,
+                   help="fraction of jobs done before `pg_ctl restart -m fast`")
+    g.add_argument("--w7-immediate-stop-at", type=float, default=0.45,
+                   help="fraction done before `pg_ctl stop -m immediate` (+ start)")
+    g.add_argument("--w7-down-s", type=float, default=1.0, help="seconds down after the immediate stop")
+    g.add_argument("--w7-terminate-at", type=float, default=0.7,
+                   help="fraction done before pg_terminate_backend() of every client backend")
+    g.add_argument("--w7-idle-grace", type=float, default=120,
+                   help="give up when no job started for this long")
+    g.add_argument("--w7-dup-watch", type=float, default=40,
+                   help="extra watch for late duplicates (longer than w6's: a job whose ack was lost "
+                   "in a disruption is re-run only after the system's 30 s rescue window)")
     args = p.parse_args()
 
     known = discover_systems()

@@ -20,6 +20,13 @@ COLUMNS = {
                    ("peak_advisory_locks", "peak adv. locks"), ("delayed_jobs_run_early", "early")],
     "w6_kill9": [("lost", "lost"), ("duplicate_executions", "dups"),
                  ("seconds_restart_to_last_job", "restart->last s"), ("seconds_kill_to_last_job", "kill->last s")],
+    # lost / dups: the worst run, not the median (one run in three losing jobs must show)
+    "w7_pg_restart": [("max:lost", "lost (worst run)"), ("max:duplicate_executions", "dups (worst run)"),
+                      ("stall_after_clean_restart_s", "clean restart stall s"),
+                      ("stall_after_immediate_stop_s", "immediate stop stall s"),
+                      ("stall_after_terminate_s", "terminate stall s"),
+                      ("longest_gap_after_immediate_stop_s", "longest gap after imm. s"),
+                      ("total_s", "total s"), ("workers_alive_at_end", "workers alive")],
 }
 
 
@@ -40,7 +47,19 @@ def main(paths):
                 print(f"- {name}: {s.get('status')} — {s.get('reason')}  ({p})")
                 continue
             for wl, w in s.get("workloads", {}).items():
+                if w.get("not_applicable"):
+                    rows.setdefault(wl, {})[name] = (None, "n/a", w["not_applicable"])
+                    continue
                 m = dict(w.get("median", {}))
+                ok_runs = [r for r in w.get("runs", []) if "error" not in r]
+                for k, _ in COLUMNS.get(wl, []):
+                    if k.startswith("max:"):
+                        vals = [r.get(k[4:]) for r in ok_runs if isinstance(r.get(k[4:]), (int, float))]
+                        m[k] = max(vals) if vals else None
+                        continue
+                    vals = [r.get(k) for r in ok_runs]  # booleans have no median: all runs must agree
+                    if vals and all(isinstance(v, bool) for v in vals):
+                        m[k] = "yes" if all(vals) else f"no ({vals.count(False)}/{len(vals)} runs)"
                 rows.setdefault(wl, {})[name] = (m, m.get("runs_ok"), m.get("runs_total"))
     for wl, cols in COLUMNS.items():
         if wl not in rows:
@@ -50,6 +69,9 @@ def main(paths):
         print("| system | runs | " + " | ".join(c[1] for c in cols) + " |")
         print("|---|---|" + "---|" * len(cols))
         for name, (m, ok, total) in sorted(rows[wl].items()):
+            if m is None:  # workload not applicable to this system
+                print(f"| {name} | n/a | " + " | ".join("n/a" for _ in cols) + " |")
+                continue
             print(f"| {name} | {ok}/{total} | " + " | ".join(fmt(m.get(k)) for k, _ in cols) + " |")
 
 

