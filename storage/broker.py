@@ -199,9 +199,14 @@ class Finisher(threading.Thread):
         self.items: queue_module.Queue = queue_module.Queue()
         self.conn = ResilientConnection("lamplighter-finisher")
         self.stopping = threading.Event()
+        # Jobs that ran but whose finish is not committed yet. Consumers count them as held, so
+        # a worker never has more than its window of jobs that a kill -9 would run again.
+        self.unrecorded: set[str] = set()
 
     def submit(self, kind: str, payload: dict, *, wait: bool = False) -> None:
         done = threading.Event() if wait else None
+        if kind == "finish":
+            self.unrecorded.add(payload["message_id"])
         self.items.put((kind, payload, done))
         if done is not None:
             done.wait()
@@ -243,8 +248,7 @@ class Finisher(threading.Thread):
             if len(batch) == 1:
                 kind, payload, done = batch[0]
                 log.exception("finish_refused", kind=kind, job_id=payload.get("message_id"))
-                if done is not None:
-                    done.set()
+                self.recorded(batch)
                 return
             log.exception("finish_batch_refused", items=len(batch), reason="retrying item by item")
         for item in batch:
@@ -292,6 +296,12 @@ class Finisher(threading.Thread):
             except _DISCONNECTS as exc:
                 self.conn.broken(exc)
                 time.sleep(0.2)
+        self.recorded(batch)
+
+    def recorded(self, batch: list) -> None:
+        """The batch is committed (or given up): its jobs no longer count against any window."""
+        self.unrecorded.difference_update(p["message_id"] for k, p, _ in batch if k == "finish")
+        self.broker.room.set()
         for _, _, done in batch:
             if done is not None:
                 done.set()
@@ -771,7 +781,8 @@ class LamplighterConsumer(Consumer):
         self.queue_name = queue_name
         self.prefetch = max(1, prefetch)
         self.settings = broker.settings
-        # Jobs this consumer may hold (claimed, queued in the worker, or running): dramatiq's
+        # Jobs this consumer may hold (claimed, queued in the worker, running, or finished but
+        # not yet committed as such): dramatiq's
         # prefetch (2 x threads) or one claim batch, whichever is larger. Bounded: a worker
         # holds only what it is about to run, whatever the backlog.
         self.window = max(self.prefetch, self.settings.claim_batch)
@@ -791,7 +802,10 @@ class LamplighterConsumer(Consumer):
         if self.broker.stopping:
             time.sleep(min(0.1, self.settings.poll_interval))
             return None
-        self.mine &= self.broker.inflight.keys()  # forget finished ones
+        # Forget jobs whose finish is committed: a job that ran but is not yet recorded still
+        # counts, which bounds what a kill -9 of this process runs again to the window.
+        finisher = self.broker.finisher
+        self.mine &= self.broker.inflight.keys() | (finisher.unrecorded if finisher is not None else set())
         capacity = self.window - len(self.mine)
         # Claim a whole batch at a time, as soon as half the window is free: one round trip
         # then feeds many jobs, and the threads never wait on a claim for a single job.
