@@ -78,7 +78,19 @@ ACTOR_COLUMN_OPTIONS = ("unique_states", "unique_on_conflict", "concurrency_key"
 SIGNAL_REPEAT_WINDOW = 1.0
 # A lost prepared statement is handled like a lost connection: reconnect, prepare again, retry.
 _UNSET = object()
+# Finisher items that end this worker's hold on a job (a "start" does not).
+ENDING_KINDS = frozenset({"finish", "release", "handback", "reject", "defer"})
 _DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError, query_module.StalePreparedStatement)
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """A lost connection, whatever class psycopg2 gave it. When the server goes away without a
+    word (immediate shutdown, crash recovery after a backend died, failover), the first
+    statement on a connection that was idle fails with a bare DatabaseError ("server closed the
+    connection unexpectedly", no SQLSTATE) while the connection still reads as open; only the
+    next use raises InterfaceError. A refusal by the server always has a SQLSTATE (and a
+    subclass), so it is never taken for a disconnect and retried forever."""
+    return isinstance(exc, _DISCONNECTS) or (type(exc) is psycopg2.DatabaseError and exc.pgcode is None)
 
 
 class PayloadError(ValueError):
@@ -205,7 +217,7 @@ class Finisher(threading.Thread):
 
     def submit(self, kind: str, payload: dict, *, wait: bool = False) -> None:
         done = threading.Event() if wait else None
-        if kind == "finish":
+        if kind in ENDING_KINDS:
             self.unrecorded.add(payload["message_id"])
         self.items.put((kind, payload, done))
         if done is not None:
@@ -293,14 +305,16 @@ class Finisher(threading.Thread):
                     for defer in defers:
                         cur.execute(SQL["job_defer_unknown_actor"], {**defer, "worker_id": worker_id})
                 break
-            except _DISCONNECTS as exc:
+            except Exception as exc:
+                if not _disconnected(exc):
+                    raise
                 self.conn.broken(exc)
                 time.sleep(0.2)
         self.recorded(batch)
 
     def recorded(self, batch: list) -> None:
         """The batch is committed (or given up): its jobs no longer count against any window."""
-        self.unrecorded.difference_update(p["message_id"] for k, p, _ in batch if k == "finish")
+        self.unrecorded.difference_update(p["message_id"] for k, p, _ in batch if k in ENDING_KINDS)
         self.broker.room.set()
         for _, _, done in batch:
             if done is not None:
@@ -356,18 +370,21 @@ class Presence(threading.Thread):
         while not self.stop_event.wait(interval):
             try:
                 self.beat()
-            except _DISCONNECTS as exc:
-                self.conn.broken(exc)
-            except Exception:
-                log.exception("heartbeat_failed")
+            except Exception as exc:
+                if _disconnected(exc):
+                    self.conn.broken(exc)
+                else:
+                    log.exception("heartbeat_failed")
 
     def stop(self) -> None:
         self.stop_event.set()
         self.join(timeout=10)
         try:
             workers.unregister(self.conn.get(), worker_id=self.broker.worker_id)
-        except (_DISCONNECTS + (connection.DatabaseUnavailable,)):
-            pass  # the row expires and any live worker cleans it up
+        except Exception as exc:
+            if not (_disconnected(exc) or isinstance(exc, connection.DatabaseUnavailable)):
+                raise
+            # the row expires and any live worker cleans it up
         self.conn.close()
 
 
@@ -676,6 +693,10 @@ class LamplighterBroker(PostgresBroker):
             claim.verdict = verdict
 
     def finish(self, message, *, failed: bool) -> None:
+        if message.message_id in self.inflight and self.finisher is not None:
+            # Held until its end is committed; marked before it leaves inflight, so that a
+            # consumer reconciling after a lost claim never sees it in neither.
+            self.finisher.unrecorded.add(message.message_id)
         claim = self.inflight.pop(message.message_id, None)
         if claim is None:
             return
@@ -792,6 +813,8 @@ class LamplighterConsumer(Consumer):
         self.claim_conn = ResilientConnection(f"lamplighter-claim:{queue_name}")
         self.listen_conn = ResilientConnection(f"lamplighter-listen:{queue_name}", autocommit=True)
         self.listening = False
+        # The last claim died with its connection: it may have committed without our seeing it.
+        self.claim_unsure = False
 
     def __iter__(self):
         return self
@@ -823,23 +846,42 @@ class LamplighterConsumer(Consumer):
         return None
 
     def _claim(self, limit: int) -> list[MessageProxy]:
-        conn = self.claim_conn.get()
         try:
+            conn = self.claim_conn.get()
             with conn:
-                cur = query_module.execute(conn.cursor(), "jobs", "job_claim_batch",
-                                           {"queue": self.queue_name, "limit": limit,
-                                            "worker_id": self.broker.worker_id},
-                                           prepare=self.settings.prepared_statements)
+                cur = conn.cursor()
+                if self.claim_unsure:
+                    self._release_unseen(cur)
+                query_module.execute(cur, "jobs", "job_claim_batch",
+                                     {"queue": self.queue_name, "limit": limit, "worker_id": self.broker.worker_id},
+                                     prepare=self.settings.prepared_statements)
                 found = jobs.rows(cur)
-        except _DISCONNECTS as exc:
+            self.claim_unsure = False
+        except Exception as exc:
+            if not _disconnected(exc):
+                raise
+            # Reconnect here (with backoff, on the next claim) rather than let dramatiq restart
+            # the consumer after 3 s. The COMMIT may or may not have happened.
             self.claim_conn.broken(exc)
-            raise dramatiq.errors.ConnectionError(str(exc)) from None
+            self.claim_unsure = True
+            time.sleep(0.1)
+            return []
         proxies = []
         for row in found:
             proxy = self._to_proxy(row)
             if proxy is not None:
                 proxies.append(proxy)
         return proxies
+
+    def _release_unseen(self, cur) -> None:
+        finisher = self.broker.finisher
+        known = list(self.broker.inflight.keys() | (finisher.unrecorded if finisher is not None else set()))
+        cur.execute(SQL["job_release_unseen"], {"worker_id": self.broker.worker_id, "queue": self.queue_name,
+                                                "known": known})
+        released = [str(row[0]) for row in cur.fetchall()]
+        if released:
+            log.warning("unseen_claims_released", queue=self.queue_name, count=len(released),
+                        reason="a claim's commit outcome was lost with the connection; its jobs went back")
 
     def _to_proxy(self, row: dict) -> MessageProxy | None:
         message_id = str(row["message_id"])
@@ -911,7 +953,9 @@ class LamplighterConsumer(Consumer):
                 select.select([conn], [], [], timeout)
             conn.poll()
             conn.notifies.clear()
-        except _DISCONNECTS as exc:
+        except Exception as exc:
+            if not _disconnected(exc):
+                raise
             self.listening = False
             self.listen_conn.broken(exc)
             time.sleep(min(timeout, 1.0))

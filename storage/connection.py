@@ -82,6 +82,9 @@ def init_database(application_name: str = "lamplighter") -> peewee.PostgresqlDat
         dsn, params = split_url(url)
         # peewee treats a None name as "not initialised"; libpq lets the DSN's name win anyway.
         name = urlparse(dsn).path.lstrip("/") or params.get("dbname") or "postgres"
+        # peewee's init() merges into the previous parameters: a host= from an earlier URL's
+        # query string would outlive it and win over the new DSN.
+        database.connect_params = {}
         database.init(name, dsn=dsn, **{**connect_kwargs(application_name), **params})
     return database
 

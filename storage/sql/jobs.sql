@@ -237,6 +237,26 @@ FROM released
 WHERE released.concurrency_key IS NOT NULL AND s.key = released.concurrency_key
   AND s.holder = released.message_id;
 
+-- name: job_release_unseen --
+-- After a claim whose COMMIT outcome is unknown (the connection died while committing): the
+-- claim may have committed with its answer lost, leaving rows this worker holds but never
+-- received. In the same queue's next claim transaction, rows of the queue held by this worker
+-- that it does not know (%(known)s: claimed, running or finishing here) go back, attempt kept.
+WITH released AS (
+    UPDATE dramatiq.queue
+    SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL,
+        mtime = lamplighter.now()
+    WHERE worker_id = %(worker_id)s AND state = 'running' AND queue_name = %(queue)s
+      AND message_id <> ALL(%(known)s::text[]::uuid[])
+    RETURNING message_id, concurrency_key
+), freed AS (
+    UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
+    FROM released
+    WHERE released.concurrency_key IS NOT NULL AND s.key = released.concurrency_key
+      AND s.holder = released.message_id
+)
+SELECT message_id FROM released;
+
 -- name: job_hand_back_started --
 -- Graceful shutdown: attempts still running when the grace ran out go back to the queue and
 -- the attempt is given back (it did not fail; the worker stopped). Recorded as an event.

@@ -64,3 +64,27 @@ def test_claim_walks_the_claim_index_on_a_large_table(broker, sql):
         .replace("%(worker_id)s", f"'{broker.worker_id}'")))
     assert "queue_claim_idx" in plan, plan
     assert "Seq Scan on queue" not in plan, plan
+
+
+def test_jobs_taken_by_a_claim_whose_answer_was_lost_go_back_to_the_queue(broker, sql):
+    """A claim's COMMIT reached the server but the connection died before the answer did (a
+    crash at the wrong moment): the rows are this worker's, yet it never saw them. The queue's
+    next claim hands them back, in the same transaction, and so delivers them after all."""
+    ids = [actors.maintenance.ping.send(note=str(i)).message_id for i in range(3)]
+    sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, claimed_at = now() "
+        "WHERE message_id = ANY(%s::uuid[])", (broker.worker_id, ids[:2]))
+    consumer = broker.consume("maintenance", prefetch=4)
+    try:
+        consumer.claim_unsure = True
+        delivered = consumer._claim(10)
+        assert sorted(m.message_id for m in delivered) == sorted(ids)
+        assert not consumer.claim_unsure
+        assert sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'running' AND attempt = 0 "
+                   "AND worker_id = %s", (broker.worker_id,)) == [(3,)]
+        # A job this worker knows (running here) is never taken back by the reconciliation.
+        consumer.claim_unsure = True
+        assert consumer._claim(10) == []
+        assert sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'running'") == [(3,)]
+    finally:
+        consumer.claim_conn.close()
+        consumer.listen_conn.close()
