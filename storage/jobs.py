@@ -7,6 +7,7 @@ function ``lamplighter.job_insert_unique`` (the same one ``lamplighter.enqueue()
 """
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from contextlib import nullcontext
@@ -161,6 +162,47 @@ def encode_new_jobs(jobs: Sequence[NewJob], fields: Sequence[str] | None = None)
     return "[" + ",".join(entries) + "]"
 
 
+# From this many plain jobs on, enqueue_many streams them with COPY: about twice as fast per row
+# as the set-based INSERT (no executor per row), at the price of two more round trips.
+COPY_THRESHOLD = 100
+_COPY_COLUMNS = ("message_id", "queue_name", "actor_name", "message", "priority", "max_attempts", "tenant_id",
+                 "correlation_id", "enqueued_by")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: Any) -> str:
+    return "\\N" if value is None else str(value).translate(_COPY_ESCAPES)
+
+
+def _copy_rows(jobs: Sequence[NewJob]) -> io.StringIO:
+    """The jobs as COPY text rows (tab-separated, backslash escapes, \\N for NULL)."""
+    lines = []
+    for job in jobs:
+        lines.append("\t".join((job.message_id, _copy_field(job.queue_name), _copy_field(job.actor_name),
+                                _copy_field(message_text(job)), str(job.priority or 0),
+                                _copy_field(job.max_attempts), _copy_field(job.tenant_id),
+                                _copy_field(job.correlation_id), _copy_field(job.enqueued_by))))
+    lines.append("")
+    return io.StringIO("\n".join(lines))
+
+
+def _copy_in(jobs: Sequence[NewJob]) -> bool:
+    """Stream plain, immediate jobs into the queue with COPY, then wake each queue's workers;
+    in its own transaction, or a savepoint of the caller's. False, with nothing written, when a
+    message_id already exists (a re-send): the caller takes the upsert path instead."""
+    import psycopg2
+
+    db = connection.init_database()
+    try:
+        with db.atomic():
+            cursor = db.cursor()
+            cursor.copy_expert(SQL["job_copy_in"].replace("%%", "%"), _copy_rows(jobs))
+            cursor.execute(SQL["job_wake_queues"], {"queues": sorted({job.queue_name for job in jobs})})
+    except psycopg2.errors.UniqueViolation:
+        return False
+    return True
+
+
 def enqueue_many(jobs: Sequence[NewJob], *, conn=None) -> list[str]:
     """Insert (or re-queue, for an existing message_id) ``jobs``; returns, in order, the id of
     the job each one became (for a unique key already held: the holder's id).
@@ -190,7 +232,10 @@ def enqueue_many(jobs: Sequence[NewJob], *, conn=None) -> list[str]:
             params["priority"] = job.priority or 0
             execute_prepared("job_insert_one", params, conn=conn)
         elif plain:
-            execute_prepared("job_insert_many", {"jobs": encode_new_jobs(plain, _PLAIN_FIELDS)}, conn=conn)
+            copied = (conn is None and len(plain) >= COPY_THRESHOLD
+                      and all(not j.delay_ms and j.concurrency_key is None for j in plain) and _copy_in(plain))
+            if not copied:
+                execute_prepared("job_insert_many", {"jobs": encode_new_jobs(plain, _PLAIN_FIELDS)}, conn=conn)
         if unique:
             cursor = execute("job_insert_unique_many", {"jobs": encode_new_jobs(unique)}, conn=conn)
             for job, row in zip(unique, cursor.fetchall()):

@@ -42,6 +42,19 @@ WITH incoming AS (
 )
 SELECT message_id FROM inserted, (SELECT count(*) FROM woken) AS w;
 
+-- name: job_copy_in --
+-- The bulk path for hundreds or more plain, immediate jobs (storage.jobs.enqueue_many): rows
+-- streamed with COPY, about twice as fast per row as job_insert_many. Times, state and attempt
+-- come from the column defaults (lamplighter.now(), 'queued', 0). An existing message_id fails
+-- the whole COPY; the caller then re-sends the batch through job_insert_many's upsert.
+COPY dramatiq.queue (message_id, queue_name, actor_name, message, priority, max_attempts, tenant_id,
+                     correlation_id, enqueued_by)
+FROM STDIN;
+
+-- name: job_wake_queues --
+-- One small NOTIFY per queue after a COPY, in its transaction: it carries no message.
+SELECT pg_notify('dramatiq.' || q || '.enqueue', '') FROM unnest(%(queues)s::text[]) AS q;
+
 -- name: job_insert_one --
 -- The hot path of actor.send(): one job, no unique or concurrency key. Same effect as
 -- job_insert_many, as a plain INSERT that plans in a fraction of the set-based statement.
