@@ -34,11 +34,11 @@ SYSTEMS_DIR = BENCH / "systems"
 COMMON = SYSTEMS_DIR / "_common"
 
 ALL_WORKLOADS = ["w1_enqueue", "w2_drain", "w3_latency", "w4_big_backlog", "w5_delayed", "w6_kill9",
-                 "w7_pg_restart"]
+                 "w7_pg_restart", "w8_long_transaction"]
 WORKLOAD_ALIASES = {str(i + 1): w for i, w in enumerate(ALL_WORKLOADS)}
 REDIS_DB = 13  # dedicated logical db, FLUSHDB'd before each run
 # workloads that only make sense for some systems: recorded as not applicable for the others
-WORKLOAD_NEEDS = {"w7_pg_restart": "postgres"}
+WORKLOAD_NEEDS = {"w7_pg_restart": "postgres", "w8_long_transaction": "postgres"}
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -716,8 +716,59 @@ def w7_pg_restart(run, a, info):
     return res
 
 
+def w8_long_transaction(run, a, info):
+    """Drain N jobs while another session sits idle in a REPEATABLE READ transaction opened
+    before the workers start: its snapshot keeps every row version the drain leaves behind
+    (no vacuum can remove them), so claims wade through more dead entries as the drain goes.
+    Reports the rate per quarter of the drain and the longest pause between two job starts:
+    slower is expected, a stall is a failure."""
+    n = a.n(a.w8_jobs)
+    cl = run.sys.cluster
+    prep = run.enqueue(0, n, mode="bulk")
+    holder = subprocess.Popen([str(cl.bin / "psql"), "-X", "-q", "-A", "-t", cl.uri(run.dbname)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        holder.stdin.write("BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT 'snapshot', txid_current();\n")
+        holder.stdin.flush()
+        line = holder.stdout.readline()  # the snapshot exists once the SELECT answered
+        if "snapshot" not in line:
+            raise RuntimeError(f"could not open the long transaction: {line!r}")
+        tr = DoneTracker(run.done_dir, n, keep_records=True)
+        w, t0 = run.start_workers()
+        try:
+            run.wait_for(tr, lambda t: t.unique >= n, "drain under a long transaction", workers=w)
+            complete = True
+        except WorkloadTimeout:
+            complete = False
+        tr.poll()
+        dead = cl.scalar("SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables;", db=run.dbname)
+        held = cl.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                         "AND backend_xid IS NOT NULL;", db=run.dbname)
+    finally:
+        holder.stdin.close()
+        holder.terminate()
+        holder.wait(timeout=10)
+    starts = sorted(s for _, _, s in tr.records)
+    res = {"jobs": n, "prep_enqueue_s": prep["seconds"], "completed": tr.unique, "complete": complete,
+           "duplicates": tr.total - tr.unique, "dead_tuples_at_end": int(dead or 0),
+           "long_transaction_still_open_at_end": held == "1"}
+    if starts:
+        span = starts[-1] - t0
+        res["seconds_from_worker_start"] = span
+        res["jobs_per_s"] = len(starts) / span if span > 0 else None
+        quarters = [starts[i * len(starts) // 4:(i + 1) * len(starts) // 4] for i in range(4)]
+        res["jobs_per_s_by_quarter"] = [round((len(q) - 1) / (q[-1] - q[0]), 1) if len(q) > 1 and q[-1] > q[0]
+                                        else None for q in quarters]
+        res["jobs_per_s_first_quarter"] = res["jobs_per_s_by_quarter"][0]
+        res["jobs_per_s_last_quarter"] = res["jobs_per_s_by_quarter"][-1]
+        res["longest_pause_between_starts_s"] = max((b - a_ for a_, b in zip(starts, starts[1:])), default=0.0)
+    if not complete:
+        res["timed_out"] = True
+    return res
+
+
 WORKLOADS = {f.__name__: f for f in [w1_enqueue, w2_drain, w3_latency, w4_big_backlog, w5_delayed, w6_kill9,
-                                     w7_pg_restart]}
+                                     w7_pg_restart, w8_long_transaction]}
 
 
 # --------------------------------------------------------------------------- results
@@ -856,7 +907,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--systems", default="all", help="comma list or 'all' (found: %s)" %
                    ", ".join(discover_systems()))
-    p.add_argument("--workloads", default="all", help="comma list of names or numbers 1-7, or 'all' "
+    p.add_argument("--workloads", default="all", help="comma list of names or numbers 1-8, or 'all' "
                    "(%s)" % ", ".join(ALL_WORKLOADS))
     p.add_argument("--runs", type=int, default=3, help="runs per workload (median reported)")
     p.add_argument("--runs-for", default="", help="per-workload override, e.g. 'w4_big_backlog=1,5=1'")
@@ -883,6 +934,7 @@ def main():
                    help="give up when no job completed for this long after restart")
     g.add_argument("--w6-dup-watch", type=float, default=15, help="extra watch for late duplicates")
     g.add_argument("--w7-jobs", type=int, default=20000)
+    g.add_argument("--w8-jobs", type=int, default=20000)
     g.add_argument("--w7-clean-restart-at", type=float, default=0.2,
                    help="fraction of jobs done before `pg_ctl restart -m fast`")
     g.add_argument("--w7-immediate-stop-at", type=float, default=0.45,

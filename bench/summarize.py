@@ -27,6 +27,10 @@ COLUMNS = {
                       ("stall_after_terminate_s", "terminate stall s"),
                       ("longest_gap_after_immediate_stop_s", "longest gap after imm. s"),
                       ("total_s", "total s"), ("workers_alive_at_end", "workers alive")],
+    "w8_long_transaction": [("jobs_per_s", "jobs/s"), ("jobs_per_s_first_quarter", "1st quarter jobs/s"),
+                            ("jobs_per_s_last_quarter", "last quarter jobs/s"),
+                            ("longest_pause_between_starts_s", "longest pause s"),
+                            ("dead_tuples_at_end", "dead tuples"), ("max:duplicates", "dups (worst run)")],
 }
 
 
