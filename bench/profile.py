@@ -80,6 +80,8 @@ def main(argv):
     p.add_argument("--jobs", type=int, default=20000)
     p.add_argument("--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"))
     p.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    p.add_argument("--gil", action="store_true",
+                   help="sample only the thread holding the GIL (Python CPU, not waiting)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if not Path(args.py_spy).exists():
@@ -105,7 +107,7 @@ def main(argv):
         server_before = cpu_seconds(server_pids(cluster))
         t0 = time.time()
         spy = subprocess.Popen([args.py_spy, "record", "-s", "--nonblocking", "-r", str(args.rate), "-f", "raw",
-                                "-o", str(spy_out), "--", str(bin_dir / "dramatiq"), "bench_app", "-p", "2",
+                                *(["--gil"] if args.gil else []), "-o", str(spy_out), "--", str(bin_dir / "dramatiq"), "bench_app", "-p", "2",
                                 "-t", "8"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
         worker_pids = set()
