@@ -171,7 +171,12 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 def _copy_field(value: Any) -> str:
-    return "\\N" if value is None else str(value).translate(_COPY_ESCAPES)
+    if value is None:
+        return "\\N"
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_COPY_ESCAPES)
+    return text
 
 
 def _copy_rows(jobs: Sequence[NewJob]) -> io.StringIO:
@@ -190,14 +195,31 @@ def _copy_in(jobs: Sequence[NewJob]) -> bool:
     """Stream plain, immediate jobs into the queue with COPY, then wake each queue's workers;
     in its own transaction, or a savepoint of the caller's. False, with nothing written, when a
     message_id already exists (a re-send): the caller takes the upsert path instead."""
+    return _copy_text(_copy_rows(jobs), {job.queue_name for job in jobs})
+
+
+def copy_in_uniform(queue_name: str, actor_name: str, messages: Sequence[tuple[str, str]], *, priority: int,
+                    max_attempts: int | None, enqueued_by: str | None) -> bool:
+    """The bulk path of ``broker.send_many``: many jobs of one actor that differ only in
+    (message_id, message text), streamed with COPY. The shared columns are escaped once, and a
+    compact JSON text needs only its backslashes doubled (JSON escapes every control
+    character). Same contract as :func:`_copy_in`: False, nothing written, on a re-send."""
+    head = f"\t{_copy_field(queue_name)}\t{_copy_field(actor_name)}\t"
+    tail = "\t" + "\t".join((str(priority or 0), _copy_field(max_attempts), "\\N", "\\N", _copy_field(enqueued_by)))
+    text = "\n".join([message_id + head + (message.replace("\\", "\\\\") if "\\" in message else message) + tail
+                      for message_id, message in messages])
+    return _copy_text(io.StringIO(text + "\n"), {queue_name})
+
+
+def _copy_text(rows: io.StringIO, queues: set[str]) -> bool:
     import psycopg2
 
     db = connection.init_database()
     try:
         with db.atomic():
             cursor = db.cursor()
-            cursor.copy_expert(SQL["job_copy_in"].replace("%%", "%"), _copy_rows(jobs))
-            cursor.execute(SQL["job_wake_queues"], {"queues": sorted({job.queue_name for job in jobs})})
+            cursor.copy_expert(SQL["job_copy_in"].replace("%%", "%"), rows)
+            cursor.execute(SQL["job_wake_queues"], {"queues": sorted(queues)})
     except psycopg2.errors.UniqueViolation:
         return False
     return True

@@ -97,3 +97,46 @@ def test_bulk_jobs_run(broker, run_worker, sql):
     run_worker(threads=4)
     wait_for(lambda: sql("SELECT count(*) FROM lamplighter.job_history WHERE outcome = 'completed'") == [(400,)],
              timeout=60, message="400 bulk jobs completed")
+
+
+def test_send_many_writes_what_enqueue_many_writes(broker, sql):
+    calls = [{"note": f"fast {i}\ttab\nline \\ slash \u00e9"} for i in range(150)]
+    ids = broker.send_many(PING, calls)
+    reference = broker.enqueue_many([PING.message_with_options(kwargs=c) for c in calls])
+    fast, slow = _rows(sql, ids), _rows(sql, [m.message_id for m in reference])
+    assert len(fast) == 150 and len(ids) == len(set(ids)) == 150
+    # Same columns, same message but for its id and timestamp.
+    strip = lambda row: row[1:-1] + (  # noqa: E731
+        {k: v for k, v in row[-1].items() if k not in ("message_id", "message_timestamp")},)
+    key = lambda row: row[-1]["kwargs"]["note"]  # noqa: E731
+    assert [strip(r) for r in sorted(fast, key=key)] == [strip(r) for r in sorted(slow, key=key)]
+    assert all(r[-1]["message_id"] == r[0] for r in fast)
+    assert {key(r) for r in fast} == {c["note"] for c in calls}
+
+
+def test_send_many_takes_positional_calls_and_refuses_non_json(broker, sql):
+    import pytest
+
+    from storage.broker import PayloadError
+
+    ids = broker.send_many(PING, [(f"positional {i}",) for i in range(120)])
+    assert sql("SELECT count(*) FROM dramatiq.queue WHERE message->'args'->>0 LIKE 'positional %%' "
+               "AND message_id = ANY(%s::uuid[])", (ids,)) == [(120,)]
+    with pytest.raises(PayloadError, match="arguments must be JSON"):
+        broker.send_many(PING, [(i,) for i in range(119)] + [(object(),)])
+    assert sql("SELECT count(*) FROM dramatiq.queue") == [(120,)]  # nothing of the refused batch
+
+
+def test_send_many_below_the_threshold_or_delayed_takes_the_upsert(broker, sql):
+    few = broker.send_many(PING, [{"note": "few"}] * 3)
+    later = broker.send_many(PING, [{"note": "later"}] * 150, delay=60_000)
+    assert len(few) == 3 and len(later) == 150
+    assert sql("SELECT count(*) FROM dramatiq.queue WHERE available_at > lamplighter.now() + interval '50 s'") \
+        == [(150,)]
+
+
+def test_send_many_jobs_run(broker, run_worker, sql):
+    broker.send_many(PING, [{"note": f"run {i}"} for i in range(300)])
+    run_worker(threads=4)
+    wait_for(lambda: sql("SELECT count(*) FROM lamplighter.job_history WHERE outcome = 'completed'") == [(300,)],
+             timeout=60, message="300 send_many jobs completed")

@@ -4,8 +4,8 @@ product is not there yet.  What it needs from the product:
 * package `actors` whose import builds the broker from $DATABASE_URL and calls
   dramatiq.set_broker(...)  (bench_app.py adds its no-op actor to that broker);
 * console script `lamplighter migrate` (idempotent schema creation, reads $DATABASE_URL);
-* optional `broker.enqueue_many(messages, delay=ms)` for the bulk enqueue path;
-  without it bulk falls back to single sends;
+* optional `broker.send_many(actor, calls, delay=ms)` (or, older, `broker.enqueue_many(messages,
+  delay=ms)`) for the bulk enqueue path; without either bulk falls back to single sends;
 * the worker is plain `dramatiq bench_app -p 2 -t 8`.
 """
 import os
@@ -33,7 +33,7 @@ class Adapter:
         broker = dramatiq.get_broker()
         if type(broker).__module__.startswith("dramatiq.brokers"):
             raise Unavailable(f"`import actors` did not set a Lamplighter broker (got {type(broker).__name__})")
-        self.batch_api = callable(getattr(broker, "enqueue_many", None))
+        self.batch_api = callable(getattr(broker, "send_many", None)) or callable(getattr(broker, "enqueue_many", None))
         if not self._lamplighter_cmd():
             raise Unavailable("console script `lamplighter` not found in the venv")
         from importlib.metadata import PackageNotFoundError, version
@@ -69,8 +69,11 @@ class Adapter:
 
     def send_bulk(self, items, delay_s=None):
         noop = self._actor()
-        msgs = [noop.message(j, t) for j, t in items]
-        noop.broker.enqueue_many(msgs, delay=int(delay_s * 1000) if delay_s else None)
+        delay = int(delay_s * 1000) if delay_s else None
+        if hasattr(noop.broker, "send_many"):  # the product's bulk API: calls, not Message objects
+            noop.broker.send_many(noop, [(j, t) for j, t in items], delay=delay)
+        else:
+            noop.broker.enqueue_many([noop.message(j, t) for j, t in items], delay=delay)
 
 
 main(Adapter)
