@@ -433,8 +433,28 @@ def w3_latency(run, a, info):
             "latency_ms_max": max(lat) if lat else None, "warmup_first_job_s": tr.first_start - t0}
 
 
+def idle_rss(run, warm_id, seconds=2.0):
+    """Peak RSS of a worker tree that has booted and run one job on an empty queue: the
+    baseline for "memory stays flat whatever the backlog". The workers are stopped after."""
+    tr = DoneTracker(run.done_dir, warm_id + 1)
+    w, _ = run.start_workers(tag="idle")
+    smp = Sampler(run, w, locks=False)
+    run.enqueue(warm_id, 1, mode="single")
+    run.wait_for(tr, lambda t: t.counts[warm_id] > 0, "idle warm-up", workers=w, on_tick=smp)
+    end = time.time() + seconds
+    while time.time() < end:
+        smp()
+        time.sleep(0.1)
+    w.stop()
+    run.workers.remove(w)
+    for log in Path(run.done_dir).glob("*"):  # the workload's own tracker starts from nothing
+        log.unlink()
+    return smp.peak_rss
+
+
 def w4_big_backlog(run, a, info):
     n = a.n(a.w4_jobs)
+    idle = idle_rss(run, warm_id=n)
     prep = run.enqueue(0, n, mode="bulk")
     locks_before = run.adv_locks()
     tr = DoneTracker(run.done_dir, n)
@@ -451,7 +471,8 @@ def w4_big_backlog(run, a, info):
     smp()
     res = {"jobs": n, "prep_enqueue_s": prep["seconds"], "prep_mode": prep["mode"],
            "time_to_first_job_s": (tr.first_start - t0) if tr.first_start else None,
-           "peak_rss_mb": smp.peak_rss / 2**20, "peak_advisory_locks": smp.peak_locks,
+           "peak_rss_mb": smp.peak_rss / 2**20, "idle_rss_mb": idle / 2**20,
+           "rss_vs_idle": smp.peak_rss / idle if idle else None, "peak_advisory_locks": smp.peak_locks,
            "advisory_locks_before_workers": locks_before,
            "advisory_locks_last": smp.locks_samples[-1] if smp.locks_samples else None,
            "observed_s": time.time() - t0, "completed": tr.unique, "drained": drained,
