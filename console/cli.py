@@ -229,7 +229,7 @@ def cmd_enqueue(args, settings) -> int:
         raise UsageError(f"unknown actor {args.actor!r} (known: {known})") from None
     positional, keyword = (args.args, {}) if isinstance(args.args, list) else ([], args.args)
     try:
-        broker.signature(actor).bind(*positional, **keyword)
+        broker.check_arguments(actor, tuple(positional), keyword)
     except TypeError as exc:
         raise UsageError(f"--args do not fit {args.actor}: {exc}") from None
     options = {}

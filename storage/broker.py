@@ -25,6 +25,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import logging
 import os
 import select
 import signal
@@ -51,12 +52,15 @@ from dramatiq.middleware import Middleware, MiddlewareError, Shutdown, SkipMessa
 from dramatiq_pg import PostgresBroker
 
 from storage import clock as clock_module
-from storage import connection, jobs, workers
+from storage import connection, jobs, logs, workers
 from storage import settings as settings_module
 from storage import queries as query_module
 from storage.queries import queries
 
 log = structlog.get_logger("lamplighter.broker")
+# structlog's stdlib logger runs its processor chain before dropping a filtered line: the hot
+# path asks the stdlib logger (a cached level check) first.
+_stdlib_log = logging.getLogger("lamplighter.broker")
 SQL = queries("jobs")
 VERSION = "0.1.0"
 
@@ -149,7 +153,7 @@ class Claim:
     attempt: int  # attempts started before this claim
     tenant_id: str | None
     digest: str
-    started_at: datetime | None = None
+    started_at: float | None = None  # epoch seconds, by the broker's clock
     started_mono: float | None = None
     retry_delay_ms: int | None = None
     result: Any = None
@@ -329,7 +333,7 @@ class Finisher(threading.Thread):
     def recorded(self, batch: list) -> None:
         """The batch is committed (or given up): its jobs no longer count against any window."""
         self.unrecorded.difference_update(p["message_id"] for k, p, _ in batch if k in ENDING_KINDS)
-        self.broker.room.set()
+        self.broker.wake_consumers()
         for _, _, done in batch:
             if done is not None:
                 done.set()
@@ -440,19 +444,20 @@ class Lifecycle(Middleware):
         if broker.stopping:
             # Claimed before the stop request but not started: it goes back untouched.
             raise SkipMessage("worker is stopping")
-        claim.started_at = broker.clock.now()
+        message_id = message.message_id
+        claim.started_at = broker.clock.timestamp()
         claim.started_mono = time.monotonic()
         claim.thread = threading.current_thread()
-        structlog.contextvars.bind_contextvars(
-            job_id=message.message_id, actor=message.actor_name, attempt=claim.current_attempt,
-            queue=message.queue_name, tenant_id=claim.tenant_id)
-        enqueued_by.set(f"job:{message.message_id}")
-        current_job_id.set(message.message_id)
-        broker.finisher.submit("start", {"message_id": message.message_id, "attempt": claim.attempt,
-                                         "started_at": claim.started_at.isoformat()})
+        logs.job_context.set({"job_id": message_id, "actor": claim.actor_name, "attempt": claim.current_attempt,
+                              "queue": claim.queue_name, "tenant_id": claim.tenant_id})
+        enqueued_by.set(f"job:{message_id}")
+        current_job_id.set(message_id)
+        broker.finisher.submit("start", {"message_id": message_id, "attempt": claim.attempt,
+                                         "started_at": claim.started_at})
         # One INFO line per job is its finish (with duration and outcome); the start is DEBUG,
         # so a busy worker does not spend a third of its time writing logs.
-        log.debug("job_started")
+        if _stdlib_log.isEnabledFor(logging.DEBUG):
+            log.debug("job_started")
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         claim = broker.inflight.get(message.message_id)
@@ -471,7 +476,7 @@ class LamplighterBroker(PostgresBroker):
         self.clock = clock_module.SystemClock(self.settings.clock_offset)
         self.worker_id = str(uuid.uuid4())
         self.inflight: dict[str, Claim] = {}
-        self.room = threading.Event()  # set when a job finishes: its consumer has room again
+        self.consumers: dict[str, LamplighterConsumer] = {}  # by queue, to tell one it has room again
         self.finisher: Finisher | None = None
         self.presence: Presence | None = None
         self.stopping = False
@@ -479,6 +484,7 @@ class LamplighterBroker(PostgresBroker):
         self.stop_deadline: float | None = None  # end of the grace
         self._previous_sigterm = None
         self._signatures: dict[str, inspect.Signature] = {}
+        self._good_shapes: set[tuple] = set()
         self.add_middleware(Lifecycle())
 
     # ---- sending -----------------------------------------------------------------------
@@ -647,7 +653,14 @@ class LamplighterBroker(PostgresBroker):
     # ---- consuming ---------------------------------------------------------------------
 
     def consume(self, queue_name, prefetch=1, timeout=30000):
-        return LamplighterConsumer(self, queue_name, prefetch)
+        consumer = self.consumers[queue_name] = LamplighterConsumer(self, queue_name, prefetch)
+        return consumer
+
+    def wake_consumers(self) -> None:
+        """Finishes were committed: a consumer that stopped claiming while they were pending
+        may claim again."""
+        for consumer in list(self.consumers.values()):
+            consumer.room.set()
 
     def declare_queue(self, queue_name):
         # No delay queues: delays live in available_at, so there is nothing to consume on .DQ.
@@ -738,11 +751,19 @@ class LamplighterBroker(PostgresBroker):
                 _interrupt(claim.thread)
         return stragglers
 
-    def signature(self, actor) -> inspect.Signature:
+    def check_arguments(self, actor, args: tuple, kwargs: dict) -> None:
+        """TypeError unless ``args`` and ``kwargs`` can bind to the actor's function. Whether
+        they can depends only on their count and keyword names: a shape that bound once is
+        remembered (inspect's bind cost a busy consumer more than decoding the message)."""
+        shape = (actor.actor_name, len(args), tuple(kwargs)) if len(kwargs) < 16 else None
+        if shape is not None and shape in self._good_shapes:
+            return
         sig = self._signatures.get(actor.actor_name)
         if sig is None:
             sig = self._signatures[actor.actor_name] = inspect.signature(actor.fn)
-        return sig
+        sig.bind(*args, **kwargs)
+        if shape is not None and len(self._good_shapes) < 10_000:
+            self._good_shapes.add(shape)
 
     # ---- finishing (called on worker threads) ------------------------------------------
 
@@ -762,7 +783,9 @@ class LamplighterBroker(PostgresBroker):
         claim = self.inflight.pop(message.message_id, None)
         if claim is None:
             return
-        self.room.set()  # a consumer waiting for room in its window may claim again
+        consumer = self.consumers.get(claim.queue_name)
+        if consumer is not None:
+            consumer.released(claim.message_id)
         current_job_id.set(None)
         if claim.started_at is None:
             if failed:
@@ -779,7 +802,7 @@ class LamplighterBroker(PostgresBroker):
             self.finisher.submit("handback", {"message_id": claim.message_id, "attempt": claim.current_attempt,
                                               "reason": "interrupted by worker shutdown"})
             log.warning("job_handed_back", reason="interrupted by worker shutdown")
-            structlog.contextvars.clear_contextvars()
+            logs.job_context.set(None)
             enqueued_by.set(None)
             return
         duration_ms = (time.monotonic() - claim.started_mono) * 1000
@@ -795,7 +818,7 @@ class LamplighterBroker(PostgresBroker):
         finish = {
             "message_id": claim.message_id, "attempt": claim.current_attempt, "state": state,
             "delay_ms": claim.retry_delay_ms, "outcome": outcome,
-            "started_at": claim.started_at.isoformat(), "finished_at": self.clock.now().isoformat(),
+            "started_at": claim.started_at, "finished_at": self.clock.timestamp(),
             "duration_ms": round(duration_ms, 3), "args_digest": claim.digest,
             "error_type": None, "error_message": None, "traceback": None,
             "result_summary": _summarise(claim.result) if outcome == "completed" else None,
@@ -805,13 +828,14 @@ class LamplighterBroker(PostgresBroker):
             finish["error_message"] = str(exc)[:2000]
             finish["traceback"] = "".join(traceback_module.format_exception(exc))[-8000:]
         self.finisher.submit("finish", finish)
-        event = {"completed": "job_completed", "failed": "job_failed_will_retry", "dead": "job_dead",
-                 "cancelled": "job_cancelled"}[outcome]
-        level = log.info if outcome == "completed" else log.warning
-        level(event, duration_ms=round(duration_ms, 1),
-              **({"error_type": finish["error_type"], "retry_in_ms": claim.retry_delay_ms}
-                 if outcome != "completed" else {}))
-        structlog.contextvars.clear_contextvars()
+        if outcome == "completed":
+            if _stdlib_log.isEnabledFor(logging.INFO):
+                log.info("job_completed", duration_ms=round(duration_ms, 1))
+        else:
+            event = {"failed": "job_failed_will_retry", "dead": "job_dead", "cancelled": "job_cancelled"}[outcome]
+            log.warning(event, duration_ms=round(duration_ms, 1), error_type=finish["error_type"],
+                        retry_in_ms=claim.retry_delay_ms)
+        logs.job_context.set(None)
         enqueued_by.set(None)
 
 
@@ -869,6 +893,12 @@ class LamplighterConsumer(Consumer):
         # holds only what it is about to run, whatever the backlog.
         self.window = max(self.prefetch, self.settings.claim_batch)
         self.refill_at = max(1, self.window // 2)
+        # A worker thread finishing a job wakes this consumer only when that brings the window
+        # down to where a claim is due (not on every finish: at thousands of jobs a second that
+        # was a wake-up, a lock and a look at the window per job).
+        self.low_water = self.window - self.refill_at
+        self.room = threading.Event()
+        self.room_wanted = False
         self.buffer: deque[MessageProxy] = deque()
         self.mine: set[str] = set()
         # Autocommit: the claim is one statement, so one round trip (no BEGIN, no COMMIT).
@@ -901,13 +931,24 @@ class LamplighterConsumer(Consumer):
             if claimed:
                 self.buffer.extend(claimed)
                 return self.buffer.popleft()
-            if not self.mine:
-                self._wait_for_work(self.settings.poll_interval)
-                return None
-        # Work in hand (or finishes to commit): wait until a finish frees room, not a fixed sleep.
-        self.broker.room.wait(min(0.05, self.settings.poll_interval))
-        self.broker.room.clear()
+            # Nothing claimable. New jobs announce themselves (NOTIFY); jobs that become due or
+            # whose concurrency slot frees do not: with jobs in hand, look again within 50 ms.
+            self._wait_for_work(self.settings.poll_interval if not self.mine
+                                else min(0.05, self.settings.poll_interval))
+            return None
+        # The window is more than half full, or finishes are behind: wait for room.
+        self.room_wanted = True
+        if behind or len(self.mine) > self.low_water:
+            self.room.wait(min(0.05, self.settings.poll_interval))
+        self.room_wanted = False
+        self.room.clear()
         return None
+
+    def released(self, message_id: str) -> None:
+        """A worker thread finished (or gave up) one of this consumer's jobs."""
+        self.mine.discard(message_id)
+        if self.room_wanted and len(self.mine) <= self.low_water:
+            self.room.set()
 
     def _claim(self, limit: int) -> list[MessageProxy]:
         try:
@@ -969,7 +1010,7 @@ class LamplighterConsumer(Consumer):
         try:
             # A TypeError from the call itself would be retried like any failure; arguments
             # that cannot bind never will.
-            self.broker.signature(actor).bind(*message.args, **message.kwargs)
+            self.broker.check_arguments(actor, message.args, message.kwargs)
         except TypeError as exc:
             self._reject(message_id, f"undecodable message: arguments do not fit {actor.actor_name}: {exc}")
             return None

@@ -25,6 +25,10 @@ class SystemClock:
     def now(self) -> datetime:
         return datetime.now(timezone.utc) + timedelta(seconds=self.offset)
 
+    def timestamp(self) -> float:
+        """now() as epoch seconds: what the broker records per job (no datetime to build)."""
+        return time.time() + self.offset
+
     def monotonic(self) -> float:
         return time.monotonic()
 

@@ -152,8 +152,8 @@ RETURNING q.message_id, q.message::text AS message, q.attempt, q.actor_name, q.t
 -- An attempt counts when the actor starts, not when the job is claimed: a prefetched job
 -- handed back on shutdown or rescued after a crash keeps its attempts.
 UPDATE dramatiq.queue AS q
-SET attempt = q.attempt + 1, started_at = s.started_at, mtime = lamplighter.now()
-FROM jsonb_to_recordset(%(starts)s::jsonb) AS s(message_id uuid, attempt integer, started_at timestamptz)
+SET attempt = q.attempt + 1, started_at = to_timestamp(s.started_at), mtime = lamplighter.now()
+FROM jsonb_to_recordset(%(starts)s::jsonb) AS s(message_id uuid, attempt integer, started_at double precision)
 WHERE q.message_id = s.message_id AND q.attempt = s.attempt
   AND q.worker_id = %(worker_id)s AND q.state = 'running';
 
@@ -162,12 +162,13 @@ WHERE q.message_id = s.message_id AND q.attempt = s.attempt
 -- statement. Each finish names (job, attempt, worker): a late finish of attempt n (after a
 -- rescue) matches no row and writes nothing, so it can never overwrite attempt n+1.
 -- Re-running the same statement after a COMMIT whose outcome was unknown is harmless for the
--- same reason. state is queued (retry at delay_ms), completed, dead or cancelled.
+-- same reason. state is queued (retry at delay_ms), completed, dead or cancelled; started_at
+-- and finished_at are epoch seconds (the worker's clock).
 WITH f AS (
     SELECT *
     FROM jsonb_to_recordset(%(finishes)s::jsonb) AS f(
         message_id uuid, attempt integer, state text, delay_ms bigint, outcome text,
-        started_at timestamptz, finished_at timestamptz, duration_ms double precision,
+        started_at double precision, finished_at double precision, duration_ms double precision,
         args_digest text, error_type text, error_message text, traceback text,
         result_summary jsonb)
 ), finished AS (
@@ -198,7 +199,7 @@ INSERT INTO lamplighter.job_history (
     job_id, attempt, actor_name, queue_name, tenant_id, args_digest, worker_id, started_at,
     finished_at, duration_ms, outcome, error_type, error_message, traceback, result_summary)
 SELECT f.message_id, f.attempt, finished.actor_name, finished.queue_name, finished.tenant_id,
-       f.args_digest, %(worker_id)s, f.started_at, f.finished_at, f.duration_ms, f.outcome,
+       f.args_digest, %(worker_id)s, to_timestamp(f.started_at), to_timestamp(f.finished_at), f.duration_ms, f.outcome,
        f.error_type, f.error_message, f.traceback, f.result_summary
 FROM finished JOIN f USING (message_id)
 ON CONFLICT (job_id, attempt) DO NOTHING

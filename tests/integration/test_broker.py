@@ -201,7 +201,7 @@ def test_a_late_finish_cannot_overwrite_a_newer_attempt(broker, sql):
     sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, attempt = 2 WHERE message_id = %s",
         (broker.worker_id, message.message_id))
     late = [{"message_id": message.message_id, "attempt": 1, "state": "completed", "outcome": "completed",
-             "finished_at": "2026-01-01T00:00:00+00:00"}]
+             "started_at": 1767225500.0, "finished_at": 1767225600.0}]
     conn = connection.raw_connection()
     with conn:
         cur = conn.cursor()
@@ -209,3 +209,27 @@ def test_a_late_finish_cannot_overwrite_a_newer_attempt(broker, sql):
         assert cur.rowcount == 0
     assert _state(message.message_id) == "running"
     assert sql("SELECT count(*) FROM lamplighter.job_history") == [(0,)]
+
+
+def test_an_actors_own_log_lines_carry_its_job(broker, run_worker):
+    import io
+
+    import dramatiq
+    import structlog
+
+    from storage import logs
+
+    stream = io.StringIO()
+    logs.configure(log_format="json", level="INFO", stream=stream)
+
+    @dramatiq.actor(queue_name="maintenance", actor_name="tests.logging_actor", max_retries=0)
+    def logging_actor(tenant):
+        structlog.get_logger("domain.test").info("inside_the_job", tenant_seen=tenant)
+
+    message = logging_actor.send_with_options(args=("acme",), tenant_id="acme")
+    run_worker(threads=1)
+    lines = wait_for(lambda: [json.loads(x) for x in stream.getvalue().splitlines() if '"inside_the_job"' in x],
+                     timeout=20, message="the actor's log line")
+    assert {k: lines[0].get(k) for k in ("job_id", "actor", "attempt", "queue", "tenant_id")} == {
+        "job_id": message.message_id, "actor": "tests.logging_actor", "attempt": 1, "queue": "maintenance",
+        "tenant_id": "acme"}

@@ -36,3 +36,22 @@ def test_one_json_object_per_line_off_a_terminal():
     assert len(lines) == 1
     event = json.loads(lines[0])
     assert event["level"] == "info" and event["job_id"] == "x" and "timestamp" in event
+
+
+def test_the_running_jobs_fields_are_on_every_line_of_its_thread_and_gone_after():
+    stream = _capture()
+    logs.job_context.set({"job_id": "j-1", "actor": "reports.daily", "attempt": 2, "queue": "reports",
+                          "tenant_id": "acme"})
+    try:
+        structlog.get_logger("domain").info("report_built", rows=3)
+        logging.getLogger("dramatiq").warning("stdlib line inside the job")
+        structlog.get_logger("domain").info("override", job_id="explicit")
+    finally:
+        logs.job_context.set(None)
+    structlog.get_logger("domain").info("after_the_job")
+    built, stdlib, explicit, after = (json.loads(line) for line in stream.getvalue().splitlines())
+    for line in (built, stdlib):
+        assert {k: line[k] for k in ("job_id", "actor", "attempt", "queue", "tenant_id")} == {
+            "job_id": "j-1", "actor": "reports.daily", "attempt": 2, "queue": "reports", "tenant_id": "acme"}
+    assert explicit["job_id"] == "explicit"  # what the event says wins
+    assert "job_id" not in after and "actor" not in after
