@@ -52,7 +52,7 @@ from dramatiq.middleware import Middleware, MiddlewareError, Shutdown, SkipMessa
 from dramatiq_pg import PostgresBroker
 
 from storage import clock as clock_module
-from storage import connection, jobs, logs, workers
+from storage import connection, jobs, logs, wakeups, workers
 from storage import settings as settings_module
 from storage import queries as query_module
 from storage.queries import queries
@@ -369,6 +369,7 @@ class Presence(threading.Thread):
              "options": {k: v for k, v in actor.options.items() if isinstance(v, (int, float, str, bool))}}
             for actor in self.broker.actors.values()
         ])
+        self.refresh_places(conn)
 
     def beat(self) -> None:
         conn = self.conn.get(self.stop_event)
@@ -380,9 +381,18 @@ class Presence(threading.Thread):
         if rescue.jobs_rescued or rescue.workers_expired:
             log.warning("lost_jobs_rescued", workers_expired=rescue.workers_expired,
                         jobs_rescued=rescue.jobs_rescued, attempts_lost=rescue.attempts_lost)
+        self.refresh_places(conn)
         freed = jobs.free_stray_slots(conn)
         if freed:
             log.warning("concurrency_slots_freed", slots=freed, reason="holder no longer running")
+
+    def refresh_places(self, conn) -> None:
+        me = self.broker.worker_id
+        places = {}
+        for queue_name, ids in workers.peers(conn, lease_seconds=self.broker.settings.lease_timeout).items():
+            if me in ids:
+                places[queue_name] = (ids.index(me), len(ids))
+        self.broker.places = places
 
     def run(self) -> None:
         interval = self.broker.settings.heartbeat_interval
@@ -477,6 +487,9 @@ class LamplighterBroker(PostgresBroker):
         self.worker_id = str(uuid.uuid4())
         self.inflight: dict[str, Claim] = {}
         self.consumers: dict[str, LamplighterConsumer] = {}  # by queue, to tell one it has room again
+        # Per queue: this worker's index among the queue's live workers, and how many there are
+        # (refreshed every heartbeat): which enqueue wake-ups it answers first (storage/wakeups.py).
+        self.places: dict[str, tuple[int, int]] = {}
         self.finisher: Finisher | None = None
         self.presence: Presence | None = None
         self.stopping = False
@@ -907,6 +920,7 @@ class LamplighterConsumer(Consumer):
         self.listening = False
         # The last claim died with its connection: it may have committed without our seeing it.
         self.claim_unsure = False
+        self.answering: list[str] = []  # wake-up tickets to announce after the next claim
 
     def __iter__(self):
         return self
@@ -928,6 +942,8 @@ class LamplighterConsumer(Consumer):
         # then feeds many jobs, and the threads never wait on a claim for a single job.
         if not behind and (capacity >= self.refill_at or not self.mine):
             claimed = self._claim(min(capacity, self.settings.claim_batch)) if capacity > 0 else []
+            if self.answering:
+                self._announce()
             if claimed:
                 self.buffer.extend(claimed)
                 return self.buffer.popleft()
@@ -1045,25 +1061,66 @@ class LamplighterConsumer(Consumer):
             "reason": f"unknown actor {actor_name!r}: waiting for a worker that knows it (grace {grace:g} s)"})
 
     def _wait_for_work(self, timeout: float) -> None:
+        """Until an enqueue wake-up this consumer should answer (storage/wakeups.py), or
+        ``timeout`` (the poll fallback, also what LAMPLIGHTER_LISTEN=false leaves)."""
         if not self.settings.listen:
             time.sleep(timeout)
             return
         try:
             conn = self.listen_conn.get()
             if not self.listening:
-                channel = psycopg2.extensions.quote_ident(f"dramatiq.{self.queue_name}.enqueue", conn)
-                conn.cursor().execute(f"LISTEN {channel}")
+                conn.cursor().execute(f"LISTEN {self._channel(conn)}")
                 self.listening = True
-            if not conn.notifies:
-                select.select([conn], [], [], timeout)
-            conn.poll()
-            conn.notifies.clear()
+            deadline = time.monotonic() + timeout
+            standing_in: dict[str, float] = {}  # tickets this consumer answers if nobody else does
+            while True:
+                due = min(standing_in.values(), default=deadline)
+                if not conn.notifies:
+                    select.select([conn], [], [], max(0.0, min(due, deadline) - time.monotonic()))
+                conn.poll()
+                notes = list(conn.notifies)
+                conn.notifies.clear()
+                place = self.broker.places.get(self.queue_name)
+                wake_now = False
+                for note in notes:
+                    wake = wakeups.read(note.payload, place, self.settings.claim_batch)
+                    if wake.kind == "taken":
+                        standing_in.pop(wake.ticket, None)
+                    elif wake.kind == "later":
+                        standing_in.setdefault(wake.ticket, time.monotonic() + min(wake.delay, timeout))
+                    else:
+                        wake_now = True
+                        if wake.ticket is not None:
+                            self.answering.append(wake.ticket)
+                now = time.monotonic()
+                overdue = [t for t, at in standing_in.items() if at <= now]
+                if overdue:
+                    self.answering.extend(overdue)
+                if wake_now or overdue or now >= deadline:
+                    return
         except Exception as exc:
             if not _disconnected(exc):
                 raise
             self.listening = False
             self.listen_conn.broken(exc)
             time.sleep(min(timeout, 1.0))
+
+    def _channel(self, conn) -> str:
+        return psycopg2.extensions.quote_ident(f"dramatiq.{self.queue_name}.enqueue", conn)
+
+    def _announce(self) -> None:
+        """Tell the consumers standing in for the tickets this one answered that it did."""
+        tickets, self.answering = self.answering, []
+        try:
+            conn = self.listen_conn.get()
+            cur = conn.cursor()
+            for ticket in tickets[:20]:
+                cur.execute(f"NOTIFY {self._channel(conn)}, %s", (wakeups.announcement(ticket),))
+        except Exception as exc:
+            if not _disconnected(exc):
+                raise
+            self.listening = False
+            self.listen_conn.broken(exc)  # the others stand in after their stagger: nothing is lost
 
     def ack(self, message):
         self.broker.finish(message, failed=False)

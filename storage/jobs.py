@@ -7,6 +7,7 @@ function ``lamplighter.job_insert_unique`` (the same one ``lamplighter.enqueue()
 """
 from __future__ import annotations
 
+import collections
 import io
 import json
 import uuid
@@ -195,7 +196,7 @@ def _copy_in(jobs: Sequence[NewJob]) -> bool:
     """Stream plain, immediate jobs into the queue with COPY, then wake each queue's workers;
     in its own transaction, or a savepoint of the caller's. False, with nothing written, when a
     message_id already exists (a re-send): the caller takes the upsert path instead."""
-    return _copy_text(_copy_rows(jobs), {job.queue_name for job in jobs})
+    return _copy_text(_copy_rows(jobs), collections.Counter(job.queue_name for job in jobs))
 
 
 def copy_in_uniform(queue_name: str, actor_name: str, messages: Sequence[tuple[str, str]], *, priority: int,
@@ -208,10 +209,10 @@ def copy_in_uniform(queue_name: str, actor_name: str, messages: Sequence[tuple[s
     tail = "\t" + "\t".join((str(priority or 0), _copy_field(max_attempts), "\\N", "\\N", _copy_field(enqueued_by)))
     text = "\n".join([message_id + head + (message.replace("\\", "\\\\") if "\\" in message else message) + tail
                       for message_id, message in messages])
-    return _copy_text(io.StringIO(text + "\n"), {queue_name})
+    return _copy_text(io.StringIO(text + "\n"), {queue_name: len(messages)})
 
 
-def _copy_text(rows: io.StringIO, queues: set[str]) -> bool:
+def _copy_text(rows: io.StringIO, queues: dict[str, int]) -> bool:
     import psycopg2
 
     db = connection.init_database()
@@ -219,7 +220,8 @@ def _copy_text(rows: io.StringIO, queues: set[str]) -> bool:
         with db.atomic():
             cursor = db.cursor()
             cursor.copy_expert(SQL["job_copy_in"].replace("%%", "%"), rows)
-            cursor.execute(SQL["job_wake_queues"], {"queues": sorted(queues)})
+            names = sorted(queues)
+            cursor.execute(SQL["job_wake_queues"], {"queues": names, "counts": [queues[q] for q in names]})
     except psycopg2.errors.UniqueViolation:
         return False
     return True

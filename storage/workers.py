@@ -43,6 +43,12 @@ def heartbeat(conn, *, worker_id: str, stopping: bool = False) -> bool:
                    sql=SQL).fetchone() is not None
 
 
+def peers(conn, *, lease_seconds: float) -> dict[str, list[str]]:
+    """Live, not stopping worker ids per queue, sorted."""
+    return {row[0]: list(row[1]) for row in
+            execute("worker_peers", dict(lease_seconds=lease_seconds), conn=conn, sql=SQL).fetchall()}
+
+
 def unregister(conn, *, worker_id: str) -> None:
     execute("worker_unregister", dict(worker_id=worker_id), conn=conn, sql=SQL)
 

@@ -5,7 +5,7 @@
 -- The set-based insert for jobs without a unique key (those go through job_insert_unique_many).
 -- %(jobs)s is a JSON array of objects; one statement for one job or ten thousand. Re-sending
 -- an existing message_id queues it again (stock dramatiq-pg semantics). One small NOTIFY per
--- queue wakes workers; it carries no message. Concurrency keys get their slot rows here.
+-- queue wakes workers; it carries a wake-up ticket and the job count, no message. Concurrency keys get their slot rows here.
 WITH incoming AS (
     SELECT *
     FROM jsonb_to_recordset(%(jobs)s::jsonb) AS j(
@@ -37,8 +37,8 @@ WITH incoming AS (
           FROM incoming WHERE concurrency_key IS NOT NULL GROUP BY concurrency_key) AS k
     ON CONFLICT DO NOTHING
 ), woken AS (
-    SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', '')
-    FROM (SELECT DISTINCT queue_name FROM inserted) AS queues
+    SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', 't' || floor(random() * 2147483647)::bigint || ':' || jobs)
+    FROM (SELECT queue_name, count(*) AS jobs FROM inserted GROUP BY queue_name) AS queues
 )
 SELECT message_id FROM inserted, (SELECT count(*) FROM woken) AS w;
 
@@ -52,8 +52,10 @@ COPY dramatiq.queue (message_id, queue_name, actor_name, message, priority, max_
 FROM STDIN;
 
 -- name: job_wake_queues --
--- One small NOTIFY per queue after a COPY, in its transaction: it carries no message.
-SELECT pg_notify('dramatiq.' || q || '.enqueue', '') FROM unnest(%(queues)s::text[]) AS q;
+-- One small NOTIFY per queue after a COPY, in its transaction: a wake-up ticket and the number
+-- of jobs (storage/wakeups.py), never the message.
+SELECT pg_notify('dramatiq.' || q.queue_name || '.enqueue', 't' || floor(random() * 2147483647)::bigint || ':' || q.jobs)
+FROM unnest(%(queues)s::text[], %(counts)s::integer[]) AS q(queue_name, jobs);
 
 -- name: job_insert_one --
 -- The hot path of actor.send(): one job, no unique or concurrency key. Same effect as
@@ -74,7 +76,7 @@ WITH inserted AS (
         mtime = lamplighter.now()
     RETURNING q.message_id, q.queue_name
 )
-SELECT message_id, pg_notify('dramatiq.' || queue_name || '.enqueue', '') FROM inserted;
+SELECT message_id, pg_notify('dramatiq.' || queue_name || '.enqueue', 't' || floor(random() * 2147483647)::bigint || ':1') FROM inserted;
 
 -- name: job_insert_unique_many --
 -- Jobs with a unique key, one lamplighter.job_insert_unique() call each, in order. Returns

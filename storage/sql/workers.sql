@@ -11,6 +11,15 @@ UPDATE lamplighter.workers SET heartbeat_at = lamplighter.now(), stopping = %(st
 WHERE id = %(worker_id)s
 RETURNING id;
 
+-- name: worker_peers --
+-- Live, not stopping workers of each queue, in id order. A consumer's place in its queue's list
+-- decides which enqueue wake-ups it answers at once and which only if nobody else did
+-- (storage/wakeups.py): an idle fleet answers a single job with one claim, not one per worker.
+SELECT q.queue_name, array_agg(w.id::text ORDER BY w.id) AS worker_ids
+FROM lamplighter.workers w, unnest(w.queues) AS q(queue_name)
+WHERE NOT w.stopping AND w.heartbeat_at > lamplighter.now() - make_interval(secs => %(lease_seconds)s)
+GROUP BY q.queue_name;
+
 -- name: worker_unregister --
 DELETE FROM lamplighter.workers WHERE id = %(worker_id)s;
 

@@ -88,3 +88,103 @@ def test_jobs_taken_by_a_claim_whose_answer_was_lost_go_back_to_the_queue(broker
     finally:
         consumer.claim_conn.close()
         consumer.listen_conn.close()
+
+
+def _idle_fleet(size, queue):
+    """``size`` brokers with a consumer each on ``queue``, registered as live workers."""
+    from storage import broker as broker_module
+
+    fleet = []
+    for _ in range(size):
+        member = broker_module.LamplighterBroker(settings=actors.broker.settings)
+        presence = broker_module.Presence(member, [queue])
+        presence.register()
+        fleet.append((member, presence, member.consume(queue, prefetch=8)))
+    for _, presence, _ in fleet:  # everyone sees everyone
+        presence.refresh_places(presence.conn.get())
+    return fleet
+
+
+def _wait_all(consumers, seconds, announce=True):
+    """Each consumer waits for work in its own thread, as an idle worker would; returns how long
+    each waited. A woken consumer announces its ticket at once (as it would after its claim)."""
+    import threading
+    import time
+
+    waited = [None] * len(consumers)
+
+    def wait(i, consumer):
+        start = time.monotonic()
+        consumer._wait_for_work(seconds)
+        waited[i] = time.monotonic() - start
+        if announce and consumer.answering:
+            consumer._announce()
+
+    threads = [threading.Thread(target=wait, args=(i, c)) for i, c in enumerate(consumers)]
+    for thread in threads:
+        thread.start()
+    return threads, waited
+
+
+def _enqueue_one(note):
+    import uuid
+
+    from storage import jobs
+
+    jobs.enqueue_many([jobs.NewJob(message_id=str(uuid.uuid4()), queue_name="tests-wake",
+                                   actor_name="maintenance.ping", message={"kwargs": {"note": note}})])
+
+
+def _listening(consumers):
+    return all(c.listening for c in consumers)
+
+
+def _close(fleet):
+    from storage import workers
+
+    for member, presence, consumer in fleet:
+        consumer.close()
+        workers.unregister(presence.conn.get(), worker_id=member.worker_id)
+        presence.conn.close()
+
+
+def test_one_job_wakes_one_idle_consumer_not_the_whole_fleet(broker, monkeypatch):
+    from storage import wakeups
+
+    monkeypatch.setattr(wakeups, "STAGGER", 0.3)  # room for the announcement to arrive
+    fleet = _idle_fleet(4, "tests-wake")
+    consumers = [c for _, _, c in fleet]
+    try:
+        for round_ in range(3):
+            # Stand-ins that missed the announcement would return at 0.3, 0.6 or 0.9 s.
+            threads, waited = _wait_all(consumers, 1.5)
+            wait_for(lambda: _listening(consumers), message="consumers listening")
+            _enqueue_one(f"wake {round_}")  # the real enqueue path's NOTIFY
+            for thread in threads:
+                thread.join()
+            early = [w for w in waited if w < 1.2]
+            assert len(early) == 1, f"round {round_}: waits {waited}"  # one answered, three slept on
+    finally:
+        _close(fleet)
+
+
+def test_a_busy_first_choice_is_stood_in_for(broker, monkeypatch, sql):
+    from storage import wakeups
+
+    monkeypatch.setattr(wakeups, "STAGGER", 0.05)
+    fleet = _idle_fleet(3, "tests-wake")
+    consumers = [c for _, _, c in fleet]
+    busy_member, _, busy = fleet[2]
+    index, peers = busy_member.places["tests-wake"]
+    try:
+        waiting = consumers[:2]  # the third is busy: it is not waiting on LISTEN
+        threads, waited = _wait_all(waiting, 1.5)
+        wait_for(lambda: _listening(waiting), message="consumers listening")
+        ticket = peers * 1000 + index  # a ticket that picks the busy consumer first
+        sql("SELECT pg_notify('dramatiq.tests-wake.enqueue', %s)", (f"t{ticket}:1",))
+        for thread in threads:
+            thread.join()
+        # The nearest stand-in answered after one stagger; the other heard it and slept on.
+        assert sorted(round(w, 1) for w in waited)[0] <= 0.2 and sorted(waited)[1] > 1.2, waited
+    finally:
+        _close(fleet)
