@@ -79,5 +79,101 @@ def main(paths):
             print(f"| {name} | {ok}/{total} | " + " | ".join(fmt(m.get(k)) for k, _ in cols) + " |")
 
 
+PG_REFERENCES = ("dramatiq_pg", "procrastinate", "pgqueuer", "oban")
+
+
+def _median(d, system, workload, key):
+    w = d.get("systems", {}).get(system, {}).get("workloads", {}).get(workload, {})
+    return w.get("median", {}).get(key)
+
+
+def _runs(d, system, workload, key):
+    w = d.get("systems", {}).get(system, {}).get("workloads", {}).get(workload, {})
+    return [r.get(key) for r in w.get("runs", []) if "error" not in r]
+
+
+def targets(path):
+    """The broker-engine issue's targets, checked against one result file (ratios within it)."""
+    d = json.load(open(path))
+    ll = "lamplighter"
+    rows = []
+
+    def check(name, measured, ok):
+        rows.append((name, measured, "yes" if ok else "NO"))
+
+    def best(workload, key, systems, pick=max):
+        vals = {s: _median(d, s, workload, key) for s in systems}
+        vals = {s: v for s, v in vals.items() if isinstance(v, (int, float))}
+        return (pick(vals.items(), key=lambda kv: kv[1]) if vals else (None, None))
+
+    drain = _median(d, ll, "w2_drain", "jobs_per_s")
+    ref, ref_v = best("w2_drain", "jobs_per_s", PG_REFERENCES)
+    redis = _median(d, "dramatiq_redis", "w2_drain", "jobs_per_s")
+    if drain and ref_v:
+        check(f"drain >= 2x the fastest PostgreSQL reference ({ref})", f"{drain:,.0f} vs {ref_v:,.0f} jobs/s = "
+              f"{drain / ref_v:.2f}x", drain >= 2 * ref_v)
+    if drain and redis:
+        check("drain faster than dramatiq + Redis", f"{drain:,.0f} vs {redis:,.0f} jobs/s", drain > redis)
+    single, stock = _median(d, ll, "w1_enqueue", "single_jobs_per_s"), _median(d, "dramatiq_pg", "w1_enqueue",
+                                                                            "single_jobs_per_s")
+    if single and stock:
+        check("single sends >= 1.5x stock dramatiq-pg", f"{single:,.0f} vs {stock:,.0f}/s = {single / stock:.2f}x",
+              single >= 1.5 * stock)
+    bulk = _median(d, ll, "w1_enqueue", "bulk_jobs_per_s")
+    ref, ref_v = best("w1_enqueue", "bulk_jobs_per_s", [s for s in d.get("systems", {}) if s != ll])
+    if bulk and ref_v:
+        check(f"bulk >= the fastest reference's bulk ({ref})", f"{bulk:,.0f} vs {ref_v:,.0f}/s", bulk >= ref_v)
+    p99 = _median(d, ll, "w3_latency", "latency_ms_p99")
+    ref, ref_v = best("w3_latency", "latency_ms_p99", [s for s in d.get("systems", {}) if s != ll], pick=min)
+    if p99 and ref_v:
+        check(f"latency p99 <= the best reference's ({ref})", f"{p99:.2f} vs {ref_v:.2f} ms", p99 <= ref_v)
+    first = _median(d, ll, "w4_big_backlog", "time_to_first_job_s")
+    if first is not None:
+        check("200k backlog: first job within 0.3 s", f"{first:.2f} s", first <= 0.3)
+    ratio = _median(d, ll, "w4_big_backlog", "rss_vs_idle")
+    if ratio is not None:
+        check("200k backlog: worker RSS within 20% of an idle worker's",
+              f"{_median(d, ll, 'w4_big_backlog', 'peak_rss_mb'):.0f} vs "
+              f"{_median(d, ll, 'w4_big_backlog', 'idle_rss_mb'):.0f} MB = {ratio:.2f}", ratio <= 1.2)
+    locks = _runs(d, ll, "w4_big_backlog", "peak_advisory_locks")
+    if locks:
+        check("200k backlog: advisory locks independent of the backlog", f"peak {max(locks)}", max(locks) == 0)
+    done = _median(d, ll, "w5_delayed", "immediate_all_done_s")
+    if done is not None:
+        check("50k delayed: the 100 immediate jobs done within 1 s", f"{done:.2f} s", done <= 1.0)
+        idle = _median(d, ll, "w4_big_backlog", "idle_rss_mb")
+        peak = _median(d, ll, "w5_delayed", "peak_rss_mb")
+        if idle and peak:
+            check("50k delayed: RSS flat (within 20% of an idle worker's)", f"{peak:.0f} vs {idle:.0f} MB",
+                  peak <= 1.2 * idle)
+        early = _runs(d, ll, "w5_delayed", "delayed_jobs_run_early")
+        check("50k delayed: none run early", f"{max(early)}", max(early) == 0)
+    lost = _runs(d, ll, "w6_kill9", "lost")
+    if lost:
+        kill = _runs(d, ll, "w6_kill9", "seconds_kill_to_last_job")
+        dups = _runs(d, ll, "w6_kill9", "duplicate_executions")
+        check("kill -9: 0 lost", f"lost {lost}", max(lost) == 0)
+        check("kill -9: rescue within 10 s", f"kill -> last job {', '.join(f'{k:.1f}' for k in kill)} s",
+              max(kill) <= 10)
+        rows.append(("kill -9: re-runs (running + flush window)", f"{dups}", "see README"))
+    lost = _runs(d, ll, "w7_pg_restart", "lost")
+    if lost:
+        alive = _runs(d, ll, "w7_pg_restart", "workers_alive_at_end")
+        check("PostgreSQL restarts (clean, immediate, terminated backends): 0 lost", f"lost {lost}, workers alive "
+              f"{alive}", max(lost) == 0 and all(alive))
+    pause = _runs(d, ll, "w8_long_transaction", "longest_pause_between_starts_s")
+    if pause:
+        complete = _runs(d, ll, "w8_long_transaction", "complete")
+        check("long-open transaction: slower, never stalled", f"longest pause {max(pause):.2f} s, complete "
+              f"{complete}", all(complete) and max(pause) < 5)
+    print("| target | measured | met |\n|---|---|---|")
+    for name, measured, ok in rows:
+        print(f"| {name} | {measured} | {ok} |")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--targets"]:
+        for path in sys.argv[2:]:
+            targets(path)
+    else:
+        main(sys.argv[1:])
