@@ -17,6 +17,9 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware, in UTC."""
 
+    def timestamp(self) -> float:
+        """now() as epoch seconds."""
+
 
 @dataclass
 class SystemClock:
@@ -41,6 +44,9 @@ class FrozenClock:
 
     def now(self) -> datetime:
         return self.current
+
+    def timestamp(self) -> float:
+        return self.current.timestamp()
 
     def advance(self, seconds: float) -> datetime:
         self.current += timedelta(seconds=seconds)
