@@ -824,6 +824,24 @@ def host_info():
             "orchestrator_python": platform.python_version(), "loadavg_at_start": os.getloadavg()}
 
 
+def source_state():
+    """Which Lamplighter code a run measures: its venv installs this work tree (editable), so
+    uncommitted edits are part of the run. HEAD, and the files that differ from it."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*argv):
+        try:
+            return subprocess.run(["git", "-C", str(repo), *argv], capture_output=True, text=True,
+                                  timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    head = git("rev-parse", "HEAD")
+    return {"head": head.strip() if head else None,
+            "uncommitted": [line[3:] for line in changed.splitlines() if line.strip()] if changed else []}
+
+
 class Results:
     def __init__(self, path, args):
         self.path = Path(path)
@@ -831,6 +849,7 @@ class Results:
         self.data = {"meta": {"started_at": dt.datetime.now().isoformat(timespec="seconds"),
                               "command": " ".join(sys.argv), "host": host_info(),
                               "redis_version": redis_version(),
+                              "lamplighter_source": source_state(),
                               "settings": {k: v for k, v in vars(args).items() if k != "n"},
                               "completion_observation": (
                                   "each no-op job appends '<id> <enqueued_at> <started_at>' to a "
