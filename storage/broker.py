@@ -110,17 +110,22 @@ def encode_message(message: Message, max_bytes: int) -> str:
     datetime, UUID and Decimal are refused here with a clear message; send ``.isoformat()``,
     ``str(uuid)`` or ``str(decimal)``.
     """
-    data = message.asdict()
+    return checked_payload(message.actor_name, message.asdict(), max_bytes)
+
+
+def checked_payload(actor_name: str, data: Any, max_bytes: int) -> str:
+    """Compact JSON of ``data``, refused with a PayloadError if ``data`` is not JSON or the
+    text is over ``max_bytes``."""
     try:
         text = _COMPACT_JSON.encode(data)
     except (TypeError, ValueError) as exc:
         raise PayloadError(
-            f"cannot send {message.actor_name}: arguments must be JSON (str, int, float, bool, None, "
+            f"cannot send {actor_name}: arguments must be JSON (str, int, float, bool, None, "
             f"list, dict); {exc}. Convert datetimes with .isoformat(), UUIDs and Decimals with str()."
         ) from None
     if len(text) * 4 > max_bytes and len(text.encode()) > max_bytes:  # UTF-8: at most 4 bytes a char
         raise PayloadError(
-            f"cannot send {message.actor_name}: message is {len(text.encode())} bytes, over the "
+            f"cannot send {actor_name}: message is {len(text.encode())} bytes, over the "
             f"{max_bytes}-byte limit (LAMPLIGHTER_MAX_PAYLOAD_BYTES); store large data in a table "
             "and pass its id"
         )
@@ -531,9 +536,6 @@ class LamplighterBroker(PostgresBroker):
             raise PayloadError(f"cannot send {message.actor_name}: concurrency_limit must be a positive integer")
         if limit is not None and columns.get("concurrency_key") is None:
             columns["concurrency_key"] = message.actor_name  # a per-actor limit
-        max_retries = options.get("max_retries", actor.options.get("max_retries") if actor else None)
-        if max_retries is None:
-            max_retries = self._default_max_retries()
         return jobs.NewJob(
             message_id=message.message_id,
             queue_name=message.queue_name,
@@ -541,7 +543,7 @@ class LamplighterBroker(PostgresBroker):
             message=encode_message(message, self.settings.max_payload_bytes),
             priority=priority,
             delay_ms=int(delay or 0),
-            max_attempts=None if max_retries is None else int(max_retries) + 1,
+            max_attempts=self._max_attempts(actor, options),
             enqueued_by=enqueued_by.get() or _default_provenance(),
             unique_states=None if unique_states is None else tuple(unique_states),
             unique_on_conflict=on_conflict,
@@ -549,6 +551,13 @@ class LamplighterBroker(PostgresBroker):
             parent_id=current_job_id.get(),
             **{k: (None if v is None else str(v)) for k, v in columns.items()},
         )
+
+    def _max_attempts(self, actor, options: dict) -> int | None:
+        """Attempts a job gets: the message's max_retries, else the actor's, else Retries' default."""
+        max_retries = options.get("max_retries", actor.options.get("max_retries") if actor else None)
+        if max_retries is None:
+            max_retries = self._default_max_retries()
+        return None if max_retries is None else int(max_retries) + 1
 
     def _default_max_retries(self) -> int | None:
         if self._max_retries is _UNSET:
@@ -627,40 +636,24 @@ class LamplighterBroker(PostgresBroker):
         fast = (len(items) >= jobs.COPY_THRESHOLD and not delay
                 and not self._hooks_for("before_enqueue") and not self._hooks_for("after_enqueue")
                 and not any(actor.options.get(name) is not None for name in ACTOR_COLUMN_OPTIONS))
+
+        def as_messages():
+            return [actor.message_with_options(args=args, kwargs=kwargs) for args, kwargs in items]
+
         if not fast:
-            messages = [actor.message_with_options(args=args, kwargs=kwargs) for args, kwargs in items]
-            return [m.message_id for m in self.enqueue_many(messages, delay=delay)]
-        # The same JSON as encode_message(actor.message(...)), put together around the arguments.
-        encode = _COMPACT_JSON.encode
-        head = ('{"queue_name":' + encode(actor.queue_name) + ',"actor_name":' + encode(actor.actor_name)
-                + ',"args":')
-        stamp = f',"message_timestamp":{current_millis()}}}'
-        limit = self.settings.max_payload_bytes
+            return [m.message_id for m in self.enqueue_many(as_messages(), delay=delay)]
+        # The same JSON as encode_message(actor.message(...)), without building the Message.
+        stamp = current_millis()
         ids = _new_message_ids(len(items))
-        messages = []
-        for message_id, (args, kwargs) in zip(ids, items):
-            try:
-                text = (head + encode(args) + ',"kwargs":' + encode(kwargs) + ',"options":{},"message_id":"'
-                        + message_id + '"' + stamp)
-            except (TypeError, ValueError) as exc:
-                raise PayloadError(
-                    f"cannot send {actor.actor_name}: arguments must be JSON (str, int, float, bool, None, "
-                    f"list, dict); {exc}. Convert datetimes with .isoformat(), UUIDs and Decimals with str()."
-                ) from None
-            if len(text) * 4 > limit and len(text.encode()) > limit:
-                raise PayloadError(f"cannot send {actor.actor_name}: message is {len(text.encode())} bytes, over "
-                                   f"the {limit}-byte limit (LAMPLIGHTER_MAX_PAYLOAD_BYTES); store large data in "
-                                   "a table and pass its id")
-            messages.append((message_id, text))
-        max_retries = actor.options.get("max_retries")
-        if max_retries is None:
-            max_retries = self._default_max_retries()
+        messages = [(message_id, checked_payload(actor.actor_name, {
+            "queue_name": actor.queue_name, "actor_name": actor.actor_name, "args": args, "kwargs": kwargs,
+            "options": {}, "message_id": message_id, "message_timestamp": stamp}, self.settings.max_payload_bytes))
+            for message_id, (args, kwargs) in zip(ids, items)]
         copied = jobs.copy_in_uniform(actor.queue_name, actor.actor_name, messages, priority=actor.priority,
-                                      max_attempts=None if max_retries is None else int(max_retries) + 1,
+                                      max_attempts=self._max_attempts(actor, {}),
                                       enqueued_by=enqueued_by.get() or _default_provenance())
         if not copied:  # an id already taken: cannot happen with fresh ids, but lose nothing
-            return [m.message_id for m in self.enqueue_many(
-                [actor.message_with_options(args=args, kwargs=kwargs) for args, kwargs in items])]
+            return [m.message_id for m in self.enqueue_many(as_messages())]
         return ids
 
     # ---- consuming ---------------------------------------------------------------------
@@ -753,6 +746,9 @@ class LamplighterBroker(PostgresBroker):
         stragglers = [c for c in list(self.inflight.values()) if c.started_at is not None]
         for claim in stragglers:
             self.inflight.pop(claim.message_id, None)
+            consumer = self.consumers.get(claim.queue_name)
+            if consumer is not None:
+                consumer.released(claim.message_id)
         if stragglers and self.finisher is not None:
             for claim in stragglers:
                 self.finisher.submit("handback", {"message_id": claim.message_id, "attempt": claim.current_attempt,
@@ -913,6 +909,7 @@ class LamplighterConsumer(Consumer):
         self.room = threading.Event()
         self.room_wanted = False
         self.buffer: deque[MessageProxy] = deque()
+        # Ids this consumer claimed and not yet released (finished, handed back): its window.
         self.mine: set[str] = set()
         # Autocommit: the claim is one statement, so one round trip (no BEGIN, no COMMIT).
         self.claim_conn = ResilientConnection(f"lamplighter-claim:{queue_name}", autocommit=True)
@@ -931,7 +928,6 @@ class LamplighterConsumer(Consumer):
         if self.broker.stopping:
             time.sleep(min(0.1, self.settings.poll_interval))
             return None
-        self.mine &= self.broker.inflight.keys()  # forget finished ones
         capacity = self.window - len(self.mine)
         # Jobs that ran but whose finish is not committed yet would run again after a kill -9:
         # while the finisher is two windows behind, claim nothing more. (One window cost 12% of
@@ -1132,6 +1128,7 @@ class LamplighterConsumer(Consumer):
         ids = [m.message_id for m in messages]
         for message_id in ids:
             self.broker.inflight.pop(message_id, None)
+            self.released(message_id)
         if ids and self.broker.finisher is not None:
             for message_id in ids:
                 self.broker.finisher.submit("release", {"message_id": message_id})
