@@ -917,7 +917,8 @@ class LamplighterConsumer(Consumer):
         self.listening = False
         # The last claim died with its connection: it may have committed without our seeing it.
         self.claim_unsure = False
-        self.answering: list[str] = []  # wake-up tickets to announce after the next claim
+        self.answering: list[str] = []  # wake-up tickets the next claim answers
+        self.answered: list[str] = []  # tickets a claim answered, announced once its jobs are out
 
     def __iter__(self):
         return self
@@ -925,6 +926,11 @@ class LamplighterConsumer(Consumer):
     def __next__(self):
         if self.buffer:
             return self.buffer.popleft()
+        if self.answered:
+            # Tickets this consumer's last claim answered: say so now that what it claimed is
+            # handed out (the job does not wait on this round trip).
+            self._announce(self.answered)
+            self.answered = []
         if self.broker.stopping:
             time.sleep(min(0.1, self.settings.poll_interval))
             return None
@@ -938,11 +944,13 @@ class LamplighterConsumer(Consumer):
         # then feeds many jobs, and the threads never wait on a claim for a single job.
         if not behind and (capacity >= self.refill_at or not self.mine):
             claimed = self._claim(min(capacity, self.settings.claim_batch)) if capacity > 0 else []
-            if self.answering:
-                self._announce()
             if claimed:
+                self.answered, self.answering = self.answering, []
                 self.buffer.extend(claimed)
                 return self.buffer.popleft()
+            if self.answering:
+                self._announce(self.answering)  # nothing found, but the tickets were answered
+                self.answering = []
             # Nothing claimable. New jobs announce themselves (NOTIFY); jobs that become due or
             # whose concurrency slot frees do not: with jobs in hand, look again within 50 ms.
             self._wait_for_work(self.settings.poll_interval if not self.mine
@@ -1104,19 +1112,17 @@ class LamplighterConsumer(Consumer):
     def _channel(self, conn) -> str:
         return psycopg2.extensions.quote_ident(f"dramatiq.{self.queue_name}.enqueue", conn)
 
-    def _announce(self) -> None:
+    def _announce(self, tickets: list[str]) -> None:
         """Tell the consumers standing in for the tickets this one answered that it did."""
-        tickets, self.answering = self.answering, []
+        params = {"channel": f"dramatiq.{self.queue_name}.enqueue",
+                  "payloads": [wakeups.announcement(ticket) for ticket in tickets[:20]]}
         try:
-            conn = self.listen_conn.get()
-            cur = conn.cursor()
-            for ticket in tickets[:20]:
-                cur.execute(f"NOTIFY {self._channel(conn)}, %s", (wakeups.announcement(ticket),))
+            query_module.execute(self.claim_conn.get().cursor(), "jobs", "job_announce", params,
+                                 prepare=self.settings.prepared_statements)
         except Exception as exc:
             if not _disconnected(exc):
                 raise
-            self.listening = False
-            self.listen_conn.broken(exc)  # the others stand in after their stagger: nothing is lost
+            self.claim_conn.broken(exc)  # the others stand in after their stagger: nothing is lost
 
     def ack(self, message):
         self.broker.finish(message, failed=False)

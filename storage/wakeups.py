@@ -6,7 +6,7 @@ of the queue receives it. Each consumer knows its place among the queue's live w
 order, refreshed every heartbeat, storage/sql/workers.sql ``worker_peers``):
 
 * the consumers at distance ``d = (place - ticket) mod peers`` below ``ceil(jobs / claim_batch)``
-  claim at once, then announce ``c<ticket>`` on the channel;
+  claim at once, then, once the claimed jobs are handed out, announce ``c<ticket>`` on the channel;
 * the others wait ``STAGGER * (d - needed + 1)`` seconds (at most the poll interval) and claim
   only if no announcement came meanwhile. A busy, stopping or dead first choice delays the job
   by tens of milliseconds; nothing waits on it for longer.

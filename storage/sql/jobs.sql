@@ -93,6 +93,11 @@ SELECT lamplighter.job_insert_unique(
 FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS e(j, n)
 ORDER BY n;
 
+-- name: job_announce --
+-- A consumer that answered wake-up tickets tells the consumers standing in for them
+-- (storage/wakeups.py), once the jobs its claim found are handed out. No write: no WAL flush.
+SELECT pg_notify(%(channel)s, p) FROM unnest(%(payloads)s::text[]) AS p;
+
 -- name: job_claim_batch --
 -- Claim up to %(limit)s available jobs of one queue for this worker, by priority then time.
 -- SKIP LOCKED: concurrent claimers never wait on each other and never take the same row;

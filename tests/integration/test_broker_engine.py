@@ -118,7 +118,7 @@ def _wait_all(consumers, seconds, announce=True):
         consumer._wait_for_work(seconds)
         waited[i] = time.monotonic() - start
         if announce and consumer.answering:
-            consumer._announce()
+            consumer._announce(consumer.answering)
 
     threads = [threading.Thread(target=wait, args=(i, c)) for i, c in enumerate(consumers)]
     for thread in threads:
@@ -166,6 +166,39 @@ def test_one_job_wakes_one_idle_consumer_not_the_whole_fleet(broker, monkeypatch
             assert len(early) == 1, f"round {round_}: waits {waited}"  # one answered, three slept on
     finally:
         _close(fleet)
+
+
+def test_a_woken_consumer_hands_its_job_out_before_it_announces(broker, sql):
+    """The announcement is for the stand-ins; the job does not wait on its round trip. The
+    consumer's first answer is the job, and only the next call says the ticket was taken."""
+    from storage import connection
+
+    consumer = broker.consume("tests-wake", prefetch=8)
+    listener = connection.raw_connection("tests-listener")
+    listener.autocommit = True
+    try:
+        listener.cursor().execute('LISTEN "dramatiq.tests-wake.enqueue"')
+        message = None
+        consumer.answering = ["4242"]  # as _wait_for_work leaves it after a ticket for this consumer
+        import dramatiq
+
+        job = dramatiq.Message(queue_name="tests-wake", actor_name="maintenance.ping", args=(),
+                               kwargs={"note": "hand out first"}, options={})
+        broker.enqueue(job)
+        listener.poll()
+        listener.notifies.clear()  # the enqueue's own wake-up
+        message = next(consumer)
+        assert message is not None and message.kwargs == {"note": "hand out first"}
+        listener.poll()
+        assert [n.payload for n in listener.notifies] == []
+        assert next(consumer) is None  # nothing more to claim; the announcement goes out first
+        listener.poll()
+        assert [n.payload for n in listener.notifies] == ["c4242"]
+    finally:
+        listener.close()
+        if message is not None:
+            consumer.requeue([message])
+        consumer.close()
 
 
 def test_a_busy_first_choice_is_stood_in_for(broker, monkeypatch, sql):
