@@ -13,8 +13,9 @@ order, refreshed every heartbeat, storage/sql/workers.sql ``worker_peers``):
 
 So an idle fleet of N workers answers a trickle of single jobs with about one claim each, not
 N (all but one finding nothing), and a bulk enqueue of many batches still wakes as many
-consumers as it has batches. Any other payload (stock dramatiq-pg's message, the empty payload
-of SQL enqueue, redrive and unique inserts) wakes every consumer at once, as before.
+consumers as it has batches (lamplighter.enqueue(), unique inserts and redrives included:
+``lamplighter.wake()``, migration 0006). Any other payload (a stock dramatiq-pg client's NOTIFY
+carries the whole message) wakes every consumer at once.
 """
 from __future__ import annotations
 

@@ -361,7 +361,8 @@ WITH requeued AS (
     INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
     SELECT message_id, 'redriven', %(by)s, %(detail)s::jsonb FROM requeued
 ), woken AS (
-    SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', '') FROM requeued
+    SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', 't' || floor(random() * 2147483647)::bigint || ':1')
+    FROM requeued
 )
 SELECT message_id FROM requeued, (SELECT count(*) FROM woken) AS w;
 
@@ -400,8 +401,8 @@ WITH candidates AS (
     INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
     SELECT message_id, 'redriven', %(by)s, %(detail)s::jsonb FROM requeued
 ), woken AS (
-    SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', '')
-    FROM (SELECT DISTINCT queue_name FROM requeued) AS queues
+    SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', 't' || floor(random() * 2147483647)::bigint || ':' || jobs)
+    FROM (SELECT queue_name, count(*) AS jobs FROM requeued GROUP BY queue_name) AS queues
 )
 SELECT message_id FROM requeued, (SELECT count(*) FROM woken) AS w;
 

@@ -221,3 +221,45 @@ def test_a_busy_first_choice_is_stood_in_for(broker, monkeypatch, sql):
         assert sorted(round(w, 1) for w in waited)[0] <= 0.2 and sorted(waited)[1] > 1.2, waited
     finally:
         _close(fleet)
+
+
+def _wake_ups(listener):
+    import re
+    import select
+
+    select.select([listener], [], [], 0.5)
+    listener.poll()
+    payloads = [n.payload for n in listener.notifies]
+    listener.notifies.clear()
+    assert payloads and all(re.fullmatch(r"t\d+:\d+", p) for p in payloads), payloads
+    return payloads
+
+
+def test_every_enqueue_path_wakes_with_a_ticket_not_the_whole_fleet(broker, sql, database_url):
+    """SQL enqueue, unique inserts (new and held keys) and redrives send the ticket payload
+    (storage/wakeups.py): one job wakes one idle consumer, not every consumer of the queue."""
+    import psycopg2
+
+    from storage import jobs
+
+    sql("INSERT INTO lamplighter.actors (name, queue_name) VALUES ('maintenance.ping', 'maintenance')")
+    listener = psycopg2.connect(database_url)
+    listener.autocommit = True
+    try:
+        listener.cursor().execute('LISTEN "dramatiq.maintenance.enqueue"')
+        sql("SELECT lamplighter.enqueue('maintenance.ping', '[]')")
+        assert [p.rsplit(":", 1)[1] for p in _wake_ups(listener)] == ["1"]
+        sql("SELECT lamplighter.enqueue('maintenance.ping', '[]', unique_key => 'wake-once')")
+        assert [p.rsplit(":", 1)[1] for p in _wake_ups(listener)] == ["1"]
+        actors.maintenance.ping.send_with_options(kwargs={"note": "held"}, unique_key="wake-once")
+        assert [p.rsplit(":", 1)[1] for p in _wake_ups(listener)] == ["1"]  # its holder waits: wake for it
+        dead = [actors.maintenance.ping.send(note=str(i)).message_id for i in range(3)]
+        _wake_ups(listener)
+        sql("UPDATE dramatiq.queue SET state = 'dead', finished_at = now(), last_error = 'Boom: x' "
+            "WHERE message_id = ANY(%s::uuid[])", (dead,))
+        jobs.requeue(dead[0], by="test")
+        assert [p.rsplit(":", 1)[1] for p in _wake_ups(listener)] == ["1"]
+        jobs.requeue_matching(actor="maintenance.ping", error_type="Boom", by="test")
+        assert [p.rsplit(":", 1)[1] for p in _wake_ups(listener)] == ["2"]  # one wake-up, both jobs
+    finally:
+        listener.close()
