@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import socket
 import sys
 import uuid
@@ -534,7 +535,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb not in ("enqueue",):  # enqueue imports actors, which configures logging itself
         logs.configure(log_format=settings.log_format, level=settings.log_level)
     try:
-        return COMMANDS[args.verb](args, settings)
+        code = COMMANDS[args.verb](args, settings)
+        sys.stdout.flush()  # a reader that went away shows here, where it is handled, not at exit
+        return code
+    except BrokenPipeError:
+        # `lamplighter jobs | head`: the reader has all it wanted. Stop quietly, as Unix tools do;
+        # stdout goes to /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except UsageError as exc:
         print(f"lamplighter {args.verb}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
