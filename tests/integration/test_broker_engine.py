@@ -168,32 +168,42 @@ def test_one_job_wakes_one_idle_consumer_not_the_whole_fleet(broker, monkeypatch
         _close(fleet)
 
 
+def _heard(listener, wait):
+    """Payloads that reach ``listener`` within ``wait`` seconds (delivery is asynchronous)."""
+    import select
+    import time
+
+    deadline = time.monotonic() + wait
+    while not listener.notifies and time.monotonic() < deadline:
+        select.select([listener], [], [], max(0.0, deadline - time.monotonic()))
+        listener.poll()
+    payloads = [n.payload for n in listener.notifies]
+    listener.notifies.clear()
+    return payloads
+
+
 def test_a_woken_consumer_hands_its_job_out_before_it_announces(broker, sql):
     """The announcement is for the stand-ins; the job does not wait on its round trip. The
     consumer's first answer is the job, and only the next call says the ticket was taken."""
+    import dramatiq
+
     from storage import connection
 
     consumer = broker.consume("tests-wake", prefetch=8)
     listener = connection.raw_connection("tests-listener")
     listener.autocommit = True
     try:
-        listener.cursor().execute('LISTEN "dramatiq.tests-wake.enqueue"')
         message = None
+        listener.cursor().execute('LISTEN "dramatiq.tests-wake.enqueue"')
         consumer.answering = ["4242"]  # as _wait_for_work leaves it after a ticket for this consumer
-        import dramatiq
-
-        job = dramatiq.Message(queue_name="tests-wake", actor_name="maintenance.ping", args=(),
-                               kwargs={"note": "hand out first"}, options={})
-        broker.enqueue(job)
-        listener.poll()
-        listener.notifies.clear()  # the enqueue's own wake-up
+        broker.enqueue(dramatiq.Message(queue_name="tests-wake", actor_name="maintenance.ping", args=(),
+                                        kwargs={"note": "hand out first"}, options={}))
+        assert len(_heard(listener, 5)) == 1  # the enqueue's own wake-up
         message = next(consumer)
         assert message is not None and message.kwargs == {"note": "hand out first"}
-        listener.poll()
-        assert [n.payload for n in listener.notifies] == []
+        assert _heard(listener, 0.3) == []  # handed out, not announced yet
         assert next(consumer) is None  # nothing more to claim; the announcement goes out first
-        listener.poll()
-        assert [n.payload for n in listener.notifies] == ["c4242"]
+        assert _heard(listener, 5) == ["c4242"]
     finally:
         listener.close()
         if message is not None:
