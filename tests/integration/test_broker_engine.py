@@ -233,15 +233,20 @@ def test_a_busy_first_choice_is_stood_in_for(broker, monkeypatch, sql):
         _close(fleet)
 
 
-def _wake_ups(listener):
+def _wake_ups(listener, count=1):
+    """The next ``count`` wake-ups ``listener`` hears (delivery is asynchronous), each checked
+    to be a ticket payload."""
     import re
     import select
+    import time
 
-    select.select([listener], [], [], 0.5)
-    listener.poll()
+    deadline = time.monotonic() + 5
+    while len(listener.notifies) < count and time.monotonic() < deadline:
+        select.select([listener], [], [], max(0.0, deadline - time.monotonic()))
+        listener.poll()
     payloads = [n.payload for n in listener.notifies]
     listener.notifies.clear()
-    assert payloads and all(re.fullmatch(r"t\d+:\d+", p) for p in payloads), payloads
+    assert len(payloads) == count and all(re.fullmatch(r"t\d+:\d+", p) for p in payloads), payloads
     return payloads
 
 
@@ -264,7 +269,7 @@ def test_every_enqueue_path_wakes_with_a_ticket_not_the_whole_fleet(broker, sql,
         actors.maintenance.ping.send_with_options(kwargs={"note": "held"}, unique_key="wake-once")
         assert [p.rsplit(":", 1)[1] for p in _wake_ups(listener)] == ["1"]  # its holder waits: wake for it
         dead = [actors.maintenance.ping.send(note=str(i)).message_id for i in range(3)]
-        _wake_ups(listener)
+        _wake_ups(listener, 3)
         sql("UPDATE dramatiq.queue SET state = 'dead', finished_at = now(), last_error = 'Boom: x' "
             "WHERE message_id = ANY(%s::uuid[])", (dead,))
         jobs.requeue(dead[0], by="test")
