@@ -361,8 +361,7 @@ WITH requeued AS (
     INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
     SELECT message_id, 'redriven', %(by)s, %(detail)s::jsonb FROM requeued
 ), woken AS (
-    SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', 't' || floor(random() * 2147483647)::bigint || ':1')
-    FROM requeued
+    SELECT lamplighter.wake(queue_name, 1) FROM requeued
 )
 SELECT message_id FROM requeued, (SELECT count(*) FROM woken) AS w;
 
@@ -401,8 +400,7 @@ WITH candidates AS (
     INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
     SELECT message_id, 'redriven', %(by)s, %(detail)s::jsonb FROM requeued
 ), woken AS (
-    SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', 't' || floor(random() * 2147483647)::bigint || ':' || jobs)
-    FROM (SELECT queue_name, count(*) AS jobs FROM requeued GROUP BY queue_name) AS queues
+    SELECT lamplighter.wake(queue_name, count(*)) FROM requeued GROUP BY queue_name
 )
 SELECT message_id FROM requeued, (SELECT count(*) FROM woken) AS w;
 
