@@ -256,6 +256,7 @@ class Finisher(threading.Thread):
     def run(self) -> None:
         interval = self.broker.settings.finish_flush_interval
         items = self.items
+        stop_by: float | None = None  # when stopping waits no longer for held claims
         while True:
             if not items:
                 self.parked = True
@@ -269,15 +270,32 @@ class Finisher(threading.Thread):
                     continue
             # Let the other threads' finishes gather for one interval, then take them all.
             time.sleep(interval)
-            batch, stop = [], False
+            batch, stop, later = [], False, []
+            held = self.broker.held_claims
             while items and len(batch) < 2000:
                 item = items.popleft()
                 if item is None:  # stop sentinel, queued after everything else
                     stop = True
                     break
+                if held and (item[1].get("message_id") in held or (later and item[2] is not None)):
+                    # The job's claim is not committed yet: a statement now would see the row
+                    # still queued, match nothing, and the run would go unrecorded. (A waiter
+                    # queued after such an item waits for it too.)
+                    later.append(item)
+                    continue
                 batch.append(item)
             if batch:
                 self.flush_safely(batch)
+            if later:
+                if stop:
+                    stop_by = stop_by or time.monotonic() + 2.0
+                    if time.monotonic() >= stop_by:
+                        self.flush_safely(later)  # a consumer that never committed: write what we can
+                        return
+                items.extendleft(reversed(later))  # first in the next round
+                if stop:
+                    items.append(None)
+                continue
             if stop:
                 return
 
@@ -495,6 +513,9 @@ class LamplighterBroker(PostgresBroker):
         self.clock = clock_module.SystemClock(self.settings.clock_offset)
         self.worker_id = str(uuid.uuid4())
         self.inflight: dict[str, Claim] = {}
+        # Jobs handed out by a claim whose COMMIT has not returned yet (LamplighterConsumer,
+        # ``hold``): the finisher keeps their starts and finishes until it has.
+        self.held_claims: set[str] = set()
         self.consumers: dict[str, LamplighterConsumer] = {}  # by queue, to tell one it has room again
         # Per queue: this worker's index among the queue's live workers, and how many there are
         # (refreshed every heartbeat): which enqueue wake-ups it answers first (storage/wakeups.py).
@@ -923,11 +944,21 @@ class LamplighterConsumer(Consumer):
         self.claim_unsure = False
         self.answering: list[str] = []  # wake-up tickets the next claim answers
         self.answered: list[str] = []  # tickets a claim answered, announced once its jobs are out
+        # A claim answering a wake-up of an idle consumer runs in a transaction that stays open
+        # until its first job is handed out (the row locks keep every other claimer off): the
+        # COMMIT's WAL flush overlaps the job's start instead of delaying it.
+        self.claim_open = False
+        self.holding: list[str] = []  # ids the open claim took
+        self.unconfirmed: list[str] = []  # ids of a held claim whose COMMIT outcome is unknown
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        if self.claim_open:
+            # The claim's first job is out: commit the claim, and say which tickets it answered.
+            self._commit_claim(self.answered)
+            self.answered = []
         if self.buffer:
             return self.buffer.popleft()
         if self.answered:
@@ -947,12 +978,15 @@ class LamplighterConsumer(Consumer):
         # Claim a whole batch at a time, as soon as half the window is free: one round trip
         # then feeds many jobs, and the threads never wait on a claim for a single job.
         if not behind and (capacity >= self.refill_at or not self.mine):
-            claimed = self._claim(min(capacity, self.settings.claim_batch)) if capacity > 0 else []
+            # Woken from idle for jobs just enqueued: hand the first one out before the COMMIT.
+            # Busy consumers commit first, so a kill -9 mid-drain re-runs only what was running.
+            hold = bool(self.answering) and not self.mine
+            claimed = self._claim(min(capacity, self.settings.claim_batch), hold=hold) if capacity > 0 else []
             if claimed:
                 self.answered, self.answering = self.answering, []
                 self.buffer.extend(claimed)
                 return self.buffer.popleft()
-            if self.answering:
+            if self.answering or self.claim_open:
                 self._announce(self.answering)  # nothing found, but the tickets were answered
                 self.answering = []
             # Nothing claimable. New jobs announce themselves (NOTIFY); jobs that become due or
@@ -974,16 +1008,25 @@ class LamplighterConsumer(Consumer):
         if self.room_wanted and len(self.mine) <= self.low_water:
             self.room.set()
 
-    def _claim(self, limit: int) -> list[MessageProxy]:
+    def _claim(self, limit: int, *, hold: bool = False) -> list[MessageProxy]:
+        """Claim up to ``limit`` jobs. ``hold``: leave the claim's transaction open; the caller
+        commits it (``_commit_claim``) once the first job is handed out."""
         try:
             conn = self.claim_conn.get()
             cur = conn.cursor()
+            if self.unconfirmed:
+                self._confirm_held(cur)
             if self.claim_unsure:
                 self._release_unseen(cur)
                 self.claim_unsure = False
-            query_module.execute(cur, "jobs", "job_claim_batch",
-                                 {"queue": self.queue_name, "limit": limit, "worker_id": self.broker.worker_id},
-                                 prepare=self.settings.prepared_statements)
+            try:
+                query_module.execute(cur, "jobs", "job_claim_batch",
+                                     {"queue": self.queue_name, "limit": limit, "worker_id": self.broker.worker_id},
+                                     prepare=self.settings.prepared_statements, begin=hold)
+            except Exception as exc:
+                if hold and not _disconnected(exc):
+                    cur.execute("ROLLBACK")
+                raise
             found = jobs.rows(cur)
             self.claim_unsure = False
         except Exception as exc:
@@ -992,15 +1035,60 @@ class LamplighterConsumer(Consumer):
             # Reconnect here (with backoff, on the next claim) rather than let dramatiq restart
             # the consumer after 3 s. The COMMIT may or may not have happened.
             self.claim_conn.broken(exc)
-            self.claim_unsure = True
+            if not hold:  # a held claim's open transaction died with its connection
+                self.claim_unsure = True
             time.sleep(0.1)
             return []
+        if hold:
+            # Before any decoding: a rejection, too, must not be written before the COMMIT.
+            self.claim_open = True
+            self.holding = [str(row["message_id"]) for row in found]
+            self.broker.held_claims.update(self.holding)
         proxies = []
         for row in found:
             proxy = self._to_proxy(row)
             if proxy is not None:
                 proxies.append(proxy)
         return proxies
+
+    def _commit_claim(self, tickets: list[str]) -> None:
+        """Commit a held claim, with the announcement of the tickets it answered (delivered at
+        the COMMIT). If the connection drops, the outcome is unknown: the next claim confirms
+        the jobs or takes them back (``_confirm_held``); the finisher keeps their records
+        until then."""
+        self.claim_open = False
+        try:
+            cur = self.claim_conn.get().cursor()
+            if tickets:
+                params = {"channel": f"dramatiq.{self.queue_name}.enqueue",
+                          "payloads": [wakeups.announcement(ticket) for ticket in tickets[:20]]}
+                query_module.execute(cur, "jobs", "job_announce", params,
+                                     prepare=self.settings.prepared_statements, commit=True)
+            else:
+                cur.execute("COMMIT")
+        except Exception as exc:
+            if not _disconnected(exc):
+                raise
+            self.claim_conn.broken(exc)
+            self.claim_unsure = True
+            self.unconfirmed.extend(self.holding)  # re-taken on the next claim (_confirm_held)
+        else:
+            self.broker.held_claims.difference_update(self.holding)
+        self.holding = []
+
+    def _confirm_held(self, cur) -> None:
+        """After a held claim's COMMIT was lost with the connection: its jobs are this worker's
+        if the COMMIT happened; if not, they are queued again, and are taken back unless another
+        worker has taken them meanwhile (those run again there; the finishes here match nothing)."""
+        ids = self.unconfirmed
+        cur.execute(SQL["job_confirm_held"], {"message_ids": ids, "worker_id": self.broker.worker_id})
+        mine = {str(row[0]) for row in cur.fetchall()}
+        self.unconfirmed = []
+        lost = [message_id for message_id in ids if message_id not in mine]
+        if lost:
+            log.warning("held_claims_lost", queue=self.queue_name, count=len(lost), job_ids=lost[:20],
+                        reason="a claim's COMMIT was lost with the connection and the jobs were taken again")
+        self.broker.held_claims.difference_update(ids)
 
     def _release_unseen(self, cur) -> None:
         finisher = self.broker.finisher
@@ -1118,6 +1206,9 @@ class LamplighterConsumer(Consumer):
 
     def _announce(self, tickets: list[str]) -> None:
         """Tell the consumers standing in for the tickets this one answered that it did."""
+        if self.claim_open:
+            self._commit_claim(tickets)  # with the held claim's COMMIT, which delivers it
+            return
         params = {"channel": f"dramatiq.{self.queue_name}.enqueue",
                   "payloads": [wakeups.announcement(ticket) for ticket in tickets[:20]]}
         try:
@@ -1144,6 +1235,8 @@ class LamplighterConsumer(Consumer):
                 self.broker.finisher.submit("release", {"message_id": message_id})
 
     def close(self):
+        if self.claim_open:
+            self._commit_claim([])
         self.requeue(list(self.buffer))
         self.buffer.clear()
         self.claim_conn.close()

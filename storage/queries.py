@@ -127,16 +127,26 @@ def execute_together(cursor, concern: str, calls: list[tuple[str, dict]], *, pre
     return cursor
 
 
-def execute(cursor, concern: str, name: str, params: dict | None = None, *, prepare: bool = True):
+def execute(cursor, concern: str, name: str, params: dict | None = None, *, prepare: bool = True,
+            begin: bool = False, commit: bool = False):
     """Run a named query on a psycopg2 cursor, prepared on its connection the first time
-    (``prepare=False``: sent as text every time, e.g. behind a transaction-mode pooler)."""
-    if not prepare:
-        cursor.execute(queries(concern)[name], params or {})
+    (``prepare=False``: sent as text every time, e.g. behind a transaction-mode pooler).
+
+    On an autocommit connection, ``begin=True`` opens a transaction in the same message (no
+    extra round trip) that stays open after the query; ``commit=True`` ends one after it."""
+    statement = prepared_statement(concern, name) if prepare else None
+    query = statement.execute if statement is not None else queries(concern)[name]
+    arguments: tuple = (params or {},)
+    if begin or commit:  # interpolated here, so the frame's statements pass through untouched
+        query = b"".join([b"BEGIN;\n" if begin else b"", cursor.mogrify(query, params or {}),
+                          b";\nCOMMIT" if commit else b""])
+        arguments = ()
+    if statement is None:
+        cursor.execute(query, *arguments)
         return cursor
-    statement = prepared_statement(concern, name)
     _ensure_prepared(cursor, statement)
     try:
-        cursor.execute(statement.execute, params or {})
+        cursor.execute(query, *arguments)
     except (psycopg2.errors.InvalidSqlStatementName, psycopg2.errors.FeatureNotSupported) as exc:
         raise _stale(cursor, statement.name, exc) from None
     return cursor

@@ -278,6 +278,24 @@ WITH released AS (
 )
 SELECT message_id FROM released;
 
+-- name: job_confirm_held --
+-- A claim answering a wake-up hands its first job out before its COMMIT (storage/broker.py,
+-- LamplighterConsumer.hold). When the connection died during that COMMIT, the jobs are this
+-- worker's (it committed) or queued again (it did not): take those back unless another worker
+-- has meanwhile. A keyed job is not taken back: its slot went with the undone claim.
+WITH retaken AS (
+    UPDATE dramatiq.queue
+    SET state = 'running', worker_id = %(worker_id)s, claimed_at = lamplighter.now(), started_at = NULL,
+        mtime = lamplighter.now()
+    WHERE message_id = ANY(%(message_ids)s::text[]::uuid[]) AND state = 'queued'
+      AND concurrency_key IS NULL
+    RETURNING message_id
+)
+SELECT message_id FROM retaken
+UNION ALL
+SELECT message_id FROM dramatiq.queue
+WHERE message_id = ANY(%(message_ids)s::text[]::uuid[]) AND state = 'running' AND worker_id = %(worker_id)s;
+
 -- name: job_hand_back_started --
 -- Graceful shutdown: attempts still running when the grace ran out go back to the queue and
 -- the attempt is given back (it did not fail; the worker stopped). Recorded as an event.

@@ -278,3 +278,79 @@ def test_every_enqueue_path_wakes_with_a_ticket_not_the_whole_fleet(broker, sql,
         assert [p.rsplit(":", 1)[1] for p in _wake_ups(listener)] == ["2"]  # one wake-up, both jobs
     finally:
         listener.close()
+
+
+def _wait_idle(broker, queue):
+    """Until the worker's consumer of ``queue`` waits on LISTEN with nothing in hand."""
+    wait_for(lambda: broker.places.get(queue) is not None, message="worker present")
+    wait_for(lambda: getattr(broker.consumers.get(queue), "listening", False)
+             and not broker.consumers[queue].mine, message="consumer listening, idle")
+
+
+def _stall_held_commits(monkeypatch, before_commit):
+    """Run ``before_commit(consumer)`` in every held claim's COMMIT, before it is sent; return
+    the list of (ids the claim held, time.time() when the COMMIT was sent)."""
+    import time
+
+    from storage.broker import LamplighterConsumer
+
+    commits = []
+    original = LamplighterConsumer._commit_claim
+
+    def commit_later(self, tickets):
+        if self.holding:
+            before_commit(self)
+            commits.append((list(self.holding), time.time()))
+        return original(self, tickets)
+
+    monkeypatch.setattr(LamplighterConsumer, "_commit_claim", commit_later)
+    return commits
+
+
+def test_a_woken_idle_consumer_starts_the_job_before_its_claim_commits_and_records_the_run(
+        broker, run_worker, sql, monkeypatch):
+    """The claim that answers a wake-up of an idle consumer hands its job out first and commits
+    after, so the job does not wait on the COMMIT's WAL flush. Until that COMMIT, the row still
+    reads as queued to everyone else (and stays locked): the job's start and finish must wait
+    for it too, or they would match no row and the run would go unrecorded (stuck 'running')."""
+    import time
+
+    commits = _stall_held_commits(monkeypatch, lambda consumer: time.sleep(0.3))  # 60 finisher rounds
+    run_worker(threads=2, queues=["maintenance"])
+    _wait_idle(broker, "maintenance")
+    job_id = actors.maintenance.ping.send(note="held").message_id
+    wait_for(lambda: _count(sql, "completed") == 1, timeout=10, message="the job recorded as completed")
+    assert [ids for ids, _ in commits] == [[job_id]]  # it went through a held claim
+    started, outcome, attempt = sql("SELECT extract(epoch FROM started_at), outcome, attempt "
+                                    "FROM lamplighter.job_history WHERE job_id = %s", (job_id,))[0]
+    assert (outcome, attempt) == ("completed", 1)
+    assert float(started) < commits[0][1]  # the job ran before its claim was committed
+    assert sql("SELECT state, attempt FROM dramatiq.queue WHERE message_id = %s", (job_id,)) == [("completed", 1)]
+    assert not broker.held_claims
+
+
+def test_a_held_claim_whose_commit_is_lost_takes_its_job_back(broker, run_worker, sql, monkeypatch, tmp_path):
+    """The connection dies during the held claim's COMMIT (here: its backend is terminated
+    first, so the claim is undone and the job is queued again while it runs here). The next
+    claim takes the job back instead of running it a second time, and the run is recorded."""
+    import tests.worker_app as app
+    from storage import connection
+
+    def terminate(consumer):
+        pid = consumer.claim_conn.conn.info.backend_pid
+        killer = connection.raw_connection("tests-killer")
+        killer.autocommit = True
+        killer.cursor().execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))  # returns once it is gone
+        killer.close()
+
+    commits = _stall_held_commits(monkeypatch, terminate)
+    run_worker(threads=2, queues=["tests-record"])
+    _wait_idle(broker, "tests-record")
+    runs = tmp_path / "runs.log"
+    job_id = app.record.send(str(runs)).message_id
+    wait_for(lambda: _count(sql, "completed") == 1, timeout=15, message="the job recorded as completed")
+    assert [ids for ids, _ in commits] == [[job_id]]
+    assert runs.read_text().split() == [job_id]  # ran once: taken back, not claimed again
+    assert sql("SELECT outcome, attempt, worker_id::text FROM lamplighter.job_history WHERE job_id = %s",
+               (job_id,)) == [("completed", 1, broker.worker_id)]
+    assert not broker.held_claims
