@@ -911,8 +911,9 @@ def run_system(name, args, results):
                 results.save()
                 continue
             n_runs = args.runs_for.get(wl, args.runs)
-            for i in range(n_runs):
-                log(name, wl, f"run {i + 1}/{n_runs}")
+            for _ in range(n_runs):
+                i = len(wrec["runs"])  # counts on across --rounds
+                log(name, wl, f"run {i + 1}/{n_runs * args.rounds}")
                 t = time.time()
                 cpu0 = foreign_cpu_snapshot(s.cluster)
                 try:
@@ -950,6 +951,9 @@ def main():
     p.add_argument("--workloads", default="all", help="comma list of names or numbers 1-8, or 'all' "
                    "(%s)" % ", ".join(ALL_WORKLOADS))
     p.add_argument("--runs", type=int, default=3, help="runs per workload (median reported)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="go through all systems this many times, --runs runs each time (interleaves "
+                        "systems; the median is over all rounds' runs)")
     p.add_argument("--runs-for", default="", help="per-workload override, e.g. 'w4_big_backlog=1,5=1'")
     p.add_argument("--timeout", type=float, default=600, help="cap per workload run, seconds")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/<date>.json)")
@@ -1010,13 +1014,18 @@ def main():
     results = Results(out, args)
     log("results ->", out)
     try:
-        for name in args.systems:
-            try:
-                run_system(name, args, results)
-            except Exception as e:  # noqa: BLE001
-                traceback.print_exc()
-                results.sys(name)["error"] = f"{type(e).__name__}: {e}"[:4000]
-                results.save()
+        # --rounds N: the whole system list N times over, so a drift of the machine's noise
+        # (minutes of a busier neighbour) spreads over every system instead of hitting one.
+        for round_no in range(args.rounds):
+            if args.rounds > 1:
+                log(f"round {round_no + 1}/{args.rounds}")
+            for name in args.systems:
+                try:
+                    run_system(name, args, results)
+                except Exception as e:  # noqa: BLE001
+                    traceback.print_exc()
+                    results.sys(name)["error"] = f"{type(e).__name__}: {e}"[:4000]
+                    results.save()
     except (Terminated, KeyboardInterrupt) as e:
         results.data["meta"]["interrupted"] = str(e) or type(e).__name__
         log("interrupted; workers and clusters were stopped")
