@@ -1009,8 +1009,9 @@ class LamplighterConsumer(Consumer):
             self.room.set()
 
     def _claim(self, limit: int, *, hold: bool = False) -> list[MessageProxy]:
-        """Claim up to ``limit`` jobs. ``hold``: leave the claim's transaction open; the caller
-        commits it (``_commit_claim``) once the first job is handed out."""
+        """Claim up to ``limit`` jobs. ``hold``: claim one job without a concurrency key and
+        leave the transaction open; the caller commits it (``_commit_claim``) once the job is
+        handed out. (Found none: the full claim, committed, as without ``hold``.)"""
         try:
             conn = self.claim_conn.get()
             cur = conn.cursor()
@@ -1019,15 +1020,24 @@ class LamplighterConsumer(Consumer):
             if self.claim_unsure:
                 self._release_unseen(cur)
                 self.claim_unsure = False
-            try:
-                query_module.execute(cur, "jobs", "job_claim_batch",
-                                     {"queue": self.queue_name, "limit": limit, "worker_id": self.broker.worker_id},
-                                     prepare=self.settings.prepared_statements, begin=hold)
-            except Exception as exc:
-                if hold and not _disconnected(exc):
-                    cur.execute("ROLLBACK")
-                raise
-            found = jobs.rows(cur)
+            params = {"queue": self.queue_name, "limit": limit, "worker_id": self.broker.worker_id}
+            found = []
+            if hold:
+                try:
+                    query_module.execute(cur, "jobs", "job_claim_woken", params,
+                                         prepare=self.settings.prepared_statements, begin=True)
+                    found = jobs.rows(cur)
+                    if not found:  # a keyed job, or another consumer was faster
+                        hold = False
+                        cur.execute("COMMIT")
+                except Exception as exc:
+                    if not _disconnected(exc):
+                        cur.execute("ROLLBACK")
+                    raise
+            if not hold:
+                query_module.execute(cur, "jobs", "job_claim_batch", params,
+                                     prepare=self.settings.prepared_statements)
+                found = jobs.rows(cur)
             self.claim_unsure = False
         except Exception as exc:
             if not _disconnected(exc):

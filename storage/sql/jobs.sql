@@ -155,6 +155,29 @@ WHERE q.message_id = chosen.message_id
 RETURNING q.message_id, q.message::text AS message, q.attempt, q.actor_name, q.tenant_id,
           q.priority, q.max_attempts, q.enqueued_at;
 
+-- name: job_claim_woken --
+-- The claim of an idle consumer woken for a job just enqueued (storage/broker.py, a held
+-- claim): one job, by the same index, order and SKIP LOCKED as job_claim_batch, without its
+-- concurrency-slot pairing (a quarter of a millisecond even with no keyed job in sight, on the
+-- path every job of a quiet queue waits on). Jobs with a concurrency key are left to the full
+-- claim, which the consumer runs right after this one: at once if this one found nothing.
+UPDATE dramatiq.queue AS q
+SET state = 'running', worker_id = %(worker_id)s, claimed_at = lamplighter.now(),
+    started_at = NULL, mtime = lamplighter.now()
+FROM (SELECT j.message_id
+      FROM dramatiq.queue j
+      WHERE j.state = 'queued'
+        AND j.queue_name = %(queue)s
+        AND j.available_at <= lamplighter.now()
+        AND j.concurrency_key IS NULL
+        AND NOT EXISTS (SELECT 1 FROM lamplighter.queues p WHERE p.name = %(queue)s AND p.paused)
+      ORDER BY j.priority, j.available_at
+      LIMIT 1
+      FOR UPDATE SKIP LOCKED) AS chosen
+WHERE q.message_id = chosen.message_id
+RETURNING q.message_id, q.message::text AS message, q.attempt, q.actor_name, q.tenant_id,
+          q.priority, q.max_attempts, q.enqueued_at;
+
 -- name: job_mark_started --
 -- An attempt counts when the actor starts, not when the job is claimed: a prefetched job
 -- handed back on shutdown or rescued after a crash keeps its attempts.

@@ -485,6 +485,34 @@ def test_concurrency_limit_per_actor_in_a_worker(broker, run_worker):
     assert {_job(m.message_id).concurrency_key for m in sent} == {"tests.limited"}
 
 
+def test_a_woken_idle_worker_leaves_keyed_jobs_to_the_full_claim(broker, run_worker, monkeypatch):
+    """An idle worker woken for a job claims it by the short claim (storage/sql/jobs.sql,
+    job_claim_woken), which never takes a keyed job: single sends of a limited actor, each a
+    wake-up, still run two at a time, none through a held claim."""
+    from storage.broker import LamplighterConsumer
+
+    held = []
+    original = LamplighterConsumer._commit_claim
+
+    def noting(self, tickets):
+        held.extend(self.holding)
+        return original(self, tickets)
+
+    monkeypatch.setattr(LamplighterConsumer, "_commit_claim", noting)
+    running.update(now=0, peak=0)
+    run_worker(threads=8, queues=["tests"])
+    wait_for(lambda: getattr(broker.consumers.get("tests"), "listening", False), message="worker idle")
+    sent = [limited.send(0.1) for _ in range(6)]
+    wait_for(lambda: all(_job(m.message_id).state == "completed" for m in sent), message="all ran")
+    assert running["peak"] == 2
+    assert held == []
+    # An unkeyed job on the same, now idle, queue does go through a held claim.
+    wait_for(lambda: not broker.consumers["tests"].mine, message="worker idle again")
+    other = outcome.send("fine")
+    wait_for(lambda: _job(other.message_id).state == "completed", message="unkeyed job ran")
+    assert held == [other.message_id]
+
+
 def test_stray_slots_are_freed(broker, sql):
     message = limited.send_with_options(args=(0,), concurrency_key="stray")
     sql("UPDATE lamplighter.concurrency_slots SET holder = %s, generation = generation + 1 "
