@@ -1247,6 +1247,8 @@ class LamplighterConsumer(Consumer):
     def close(self):
         if self.claim_open:
             self._commit_claim([])
+        # Never confirmed (the consumer is going away): the finisher stops waiting for them.
+        self.broker.held_claims.difference_update(self.unconfirmed)
         self.requeue(list(self.buffer))
         self.buffer.clear()
         self.claim_conn.close()
