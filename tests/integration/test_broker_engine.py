@@ -354,3 +354,13 @@ def test_a_held_claim_whose_commit_is_lost_takes_its_job_back(broker, run_worker
     assert sql("SELECT outcome, attempt, worker_id::text FROM lamplighter.job_history WHERE job_id = %s",
                (job_id,)) == [("completed", 1, broker.worker_id)]
     assert not broker.held_claims
+
+
+def test_a_closed_consumer_leaves_no_held_claim_behind(broker):
+    """A consumer that goes away (dramatiq restarts it after an error) before it could settle a
+    held claim whose COMMIT was lost must not leave the finisher holding those jobs' records."""
+    consumer = broker.consume("tests-wake", prefetch=4)
+    consumer.unconfirmed = ["00000000-0000-0000-0000-000000000001"]
+    broker.held_claims.update(consumer.unconfirmed)
+    consumer.close()
+    assert not broker.held_claims
