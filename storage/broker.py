@@ -1070,9 +1070,7 @@ class LamplighterConsumer(Consumer):
         try:
             cur = self.claim_conn.get().cursor()
             if tickets:
-                params = {"channel": f"dramatiq.{self.queue_name}.enqueue",
-                          "payloads": [wakeups.announcement(ticket) for ticket in tickets[:20]]}
-                query_module.execute(cur, "jobs", "job_announce", params,
+                query_module.execute(cur, "jobs", "job_announce", self._announcement(tickets),
                                      prepare=self.settings.prepared_statements, commit=True)
             else:
                 cur.execute("COMMIT")
@@ -1080,7 +1078,6 @@ class LamplighterConsumer(Consumer):
             if not _disconnected(exc):
                 raise
             self.claim_conn.broken(exc)
-            self.claim_unsure = True
             self.unconfirmed.extend(self.holding)  # re-taken on the next claim (_confirm_held)
         else:
             self.broker.held_claims.difference_update(self.holding)
@@ -1211,6 +1208,10 @@ class LamplighterConsumer(Consumer):
             self.listen_conn.broken(exc)
             time.sleep(min(timeout, 1.0))
 
+    def _announcement(self, tickets: list[str]) -> dict:
+        return {"channel": f"dramatiq.{self.queue_name}.enqueue",
+                "payloads": [wakeups.announcement(ticket) for ticket in tickets[:20]]}
+
     def _channel(self, conn) -> str:
         return psycopg2.extensions.quote_ident(f"dramatiq.{self.queue_name}.enqueue", conn)
 
@@ -1219,11 +1220,9 @@ class LamplighterConsumer(Consumer):
         if self.claim_open:
             self._commit_claim(tickets)  # with the held claim's COMMIT, which delivers it
             return
-        params = {"channel": f"dramatiq.{self.queue_name}.enqueue",
-                  "payloads": [wakeups.announcement(ticket) for ticket in tickets[:20]]}
         try:
-            query_module.execute(self.claim_conn.get().cursor(), "jobs", "job_announce", params,
-                                 prepare=self.settings.prepared_statements)
+            query_module.execute(self.claim_conn.get().cursor(), "jobs", "job_announce",
+                                 self._announcement(tickets), prepare=self.settings.prepared_statements)
         except Exception as exc:
             if not _disconnected(exc):
                 raise
