@@ -13,7 +13,7 @@ from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, ShutdownNotifica
 
 from storage import logs
 from storage import settings as settings_module
-from storage.broker import LamplighterBroker
+from storage.engine import LamplighterBroker
 from storage.schedules import PeriodicSchedules
 
 # dramatiq's Retries, extended with retry schedules and the domain's outcome vocabulary.

@@ -221,7 +221,7 @@ def cmd_migrate(args, settings) -> int:
 
 def cmd_enqueue(args, settings) -> int:
     from actors import broker
-    from storage import broker as broker_module
+    from storage import engine as broker_module
 
     try:
         actor = broker.get_actor(args.actor)

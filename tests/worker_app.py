@@ -9,7 +9,7 @@ import dramatiq
 
 import actors
 from domain.outcomes import Cancel
-from storage import broker as broker_module
+from storage import engine as broker_module
 from storage import connection
 
 broker = actors.broker

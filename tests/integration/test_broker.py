@@ -8,7 +8,7 @@ import dramatiq
 import pytest
 
 import actors
-from storage import broker as broker_module
+from storage import engine as broker_module
 from storage import connection, jobs, workers
 from tests.conftest import wait_for
 
@@ -205,7 +205,7 @@ def test_a_late_finish_cannot_overwrite_a_newer_attempt(broker, sql):
     conn = connection.raw_connection()
     with conn:
         cur = conn.cursor()
-        cur.execute(broker_module.SQL["job_finish_many"], {"finishes": json.dumps(late), "worker_id": broker.worker_id})
+        cur.execute(jobs.SQL["job_finish_many"], {"finishes": json.dumps(late), "worker_id": broker.worker_id})
         assert cur.rowcount == 0
     assert _state(message.message_id) == "running"
     assert sql("SELECT count(*) FROM lamplighter.job_history") == [(0,)]

@@ -57,7 +57,7 @@ def test_claim_walks_the_claim_index_on_a_large_table(broker, sql):
                   lamplighter.now() - make_interval(secs => i)
            FROM generate_series(1, 200000) AS i""")
     sql("ANALYZE dramatiq.queue")
-    from storage.broker import SQL
+    from storage.jobs import SQL
 
     plan = "\n".join(row[0] for row in sql(
         "EXPLAIN " + SQL["job_claim_batch"].replace("%(queue)s", "'maintenance'").replace("%(limit)s", "50")
@@ -92,12 +92,13 @@ def test_jobs_taken_by_a_claim_whose_answer_was_lost_go_back_to_the_queue(broker
 
 def _idle_fleet(size, queue):
     """``size`` brokers with a consumer each on ``queue``, registered as live workers."""
-    from storage import broker as broker_module
+    from storage.engine import LamplighterBroker
+    from storage.engine.presence import Presence
 
     fleet = []
     for _ in range(size):
-        member = broker_module.LamplighterBroker(settings=actors.broker.settings)
-        presence = broker_module.Presence(member, [queue])
+        member = LamplighterBroker(settings=actors.broker.settings)
+        presence = Presence(member, [queue])
         presence.register()
         fleet.append((member, presence, member.consume(queue, prefetch=8)))
     for _, presence, _ in fleet:  # everyone sees everyone
@@ -292,7 +293,7 @@ def _stall_held_commits(monkeypatch, before_commit):
     the list of (ids the claim held, time.time() when the COMMIT was sent)."""
     import time
 
-    from storage.broker import LamplighterConsumer
+    from storage.engine.consumer import LamplighterConsumer
 
     commits = []
     original = LamplighterConsumer._commit_claim

@@ -120,7 +120,7 @@ def test_send_many_writes_what_enqueue_many_writes(broker, sql):
 def test_send_many_takes_positional_calls_and_refuses_non_json(broker, sql):
     import pytest
 
-    from storage.broker import PayloadError
+    from storage.engine import PayloadError
 
     ids = broker.send_many(PING, [(f"positional {i}",) for i in range(120)])
     assert sql("SELECT count(*) FROM dramatiq.queue WHERE message->'args'->>0 LIKE 'positional %%' "

@@ -17,7 +17,7 @@ import actors
 import tests.worker_app as app
 from console import cli
 from domain.outcomes import Cancel, PermanentFailure, RetryLater, parse_retry_after
-from storage import broker as broker_module
+from storage import engine as broker_module
 from storage import connection, jobs
 from tests.conftest import wait_for
 
@@ -458,7 +458,7 @@ def test_concurrency_limit_is_exact_under_racing_claimers(broker, sql):
             barrier.wait()
             for _ in range(20):
                 with conn:
-                    conn.cursor().execute(broker_module.SQL["job_claim_batch"],
+                    conn.cursor().execute(jobs.SQL["job_claim_batch"],
                                           {"queue": "tests", "limit": 50, "worker_id": str(uuid.uuid4())})
         except Exception as exc:  # collected and asserted below
             errors.append(exc)
@@ -489,7 +489,7 @@ def test_a_woken_idle_worker_leaves_keyed_jobs_to_the_full_claim(broker, run_wor
     """An idle worker woken for a job claims it by the short claim (storage/sql/jobs.sql,
     job_claim_woken), which never takes a keyed job: single sends of a limited actor, each a
     wake-up, still run two at a time, none through a held claim."""
-    from storage.broker import LamplighterConsumer
+    from storage.engine.consumer import LamplighterConsumer
 
     held = []
     original = LamplighterConsumer._commit_claim

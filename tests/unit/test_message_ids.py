@@ -2,7 +2,7 @@
 import time
 import uuid
 
-from storage.broker import _new_message_ids
+from storage.engine.codec import new_message_ids as _new_message_ids
 
 
 def test_bulk_ids_are_unique_version_7_uuids_of_this_millisecond():

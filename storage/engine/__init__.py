@@ -1,0 +1,31 @@
+"""The queue engine: dramatiq's broker on PostgreSQL, with the table and message format of
+dramatiq-pg.
+
+The public API, what the rest of Lamplighter imports (from ``storage.engine``, never from its
+modules):
+
+* :class:`LamplighterBroker` — the broker ``actors/__init__.py`` builds; ``broker.send_many``
+  and ``broker.enqueue_many`` are the bulk enqueue paths;
+* :func:`cancel_requested` — for actors, between steps;
+* :data:`enqueued_by` — who is enqueueing (the CLI, scheduler and API set it);
+* :class:`PayloadError` — a message that cannot be sent.
+
+Reading order, each module one job:
+
+1. ``codec`` — messages in and out of the table: checked at send, decoded at claim.
+2. ``connection`` — the engine's own reconnecting connections; lost connection vs refusal.
+3. ``broker`` — sending (one row per message), dramatiq's middleware signals, the end of each
+   attempt as the finisher's item.
+4. ``consumer`` — claims batches of one queue; waits on LISTEN (storage/wakeups.py) or polls.
+5. ``claims`` and ``lifecycle`` — what the process holds, per-job bookkeeping, graceful stop.
+6. ``finisher`` — starts and finishes of every thread grouped into one commit.
+7. ``presence`` — the heartbeat, and the rescue of jobs held by workers that stopped beating.
+
+The SQL is in storage/sql/jobs.sql (claims, finishes) and storage/sql/workers.sql (heartbeats,
+rescue).
+"""
+from storage.engine.broker import LamplighterBroker
+from storage.engine.codec import PayloadError
+from storage.engine.context import cancel_requested, current_job_id, enqueued_by
+
+__all__ = ["LamplighterBroker", "PayloadError", "cancel_requested", "current_job_id", "enqueued_by"]
