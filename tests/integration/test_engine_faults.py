@@ -1,0 +1,263 @@
+"""The queue engine under faults a review found (issue: "Queue engine, second pass"): refused
+finishes, server errors that are not disconnects, re-sends of a live message id, a saturated
+concurrency key, the clock an unknown actor's grace is measured by, and SQL enqueue right after
+the release step. Each test failed on the engine before its fix."""
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import dramatiq
+import psycopg2
+import pytest
+
+import actors
+from storage import connection, jobs
+from storage.engine import connection as engine_connection
+from tests.conftest import wait_for
+
+release_gate = threading.Event()
+
+
+@dramatiq.actor(broker=actors.broker, actor_name="tests.unstorable", queue_name="tests-faults", max_retries=0,
+                time_limit=10_000)
+def unstorable(kind: str) -> str:
+    if kind == "error":
+        raise RuntimeError("a\x00b")
+    if kind == "result":
+        return "lone \ud800 surrogate and a \x00 NUL"
+    return "ok"
+
+
+@dramatiq.actor(broker=actors.broker, actor_name="tests.gated", queue_name="tests-faults", max_retries=0,
+                time_limit=30_000)
+def gated(tag: str) -> str:
+    release_gate.wait(20)
+    return tag
+
+
+@dramatiq.actor(broker=actors.broker, actor_name="tests.successor", queue_name="tests-faults", max_retries=0,
+                time_limit=10_000)
+def successor(key: str, generation: int) -> None:
+    """The token-refresh pattern: a running job schedules the next one under its own key."""
+    if generation < 1:
+        successor.send_with_options(args=(key, generation + 1), unique_key=key, delay=100)
+
+
+def _history(sql, job_id):
+    return sql("SELECT attempt, outcome, error_type, error_message, result_summary FROM lamplighter.job_history "
+               "WHERE job_id = %s ORDER BY attempt", (job_id,))
+
+
+# ---- 2: a finish the database refuses ------------------------------------------------------
+
+def test_error_text_with_a_nul_byte_is_recorded_not_dropped(broker, run_worker, sql):
+    job_id = unstorable.send("error").message_id
+    run_worker(threads=2, queues=["tests-faults"])
+    wait_for(lambda: sql("SELECT state FROM dramatiq.queue WHERE message_id = %s", (job_id,)) == [("dead",)],
+             timeout=15, message="the failed job recorded as dead")
+    [(attempt, outcome, error_type, error_message, _)] = _history(sql, job_id)
+    assert (attempt, outcome, error_type) == (1, "dead", "RuntimeError")
+    assert error_message.startswith("a") and error_message.endswith("b") and "\x00" not in error_message
+
+
+def test_a_result_with_a_lone_surrogate_is_recorded(broker, run_worker, sql):
+    job_id = unstorable.send("result").message_id
+    run_worker(threads=2, queues=["tests-faults"])
+    wait_for(lambda: sql("SELECT state FROM dramatiq.queue WHERE message_id = %s", (job_id,)) == [("completed",)],
+             timeout=15, message="the job recorded as completed")
+    [(_, outcome, _, _, summary)] = _history(sql, job_id)
+    assert outcome == "completed" and summary.startswith("lone ") and summary.endswith(" NUL")
+
+
+# ---- 3: a running job's successor under its own unique key ----------------------------------
+
+def test_a_woken_job_gives_its_unique_key_to_its_successor(broker, run_worker, sql, monkeypatch):
+    """An idle worker woken for the job: the job's claim must be visible to the job's own
+    successor enqueue (the claim committed before the job starts), or the send finds the key
+    held by a 'queued' job and returns the parent's id: the successor is lost."""
+    import time
+
+    from storage.engine.consumer import LamplighterConsumer
+
+    if hasattr(LamplighterConsumer, "_commit_claim"):  # the held claim of the engine before the fix
+        original = LamplighterConsumer._commit_claim
+
+        def commit_later(self, tickets):
+            time.sleep(0.3)
+            return original(self, tickets)
+
+        monkeypatch.setattr(LamplighterConsumer, "_commit_claim", commit_later)
+    run_worker(threads=2, queues=["tests-faults"])
+    wait_for(lambda: getattr(broker.consumers.get("tests-faults"), "listening", False), message="consumer idle")
+    key = f"refresh-{uuid.uuid4().hex[:8]}"
+    first = successor.send_with_options(args=(key, 0), unique_key=key).message_id
+    rows = wait_for(lambda: (found := sql("SELECT message_id::text, state FROM dramatiq.queue WHERE unique_key = %s "
+                                          "ORDER BY enqueued_at", (key,)))
+                    and all(state == "completed" for _, state in found) and len(found) == 2 and found,
+                    timeout=15, message="parent and successor completed")
+    assert rows[0][0] == first and rows[1][0] != first
+
+
+# ---- 4: server errors that are not a lost connection ----------------------------------------
+
+@pytest.mark.parametrize("statement, sqlstate", [
+    ("SET statement_timeout = 1; SELECT pg_sleep(1)", "57014"),
+    ("SET lock_timeout = 1; LOCK TABLE public.held_by_test", "55P03"),
+])
+def test_statement_errors_are_not_taken_for_disconnects(database_url, sql, statement, sqlstate):
+    sql("CREATE TABLE public.held_by_test (x int)")
+    holder = psycopg2.connect(database_url)
+    holder.cursor().execute("LOCK TABLE public.held_by_test")
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    try:
+        with pytest.raises(psycopg2.OperationalError) as raised:
+            conn.cursor().execute(statement)
+        assert raised.value.pgcode == sqlstate
+        assert not engine_connection.disconnected(raised.value)
+    finally:
+        conn.close()
+        holder.close()
+
+
+def test_a_terminated_backend_is_a_disconnect(database_url, sql):
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    pid = conn.info.backend_pid
+    sql("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    with pytest.raises(psycopg2.Error) as raised:
+        conn.cursor().execute("SELECT 1")
+    assert engine_connection.disconnected(raised.value)
+
+
+def test_one_refused_finish_does_not_hold_back_the_others(broker, run_worker, sql, database_url):
+    """A lock timeout (55P03) on one job's finish: the finisher retries a few times, then
+    splits the batch, so the other finishes land while that row is locked; the locked one is
+    recorded once its lock is gone."""
+    dbname = database_url.rsplit("/", 1)[1].split("?")[0]
+    sql(f'ALTER DATABASE "{dbname}" SET lock_timeout = \'200ms\'')
+    release_gate.clear()
+    held = gated.send("held").message_id
+    run_worker(threads=4, queues=["tests-faults"])
+    wait_for(lambda: sql("SELECT started_at IS NOT NULL FROM dramatiq.queue WHERE message_id = %s",
+                         (held,)) == [(True,)], timeout=15, message="the held job started")
+    locker = psycopg2.connect(database_url)
+    try:
+        locker.cursor().execute("SELECT 1 FROM dramatiq.queue WHERE message_id = %s FOR UPDATE", (held,))
+        release_gate.set()
+        others = [unstorable.send("plain").message_id for _ in range(5)]
+        wait_for(lambda: sql("SELECT count(*) FROM dramatiq.queue WHERE message_id = ANY(%s::uuid[]) "
+                             "AND state = 'completed'", (others,)) == [(5,)],
+                 timeout=20, message="the other jobs recorded while one row is locked")
+        assert sql("SELECT state FROM dramatiq.queue WHERE message_id = %s", (held,)) == [("running",)]
+    finally:
+        locker.rollback()
+        locker.close()
+    wait_for(lambda: sql("SELECT state FROM dramatiq.queue WHERE message_id = %s", (held,)) == [("completed",)],
+             timeout=20, message="the held job recorded once its lock is gone")
+    assert [(a, o) for a, o, *_ in _history(sql, held)] == [(1, "completed")]
+
+
+# ---- 5: a re-send of a live message id --------------------------------------------------------
+
+def test_resending_a_running_message_does_not_take_it_over(broker, sql):
+    message = actors.maintenance.ping.message(note="x")
+    broker.enqueue(message)
+    sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, claimed_at = now(), attempt = 1 "
+        "WHERE message_id = %s", (broker.worker_id, message.message_id))
+    again = broker.enqueue(message)
+    assert again.message_id == message.message_id
+    assert sql("SELECT state, worker_id::text, attempt FROM dramatiq.queue WHERE message_id = %s",
+               (message.message_id,)) == [("running", broker.worker_id, 1)]
+    broker.enqueue_many([message])
+    assert sql("SELECT state FROM dramatiq.queue WHERE message_id = %s", (message.message_id,)) == [("running",)]
+
+
+def test_resending_a_finished_message_queues_it_again(broker, sql):
+    message = actors.maintenance.ping.message(note="x")
+    broker.enqueue(message)
+    sql("UPDATE dramatiq.queue SET state = 'completed', finished_at = now() WHERE message_id = %s",
+        (message.message_id,))
+    broker.enqueue(message)
+    assert sql("SELECT state FROM dramatiq.queue WHERE message_id = %s", (message.message_id,)) == [("queued",)]
+
+
+# ---- 6: a saturated concurrency key's backlog ---------------------------------------------------
+
+def _claim_plan(sql, worker_id):
+    sql("ANALYZE dramatiq.queue")
+    conn = connection.raw_connection("tests-explain")
+    try:
+        cur = conn.cursor()
+        text = cur.mogrify(jobs.SQL["job_claim_batch"],
+                           {"queue": "tests-faults", "limit": 50, "worker_id": worker_id, "token": 1}).decode()
+        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text)
+        plan = cur.fetchone()[0][0]
+        claimed = cur.rowcount
+        conn.rollback()
+    finally:
+        conn.close()
+    return plan, claimed
+
+
+def _plan_totals(node, key):
+    return node.get(key, 0) * node.get("Actual Loops", 1) + sum(_plan_totals(c, key) for c in node.get("Plans", []))
+
+
+def test_a_saturated_keys_backlog_costs_a_claim_nothing(broker, sql):
+    """100,000 jobs queued behind one concurrency key whose only slot is taken, and ten free
+    jobs: the claim reads the free jobs, not the backlog (it used to filter out every one of
+    the 100,000 rows, and look up a slot for each, on every claim of every consumer)."""
+    sql("INSERT INTO lamplighter.concurrency_slots (key, slot, holder) VALUES ('full', 1, gen_random_uuid())")
+    sql("""INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, concurrency_key,
+                                       concurrency_limit, available_at, enqueued_at)
+           SELECT gen_random_uuid(), 'tests-faults', 'tests.gated', '{}'::jsonb, 'queued', 'full', 1,
+                  now() - interval '1 hour', now()
+           FROM generate_series(1, 100000)""")
+    free = [gated.send(f"free-{i}").message_id for i in range(10)]
+    plan, _ = _claim_plan(sql, broker.worker_id)
+    root = plan["Plan"]
+    assert _plan_totals(root, "Rows Removed by Filter") < 1000
+    assert _plan_totals(root, "Actual Rows") < 2000
+    claimed = sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'queued' AND message_id = ANY(%s::uuid[])",
+                  (free,))
+    assert claimed == [(10,)]  # the EXPLAIN ANALYZE was rolled back
+
+
+# ---- 7: one clock ---------------------------------------------------------------------------------
+
+def test_an_unknown_actors_grace_runs_on_the_database_clock(broker, run_worker, sql, database_url):
+    """The database clock runs an hour behind this process: a job just enqueued is an hour old
+    by the process clock. Its grace (1 s in tests) must be measured by the database's clock,
+    which wrote enqueued_at: the job waits for a worker that knows its actor first."""
+    dbname = database_url.rsplit("/", 1)[1].split("?")[0]
+    sql(f'ALTER DATABASE "{dbname}" SET lamplighter.clock_offset = \'-3600\'')
+    conn = connection.raw_connection("tests-sql-enqueue")
+    conn.autocommit = True
+    job_id = str(uuid.uuid4())
+    message = {"queue_name": "tests-faults", "actor_name": "tests.not_deployed_yet", "args": [], "kwargs": {},
+               "options": {}, "message_id": job_id, "message_timestamp": 0}
+    conn.cursor().execute("INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, "
+                          "available_at, enqueued_at) VALUES (%s, 'tests-faults', 'tests.not_deployed_yet', %s, "
+                          "'queued', lamplighter.now(), lamplighter.now())", (job_id, json.dumps(message)))
+    conn.close()
+    run_worker(threads=1, queues=["tests-faults"])
+    seen = wait_for(lambda: sql("SELECT state, last_error FROM dramatiq.queue WHERE message_id = %s "
+                                "AND last_error IS NOT NULL", (job_id,)), timeout=15, message="a decision")
+    assert seen[0][0] == "queued" and "waiting for a worker that knows it" in seen[0][1]
+    wait_for(lambda: sql("SELECT state FROM dramatiq.queue WHERE message_id = %s", (job_id,)) == [("dead",)],
+             timeout=15, message="dead once the grace is over")
+
+
+# ---- 8: SQL enqueue right after the release step ---------------------------------------------------
+
+def test_sql_enqueue_works_right_after_migrate(database_url, sql):
+    from console import cli
+
+    sql("DELETE FROM lamplighter.actors")
+    assert cli.main(["migrate"]) == 0
+    [(job_id,)] = sql("SELECT lamplighter.enqueue('maintenance.ping', '{\"note\": \"hi\"}')")
+    assert sql("SELECT actor_name, state FROM dramatiq.queue WHERE message_id = %s", (job_id,)) == [
+        ("maintenance.ping", "queued")]
