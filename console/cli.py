@@ -209,7 +209,9 @@ def release():
     except DeclarationError as exc:
         raise UsageError(f"bad schedule declaration: {exc}") from None
     applied = schema.migrate()
-    return applied, sync.sync(definitions)
+    report = sync.sync(definitions)
+    broker.register_actors()  # SQL enqueue (lamplighter.enqueue) knows them before any worker starts
+    return applied, report
 
 
 def cmd_migrate(args, settings) -> int:

@@ -53,9 +53,19 @@ def unregister(conn, *, worker_id: str) -> None:
     execute("worker_unregister", dict(worker_id=worker_id), conn=conn, sql=SQL)
 
 
-def rescue_lost(conn, *, lease_seconds: float) -> Rescue:
-    found = rows(execute("worker_rescue_lost", dict(lease_seconds=lease_seconds), conn=conn, sql=SQL))
+def rescue_lost(conn, *, lease_seconds: float, server_grace_seconds: float) -> Rescue:
+    """Declare workers silent for a lease dead and hand their jobs back (not within
+    ``server_grace_seconds`` of the server's start)."""
+    found = rows(execute("worker_rescue_lost", dict(lease_seconds=lease_seconds,
+                                                    server_grace_seconds=server_grace_seconds), conn=conn, sql=SQL))
     return Rescue(**found[0])
+
+
+def reconcile(conn, *, worker_id: str, lease_seconds: float, known: list[str]) -> Rescue:
+    """Hand back the rows ``worker_id`` holds as running that are not in ``known``."""
+    found = rows(execute("worker_reconcile", dict(worker_id=worker_id, lease_seconds=lease_seconds, known=known),
+                         conn=conn, sql=SQL))
+    return Rescue(workers_expired=0, **found[0])
 
 
 def register_actors(conn, actors: list[dict]) -> None:

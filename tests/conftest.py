@@ -133,10 +133,8 @@ def broker(database_url):
     actors.broker.settings = settings_module.get()
     actors.broker.stopping = False
     actors.broker.inflight.clear()
-    actors.broker.held_claims.clear()
     yield actors.broker
     actors.broker.inflight.clear()
-    actors.broker.held_claims.clear()
 
 
 @pytest.fixture

@@ -38,13 +38,14 @@ from dramatiq.middleware import Middleware, MiddlewareError
 from dramatiq_pg import PostgresBroker
 
 from storage import clock as clock_module
-from storage import jobs, logs
+from storage import connection, jobs, logs, workers
 from storage import settings as settings_module
 from storage.engine import codec, context, lifecycle
 from storage.engine.columns import ACTOR_COLUMN_OPTIONS, COLUMN_OPTIONS
 from storage.engine.claims import Claim
 from storage.engine.consumer import LamplighterConsumer
 from storage.engine.finisher import Finisher
+from storage.engine import presence as presence_module
 from storage.engine.presence import Presence
 
 log = structlog.get_logger("lamplighter.broker")
@@ -65,9 +66,6 @@ class LamplighterBroker(PostgresBroker):
         self.clock = clock_module.SystemClock(self.settings.clock_offset)
         self.worker_id = str(uuid.uuid4())
         self.inflight: dict[str, Claim] = {}
-        # Jobs handed out by a claim whose COMMIT has not returned yet (LamplighterConsumer,
-        # ``hold``): the finisher keeps their starts and finishes until it has.
-        self.held_claims: set[str] = set()
         self.consumers: dict[str, LamplighterConsumer] = {}  # by queue, to tell one it has room again
         # Per queue: this worker's index among the queue's live workers, and how many there are
         # (refreshed every heartbeat): which enqueue wake-ups it answers first (storage/wakeups.py).
@@ -267,6 +265,39 @@ class LamplighterBroker(PostgresBroker):
             self.presence.stop()
         log.info("worker_stopped", worker_id=self.worker_id)
 
+    def register_actors(self) -> None:
+        """Record this deployment's actors in lamplighter.actors, which lamplighter.enqueue()
+        checks: by the release step (so SQL enqueue works before any worker has started) and
+        by every worker at start."""
+        conn = connection.raw_connection("lamplighter-release")
+        try:
+            conn.autocommit = True
+            workers.register_actors(conn, presence_module.actor_rows(self))
+        finally:
+            conn.close()
+
+    def fence(self) -> None:
+        """This worker was declared dead (its heartbeat row was gone: it was paused, or cut off,
+        for longer than the lease) and its jobs were handed to other workers. It takes a new
+        identity; jobs it claimed and not started never start here, and the finishes of jobs it
+        still runs name their old claim tokens, which match no row: they cannot overwrite the
+        records of the jobs' next runs."""
+        old, self.worker_id = self.worker_id, str(uuid.uuid4())
+        dropped, running = 0, 0
+        for claim in list(self.inflight.values()):
+            claim.fenced = True
+            if claim.give_up():
+                dropped += 1
+                consumer = self.consumers.get(claim.queue_name)
+                if consumer is not None:
+                    consumer.released(claim.message_id)
+            else:
+                running += 1
+        log.error("worker_declared_dead", worker_id=old, new_worker_id=self.worker_id,
+                  unstarted_dropped=dropped, still_running=running,
+                  reason="heartbeat row was gone: its jobs went to other workers; those still running here "
+                         "will not be recorded")
+
     def check_arguments(self, actor, args: tuple, kwargs: dict) -> None:
         """TypeError unless ``args`` and ``kwargs`` can bind to the actor's function. Whether
         they can depends only on their count and keyword names: a shape that bound once is
@@ -292,36 +323,42 @@ class LamplighterBroker(PostgresBroker):
             claim.verdict = verdict
 
     def finish(self, message, *, failed: bool) -> None:
-        if message.message_id in self.inflight and self.finisher is not None:
-            # Held until its end is committed; marked before it leaves inflight, so that a
-            # consumer reconciling after a lost claim never sees it in neither.
-            self.finisher.unrecorded.add(message.message_id)
-        claim = self.inflight.pop(message.message_id, None)
+        claim = self.inflight.get(message.message_id)
         if claim is None:
             return
+        if claim.given_up:  # handed back or rescued before it started: its row is not ours
+            self.inflight.pop(message.message_id, None)
+            return
+        if self.finisher is not None:
+            # Held until its end is committed; marked before it leaves inflight, so that the
+            # heartbeat's reconciliation never sees it in neither.
+            self.finisher.unrecorded.add(message.message_id)
+        self.inflight.pop(message.message_id, None)
         consumer = self.consumers.get(claim.queue_name)
+        run_seconds = None if claim.started_mono is None else time.monotonic() - claim.started_mono
         if consumer is not None:
-            consumer.released(claim.message_id)
+            consumer.released(claim.message_id, run_seconds)
         context.current_job_id.set(None)
+        ids = {"message_id": claim.message_id, "token": claim.token}
         if claim.started_at is None:
             if failed:
                 # Failed before it ran: AgeLimit's max_age (the only middleware that fails a
                 # message in before_process_message). Dead, with the reason; no attempt used.
                 reason = f"MaxAgeExceeded: {codec.first_line(getattr(message, '_exception', None)) or 'message too old'}"
                 log.error("job_rejected", job_id=claim.message_id, queue=claim.queue_name, reason=reason)
-                self.finisher.submit("reject", {"message_id": claim.message_id, "reason": reason})
+                self.finisher.submit("reject", {**ids, "reason": codec.storable(reason)})
                 return
             # Never started (e.g. skipped because the worker is stopping): hand it back untouched.
-            self.finisher.submit("release", {"message_id": claim.message_id})
+            self.finisher.submit("release", ids)
             return
         if claim.verdict == "handback":
-            self.finisher.submit("handback", {"message_id": claim.message_id, "attempt": claim.current_attempt,
+            self.finisher.submit("handback", {**ids, "attempt": claim.current_attempt,
                                               "reason": "interrupted by worker shutdown"})
             log.warning("job_handed_back", reason="interrupted by worker shutdown")
             logs.job_context.set(None)
             context.enqueued_by.set(None)
             return
-        duration_ms = (time.monotonic() - claim.started_mono) * 1000
+        duration_ms = run_seconds * 1000
         exc = getattr(message, "_exception", None)
         if claim.verdict == "cancelled":
             state, outcome = "cancelled", "cancelled"
@@ -332,7 +369,7 @@ class LamplighterBroker(PostgresBroker):
         else:
             state, outcome = "completed", "completed"
         finish = {
-            "message_id": claim.message_id, "attempt": claim.current_attempt, "state": state,
+            "message_id": claim.message_id, "token": claim.token, "attempt": claim.current_attempt, "state": state,
             "delay_ms": claim.retry_delay_ms, "outcome": outcome,
             "started_at": claim.started_at, "finished_at": self.clock.timestamp(),
             "duration_ms": round(duration_ms, 3), "args_digest": claim.digest,
@@ -340,9 +377,9 @@ class LamplighterBroker(PostgresBroker):
             "result_summary": codec.summarise(claim.result) if outcome == "completed" else None,
         }
         if exc is not None and outcome != "completed":
-            finish["error_type"] = type(exc).__name__
-            finish["error_message"] = str(exc)[:2000]
-            finish["traceback"] = "".join(traceback_module.format_exception(exc))[-8000:]
+            finish["error_type"] = codec.storable(type(exc).__name__)
+            finish["error_message"] = codec.storable(str(exc)[:2000])
+            finish["traceback"] = codec.storable("".join(traceback_module.format_exception(exc))[-8000:])
         self.finisher.submit("finish", finish)
         if outcome == "completed":
             if _stdlib_log.isEnabledFor(logging.INFO):

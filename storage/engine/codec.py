@@ -69,13 +69,15 @@ def args_digest(message_data: dict) -> str:
 
 
 def summarise(result: Any) -> Any:
+    """An actor's return value as the history row keeps it: JSON that jsonb accepts (no NaN,
+    no NUL, no lone surrogate), at most about 2,000 characters."""
     if result is None:
         return None
     try:
-        text = json.dumps(result, default=str)
+        text = json.dumps(result, default=str, allow_nan=False)
     except (TypeError, ValueError):
-        return {"repr": repr(result)[:500]}
-    return result if len(text) <= 2000 else {"truncated": text[:2000]}
+        return {"repr": storable(repr(result)[:500])}
+    return storable_value(result) if len(text) <= 2000 else {"truncated": storable(text[:2000])}
 
 
 
@@ -118,3 +120,26 @@ def decode(data: Any, message_id: str, queue_name: str) -> Message:
     return Message(queue_name=queue_name, actor_name=data["actor_name"], args=tuple(data.get("args") or ()),
                    kwargs=dict(data.get("kwargs") or {}), options=options, message_id=message_id,
                    message_timestamp=timestamp)
+
+
+def storable(text: str) -> str:
+    """``text`` as jsonb and PostgreSQL text accept it: a NUL character or a lone surrogate (an
+    exception message or a result may hold either) made the whole finish statement fail."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def storable_value(value: Any) -> Any:
+    """A JSON value (a result summary) with every string, keys included, made storable."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(str(k)): storable_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable_value(v) for v in value]
+    return value

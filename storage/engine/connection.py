@@ -9,21 +9,41 @@ import psycopg2
 import structlog
 
 from storage import connection
+from storage import settings as settings_module
 from storage import queries as query_module
 
 log = structlog.get_logger("lamplighter.broker")
-_DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError, query_module.StalePreparedStatement)
+# Reconnect backoff: 0.2 s doubling up to this, or half the lease if that is shorter. A worker
+# that lost the server may take that long to be back after it returns: the rescue gives every
+# worker that long, on top of the lease, after a server restart (presence.py).
+MAX_RECONNECT_DELAY = 5.0
+
+
+def reconnect_cap(lease_seconds: float) -> float:
+    return min(MAX_RECONNECT_DELAY, lease_seconds / 2)
+# SQLSTATEs that mean the connection is gone, besides class 08 (connection exception):
+# admin_shutdown, crash_shutdown, cannot_connect_now.
+_GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
 
 
 def disconnected(exc: BaseException) -> bool:
-    """A lost connection, whatever class psycopg2 gave it. When the server goes away without a
-    word (immediate shutdown, crash recovery after a backend died, failover), the first
-    statement on a connection that was idle fails with a bare DatabaseError ("server closed the
-    connection unexpectedly", no SQLSTATE) while the connection still reads as open; only the
-    next use raises InterfaceError. A refusal by the server always has a SQLSTATE (and a
-    subclass), so it is never taken for a disconnect and retried forever."""
-    return isinstance(exc, _DISCONNECTS) or (type(exc) is psycopg2.DatabaseError and exc.pgcode is None)
+    """A lost connection, whatever class psycopg2 gave it; anything else is a refusal by a live
+    server, which a caller retries a bounded number of times at most.
 
+    psycopg2 maps statement timeout (57014), deadlock (40P01), lock not available (55P03), disk
+    full (53100), too many connections (53300) and program limits (54000) to subclasses of
+    OperationalError too: the SQLSTATE decides, not the class. When the server goes away without
+    a word (immediate shutdown, crash recovery, failover), the first statement on an idle
+    connection fails with no SQLSTATE at all ("server closed the connection unexpectedly"), as an
+    OperationalError or a bare DatabaseError; only the next use raises InterfaceError."""
+    if isinstance(exc, (psycopg2.InterfaceError, query_module.StalePreparedStatement)):
+        return True
+    if not isinstance(exc, psycopg2.DatabaseError):
+        return False
+    code = exc.pgcode
+    if code is None:
+        return isinstance(exc, psycopg2.OperationalError) or type(exc) is psycopg2.DatabaseError
+    return code.startswith("08") or code in _GONE_STATES
 
 
 class ResilientConnection:
@@ -34,6 +54,8 @@ class ResilientConnection:
         self.autocommit = autocommit
         self.conn = None
         self._down_since: float | None = None
+        # When the connection last came back after it was lost (monotonic; None: never lost).
+        self.back_since: float | None = None
 
     def get(self, stop: threading.Event | None = None):
         delay = 0.2
@@ -42,6 +64,7 @@ class ResilientConnection:
                 self.conn = connection.raw_connection(self.application_name)
                 self.conn.autocommit = self.autocommit
                 if self._down_since is not None:
+                    self.back_since = time.monotonic()
                     log.info("database_reconnected", component=self.application_name,
                              outage_seconds=round(time.monotonic() - self._down_since, 2))
                     self._down_since = None
@@ -53,7 +76,7 @@ class ResilientConnection:
                     raise
                 if stop is None:
                     time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, reconnect_cap(settings_module.get().lease_timeout))
         return self.conn
 
     def broken(self, exc: BaseException) -> None:

@@ -15,7 +15,7 @@ from dramatiq.broker import Consumer, MessageProxy
 
 from storage import jobs, wakeups
 from storage import queries as query_module
-from storage.engine import codec
+from storage.engine import claims, codec
 from storage.engine.claims import Claim
 from storage.engine.connection import ResilientConnection, disconnected
 
@@ -25,16 +25,32 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lamplighter.broker")
 SQL = jobs.SQL
 
+# Jobs that ran longer than this on average make a consumer claim only for free threads: a
+# claim round trip per job costs them nothing, and jobs waiting in one worker's memory behind
+# long ones would wait while another worker has free threads.
+LONG_JOB_SECONDS = 0.1
+# A claimed job that has waited this long for a thread goes back to the queue, if other workers
+# consume the queue (one of them may have a free thread).
+HOLD_SECONDS = 1.0
+
+
 class LamplighterConsumer(Consumer):
-    """Claims batches of one queue for this worker; waits on LISTEN or polls."""
+    """Claims batches of one queue for this worker; waits on LISTEN or polls.
+
+    Runs on dramatiq's consumer thread for the queue. ``mine``, ``room`` and the run-time
+    average are also touched by worker threads (:meth:`released`), through single operations
+    on a set, an Event and a float; everything else belongs to the consumer thread.
+    """
 
     def __init__(self, broker: "LamplighterBroker", queue_name: str, prefetch: int):
         self.broker = broker
         self.queue_name = queue_name
         self.prefetch = max(1, prefetch)
         self.settings = broker.settings
-        # Jobs this consumer may hold (claimed, queued in the worker, or running): dramatiq's
-        # prefetch (2 x threads) or one claim batch, whichever is larger. Bounded: a worker
+        # dramatiq's prefetch is twice the worker threads (shared by the queues a worker consumes).
+        self.threads = max(1, self.prefetch // 2)
+        # Jobs this consumer may hold (claimed, queued in the worker, or running) while jobs are
+        # short: dramatiq's prefetch or one claim batch, whichever is larger. Bounded: a worker
         # holds only what it is about to run, whatever the backlog.
         self.window = max(self.prefetch, self.settings.claim_batch)
         self.refill_at = max(1, self.window // 2)
@@ -47,231 +63,213 @@ class LamplighterConsumer(Consumer):
         self.buffer: deque[MessageProxy] = deque()
         # Ids this consumer claimed and not yet released (finished, handed back): its window.
         self.mine: set[str] = set()
+        # Average run time of this queue's jobs here (seconds); None until one has finished, and
+        # until then jobs count as long: the first claim of a burst of long jobs takes only what
+        # the threads can start, and leaves the rest to other workers.
+        self.run_seconds: float | None = None
+        self.next_hand_back_check = 0.0
         # Autocommit: the claim is one statement, so one round trip (no BEGIN, no COMMIT).
         self.claim_conn = ResilientConnection(f"lamplighter-claim:{queue_name}", autocommit=True)
         self.listen_conn = ResilientConnection(f"lamplighter-listen:{queue_name}", autocommit=True)
         self.listening = False
-        # The last claim died with its connection: it may have committed without our seeing it.
-        self.claim_unsure = False
+        # Tokens of claims that died with their connection: they may have committed unseen.
+        self.lost_tokens: list[int] = []
         self.answering: list[str] = []  # wake-up tickets the next claim answers
-        self.answered: list[str] = []  # tickets a claim answered, announced once its jobs are out
-        # A claim answering a wake-up of an idle consumer runs in a transaction that stays open
-        # until its first job is handed out (the row locks keep every other claimer off): the
-        # COMMIT's WAL flush overlaps the job's start instead of delaying it.
-        self.claim_open = False
-        self.holding: list[str] = []  # ids the open claim took
-        self.unconfirmed: list[str] = []  # ids of a held claim whose COMMIT outcome is unknown
+        self.answered: list[str] = []  # tickets answered by a claim that may not have taken all
 
     def __iter__(self):
         return self
 
+    @property
+    def long_jobs(self) -> bool:
+        return self.run_seconds is None or self.run_seconds > LONG_JOB_SECONDS
+
     def __next__(self):
-        if self.claim_open:
-            # The claim's first job is out: commit the claim, and say which tickets it answered.
-            self._commit_claim(self.answered)
-            self.answered = []
         if self.buffer:
             return self.buffer.popleft()
-        if self.answered:
-            # Tickets this consumer's last claim answered: say so now that what it claimed is
-            # handed out (the job does not wait on this round trip).
-            self._announce(self.answered)
-            self.answered = []
         if self.broker.stopping:
             time.sleep(min(0.1, self.settings.poll_interval))
             return None
-        capacity = self.window - len(self.mine)
+        if self.mine and len(self.mine) >= self.threads:
+            self._hand_back_waiting()
+        if self.long_jobs:  # claim only for free threads
+            capacity = min(self.window, self.threads) - len(self.mine)
+            due = capacity > 0
+        else:  # claim a whole batch at a time, as soon as half the window is free
+            capacity = self.window - len(self.mine)
+            due = capacity >= self.refill_at or not self.mine
         # Jobs that ran but whose finish is not committed yet would run again after a kill -9:
-        # while the finisher is two windows behind, claim nothing more. (One window cost 12% of
-        # throughput: a grouped commit of a busy worker routinely holds more than 50.)
+        # while the finisher is two windows behind, claim nothing more.
         finisher = self.broker.finisher
         behind = finisher is not None and len(finisher.unrecorded) >= 2 * self.window
-        # Claim a whole batch at a time, as soon as half the window is free: one round trip
-        # then feeds many jobs, and the threads never wait on a claim for a single job.
-        if not behind and (capacity >= self.refill_at or not self.mine):
-            # Woken from idle for jobs just enqueued: hand the first one out before the COMMIT.
-            # Busy consumers commit first, so a kill -9 mid-drain re-runs only what was running.
-            hold = bool(self.answering) and not self.mine
-            claimed = self._claim(min(capacity, self.settings.claim_batch), hold=hold) if capacity > 0 else []
+        if due and not behind:
+            limit = min(capacity, self.settings.claim_batch)
+            # Woken from idle for jobs just enqueued: the short claim of one job first.
+            claimed, filled = self._claim(limit, woken=bool(self.answering) and not self.mine)
+            self.answered += self.answering
+            self.answering = []
+            if not filled and self.answered:
+                # This claim took all there was: tell the consumers standing in for the tickets
+                # (storage/wakeups.py). While claims come back full, they stand in after their
+                # stagger and claim what this worker has no room for.
+                self._announce(self.answered)
+                self.answered = []
             if claimed:
-                self.answered, self.answering = self.answering, []
                 self.buffer.extend(claimed)
                 return self.buffer.popleft()
-            if self.answering or self.claim_open:
-                self._announce(self.answering)  # nothing found, but the tickets were answered
-                self.answering = []
             # Nothing claimable. New jobs announce themselves (NOTIFY); jobs that become due or
             # whose concurrency slot frees do not: with jobs in hand, look again within 50 ms.
             self._wait_for_work(self.settings.poll_interval if not self.mine
                                 else min(0.05, self.settings.poll_interval))
             return None
-        # The window is more than half full, or finishes are behind: wait for room.
+        self.answered = []  # no room: the stand-ins claim these tickets' jobs
+        # The window is full enough, or finishes are behind: wait for room.
         self.room_wanted = True
-        if behind or len(self.mine) > self.low_water:
+        if behind or len(self.mine) > self._low_water():
             self.room.wait(min(0.05, self.settings.poll_interval))
         self.room_wanted = False
         self.room.clear()
         return None
 
-    def released(self, message_id: str) -> None:
+    def _low_water(self) -> int:
+        return min(self.window, self.threads) - 1 if self.long_jobs else self.low_water
+
+    def released(self, message_id: str, run_seconds: float | None = None) -> None:
         """A worker thread finished (or gave up) one of this consumer's jobs."""
         self.mine.discard(message_id)
-        if self.room_wanted and len(self.mine) <= self.low_water:
+        if run_seconds is not None:
+            average = self.run_seconds
+            self.run_seconds = run_seconds if average is None else average * 0.8 + run_seconds * 0.2
+        if self.room_wanted and len(self.mine) <= self._low_water():
             self.room.set()
 
-    def _claim(self, limit: int, *, hold: bool = False) -> list[MessageProxy]:
-        """Claim up to ``limit`` jobs. ``hold``: claim one job without a concurrency key and
-        leave the transaction open; the caller commits it (``_commit_claim``) once the job is
-        handed out. (Found none: the full claim, committed, as without ``hold``.)"""
+    def _hand_back_waiting(self) -> None:
+        """Jobs claimed here that have waited more than HOLD_SECONDS for a thread go back to
+        the queue when other workers consume it: one of them may be idle."""
+        now = time.monotonic()
+        if now < self.next_hand_back_check:
+            return
+        self.next_hand_back_check = now + HOLD_SECONDS / 4
+        place = self.broker.places.get(self.queue_name)
+        if place is None or place[1] <= 1:
+            return
+        inflight = self.broker.inflight
+        waiting = [c for c in (inflight.get(m) for m in list(self.mine))
+                   if c is not None and c.started_at is None and now - c.claimed_mono > HOLD_SECONDS]
+        given_up = [c for c in waiting if c.give_up()]
+        if not given_up:
+            return
+        for claim in given_up:
+            self.mine.discard(claim.message_id)
+            self.broker.finisher.submit("release", {"message_id": claim.message_id, "token": claim.token})
+        log.info("claimed_jobs_handed_back", queue=self.queue_name, count=len(given_up),
+                 reason=f"waited over {HOLD_SECONDS:g} s for a thread; other workers consume the queue")
+
+    def _claim(self, limit: int, *, woken: bool = False) -> tuple[list[MessageProxy], bool]:
+        """Claim up to ``limit`` jobs. Returns the messages and whether the claim came back full
+        (more may be waiting). ``woken``: the short claim of one job without a concurrency key
+        first (an idle consumer answering a wake-up); the full claim if it finds none."""
+        token = claims.new_token()
         try:
             conn = self.claim_conn.get()
             cur = conn.cursor()
-            if self.unconfirmed:
-                self._confirm_held(cur)
-            if self.claim_unsure:
-                self._release_unseen(cur)
-                self.claim_unsure = False
-            params = {"queue": self.queue_name, "limit": limit, "worker_id": self.broker.worker_id}
+            if self.lost_tokens:
+                self._release_lost_claims(cur)
+            params = {"queue": self.queue_name, "limit": limit, "worker_id": self.broker.worker_id,
+                      "token": token}
             found = []
-            if hold:
-                try:
-                    query_module.execute(cur, "jobs", "job_claim_woken", params,
-                                         prepare=self.settings.prepared_statements, begin=True)
-                    found = jobs.rows(cur)
-                    if not found:  # a keyed job, or another consumer was faster
-                        hold = False
-                        cur.execute("COMMIT")
-                except Exception as exc:
-                    if not disconnected(exc):
-                        cur.execute("ROLLBACK")
-                    raise
-            if not hold:
+            if woken:
+                query_module.execute(cur, "jobs", "job_claim_woken", params, prepare=self.settings.prepared_statements)
+                found = jobs.rows(cur)
+                limit = 1
+            if not found:
                 query_module.execute(cur, "jobs", "job_claim_batch", params,
                                      prepare=self.settings.prepared_statements)
                 found = jobs.rows(cur)
-            self.claim_unsure = False
         except Exception as exc:
-            if not disconnected(exc):
-                raise
-            # Reconnect here (with backoff, on the next claim) rather than let dramatiq restart
-            # the consumer after 3 s. The COMMIT may or may not have happened.
-            self.claim_conn.broken(exc)
-            if not hold:  # a held claim's open transaction died with its connection
-                self.claim_unsure = True
-            time.sleep(0.1)
-            return []
-        if hold:
-            # Before any decoding: a rejection, too, must not be written before the COMMIT.
-            self.claim_open = True
-            self.holding = [str(row["message_id"]) for row in found]
-            self.broker.held_claims.update(self.holding)
+            if disconnected(exc):
+                # Reconnect here (with backoff, on the next claim) rather than let dramatiq restart
+                # the consumer after 3 s. The claim may have committed: its rows go back next time.
+                self.claim_conn.broken(exc)
+                self.lost_tokens.append(token)
+                time.sleep(0.1)
+            else:  # refused by a live server (statement timeout, ...): nothing was claimed
+                log.warning("claim_refused", queue=self.queue_name, error=codec.first_line(exc),
+                            sqlstate=getattr(exc, "pgcode", None))
+                time.sleep(min(1.0, self.settings.poll_interval))
+            return [], False
+        now = time.monotonic()
         proxies = []
         for row in found:
-            proxy = self._to_proxy(row)
+            proxy = self._to_proxy(row, token, now)
             if proxy is not None:
                 proxies.append(proxy)
-        return proxies
+        return proxies, len(found) >= limit
 
-    def _commit_claim(self, tickets: list[str]) -> None:
-        """Commit a held claim, with the announcement of the tickets it answered (delivered at
-        the COMMIT). If the connection drops, the outcome is unknown: the next claim confirms
-        the jobs or takes them back (``_confirm_held``); the finisher keeps their records
-        until then."""
-        self.claim_open = False
-        try:
-            cur = self.claim_conn.get().cursor()
-            if tickets:
-                query_module.execute(cur, "jobs", "job_announce", self._announcement(tickets),
-                                     prepare=self.settings.prepared_statements, commit=True)
-            else:
-                cur.execute("COMMIT")
-        except Exception as exc:
-            if not disconnected(exc):
-                raise
-            self.claim_conn.broken(exc)
-            self.unconfirmed.extend(self.holding)  # re-taken on the next claim (_confirm_held)
-        else:
-            self.broker.held_claims.difference_update(self.holding)
-        self.holding = []
-
-    def _confirm_held(self, cur) -> None:
-        """After a held claim's COMMIT was lost with the connection: its jobs are this worker's
-        if the COMMIT happened; if not, they are queued again, and are taken back unless another
-        worker has taken them meanwhile (those run again there; the finishes here match nothing)."""
-        ids = self.unconfirmed
-        cur.execute(SQL["job_confirm_held"], {"message_ids": ids, "worker_id": self.broker.worker_id})
-        mine = {str(row[0]) for row in cur.fetchall()}
-        self.unconfirmed = []
-        lost = [message_id for message_id in ids if message_id not in mine]
-        if lost:
-            log.warning("held_claims_lost", queue=self.queue_name, count=len(lost), job_ids=lost[:20],
-                        reason="a claim's COMMIT was lost with the connection and the jobs were taken again")
-        self.broker.held_claims.difference_update(ids)
-
-    def _release_unseen(self, cur) -> None:
-        finisher = self.broker.finisher
-        known = list(self.broker.inflight.keys() | (finisher.unrecorded if finisher is not None else set()))
-        cur.execute(SQL["job_release_unseen"], {"worker_id": self.broker.worker_id, "queue": self.queue_name,
-                                                "known": known})
-        released = [str(row[0]) for row in cur.fetchall()]
+    def _release_lost_claims(self, cur) -> None:
+        cur.execute(SQL["job_release_lost_claim"], {"tokens": self.lost_tokens})
+        released = cur.fetchall()
+        self.lost_tokens = []
         if released:
             log.warning("unseen_claims_released", queue=self.queue_name, count=len(released),
                         reason="a claim's commit outcome was lost with the connection; its jobs went back")
 
-    def _to_proxy(self, row: dict) -> MessageProxy | None:
+    def _to_proxy(self, row: dict, token: int, claimed_mono: float) -> MessageProxy | None:
         message_id = str(row["message_id"])
         text = row["message"]
         try:
             data = json.loads(text)
             too_large = codec.payload_size(text, data, self.settings.max_payload_bytes)
             if too_large:
-                self._reject(message_id, f"payload too large: {too_large} bytes, over the "
+                self._reject(message_id, token, f"payload too large: {too_large} bytes, over the "
                                          f"{self.settings.max_payload_bytes}-byte limit (LAMPLIGHTER_MAX_PAYLOAD_BYTES)")
                 return None
             message = codec.decode(data, message_id, self.queue_name)
             actor = self.broker.get_actor(message.actor_name)
             codec.check_identity(data, message_id)
         except dramatiq.errors.ActorNotFound:
-            self._unknown_actor(row)
+            self._unknown_actor(row, token)
             return None
         except (TypeError, ValueError) as exc:
-            self._reject(message_id, f"undecodable message: {exc}")
+            self._reject(message_id, token, f"undecodable message: {exc}")
             return None
         try:
             # A TypeError from the call itself would be retried like any failure; arguments
             # that cannot bind never will.
             self.broker.check_arguments(actor, message.args, message.kwargs)
         except TypeError as exc:
-            self._reject(message_id, f"undecodable message: arguments do not fit {actor.actor_name}: {exc}")
+            self._reject(message_id, token, f"undecodable message: arguments do not fit {actor.actor_name}: {exc}")
             return None
         # Retries decides from options.retries; the table's attempt count is the truth
         # (it includes attempts lost to a crash), so the message follows it.
         message.options["retries"] = row["attempt"]
         self.broker.inflight[message_id] = Claim(
-            message_id=message_id, queue_name=self.queue_name, actor_name=message.actor_name,
-            attempt=row["attempt"], tenant_id=row["tenant_id"], digest=codec.args_digest(data))
+            message_id=message_id, token=token, queue_name=self.queue_name, actor_name=message.actor_name,
+            attempt=row["attempt"], tenant_id=row["tenant_id"], digest=codec.args_digest(data),
+            claimed_mono=claimed_mono)
         self.mine.add(message_id)
         return MessageProxy(message)
 
-    def _reject(self, message_id: str, reason: str) -> None:
+    def _reject(self, message_id: str, token: int, reason: str) -> None:
         log.error("job_rejected", job_id=message_id, queue=self.queue_name, reason=reason)
-        self.broker.finisher.submit("reject", {"message_id": message_id, "reason": reason[:2000]})
+        self.broker.finisher.submit("reject", {"message_id": message_id, "token": token,
+                                               "reason": codec.storable(reason[:2000])})
 
-    def _unknown_actor(self, row: dict) -> None:
+    def _unknown_actor(self, row: dict, token: int) -> None:
         """A newer release may be rolling out: leave the job to a worker that knows the actor,
         until the grace (from enqueue) is over; then it is dead with the reason."""
         message_id, actor_name = str(row["message_id"]), row["actor_name"]
         grace = self.settings.unknown_actor_grace
-        waited = (self.broker.clock.now() - row["enqueued_at"]).total_seconds()
+        waited = float(row["age_seconds"])  # by the database's clock, which wrote enqueued_at
         if waited >= grace:
-            self._reject(message_id, f"unknown actor {actor_name!r}: no worker of this deployment has known it "
+            self._reject(message_id, token, f"unknown actor {actor_name!r}: no worker of this deployment has known it "
                                      f"within the {grace:g} s grace (LAMPLIGHTER_UNKNOWN_ACTOR_GRACE)")
             return
         delay = min(30.0, max(0.05, grace / 4), max(0.05, grace - waited))
         log.warning("job_left_for_another_worker", job_id=message_id, actor=actor_name,
                     reason="unknown actor", retry_in_s=round(delay, 2))
         self.broker.finisher.submit("defer", {
-            "message_id": message_id, "delay_seconds": delay,
+            "message_id": message_id, "token": token, "delay_seconds": delay,
             "reason": f"unknown actor {actor_name!r}: waiting for a worker that knows it (grace {grace:g} s)"})
 
     def _wait_for_work(self, timeout: float) -> None:
@@ -328,9 +326,6 @@ class LamplighterConsumer(Consumer):
 
     def _announce(self, tickets: list[str]) -> None:
         """Tell the consumers standing in for the tickets this one answered that it did."""
-        if self.claim_open:
-            self._commit_claim(tickets)  # with the held claim's COMMIT, which delivers it
-            return
         try:
             query_module.execute(self.claim_conn.get().cursor(), "jobs", "job_announce",
                                  self._announcement(tickets), prepare=self.settings.prepared_statements)
@@ -346,19 +341,14 @@ class LamplighterConsumer(Consumer):
         self.broker.finish(message, failed=True)
 
     def requeue(self, messages: Iterable[MessageProxy]):
-        ids = [m.message_id for m in messages]
-        for message_id in ids:
-            self.broker.inflight.pop(message_id, None)
-            self.released(message_id)
-        if ids and self.broker.finisher is not None:
-            for message_id in ids:
-                self.broker.finisher.submit("release", {"message_id": message_id})
+        """dramatiq hands back messages it will not run (shutdown, consumer restart)."""
+        for message in messages:
+            claim = self.broker.inflight.pop(message.message_id, None)
+            self.released(message.message_id)
+            if claim is not None and self.broker.finisher is not None and claim.give_up():
+                self.broker.finisher.submit("release", {"message_id": claim.message_id, "token": claim.token})
 
     def close(self):
-        if self.claim_open:
-            self._commit_claim([])
-        # Never confirmed (the consumer is going away): the finisher stops waiting for them.
-        self.broker.held_claims.difference_update(self.unconfirmed)
         self.requeue(list(self.buffer))
         self.buffer.clear()
         self.claim_conn.close()

@@ -19,6 +19,25 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lamplighter.broker")
 # Finisher items that end this worker's hold on a job (a "start" does not).
 ENDING_KINDS = frozenset({"finish", "release", "handback", "reject", "defer"})
+# A refused statement (not a lost connection) is tried this many times before the batch is split.
+REFUSAL_TRIES = 3
+# An item refused on its own is parked and tried again this many times (pauses 1 s doubling to 30 s).
+PARKED_TRIES = 6
+
+
+def reduced(finish: dict, error: BaseException) -> dict:
+    """A finish the database refused, without what it may have refused: the error text,
+    traceback and result are replaced by a placeholder naming the refusal."""
+    code = getattr(error, "pgcode", None) or type(error).__name__
+    return {**finish, "reduced": True, "traceback": None, "result_summary": None,
+            "error_type": finish.get("error_type") and "".join(c for c in finish["error_type"] if c.isprintable()),
+            "error_message": (f"[the database refused this attempt's error text or result ({code}); "
+                              "the worker's log has the error]") if finish.get("error_type") else None}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 class Finisher(threading.Thread):
     """Groups attempt starts, finishes (with history rows) and hand-backs from every worker
@@ -42,6 +61,10 @@ class Finisher(threading.Thread):
         # Jobs that ran but whose finish is not committed yet. Consumers stop claiming while
         # there are two windows of them: that bounds what a kill -9 runs again.
         self.unrecorded: set[str] = set()
+        # Items the database refused even on their own: (when to try again, tries, item).
+        # Only this thread touches them.
+        self.parked_items: list[tuple[float, int, tuple]] = []
+        self.tries: dict[int, int] = {}
 
     def submit(self, kind: str, payload: dict, *, wait: bool = False) -> None:
         done = threading.Event() if wait else None
@@ -56,9 +79,8 @@ class Finisher(threading.Thread):
     def run(self) -> None:
         interval = self.broker.settings.finish_flush_interval
         items = self.items
-        stop_by: float | None = None  # when stopping waits no longer for held claims
         while True:
-            if not items:
+            if not items and not self.parked_items:
                 self.parked = True
                 if not items:  # re-checked after parking: a submit in between sets wake
                     self.wake.wait(0.5)
@@ -70,52 +92,65 @@ class Finisher(threading.Thread):
                     continue
             # Let the other threads' finishes gather for one interval, then take them all.
             time.sleep(interval)
-            batch, stop, later = [], False, []
-            held = self.broker.held_claims
+            batch, stop = self._due_parked(), False
             while items and len(batch) < 2000:
                 item = items.popleft()
                 if item is None:  # stop sentinel, queued after everything else
                     stop = True
                     break
-                if held and (item[1].get("message_id") in held or (later and item[2] is not None)):
-                    # The job's claim is not committed yet: a statement now would see the row
-                    # still queued, match nothing, and the run would go unrecorded. (A waiter
-                    # queued after such an item waits for it too.)
-                    later.append(item)
-                    continue
                 batch.append(item)
             if batch:
                 self.flush_safely(batch)
-            if later:
-                if stop:
-                    stop_by = stop_by or time.monotonic() + 2.0
-                    if time.monotonic() >= stop_by:
-                        self.flush_safely(later)  # a consumer that never committed: write what we can
-                        return
-                items.extendleft(reversed(later))  # first in the next round
-                if stop:
-                    items.append(None)
-                continue
             if stop:
+                if self.parked_items:  # one last try; what is still refused, the rescue settles
+                    self.flush_safely([item for _, _, item in self.parked_items], last=True)
                 return
 
-    def flush_safely(self, batch: list) -> None:
-        """Flush; a batch the database refuses (not a lost connection, which flush retries) is
-        split so one bad item cannot hold back the others. An item refused on its own is
-        dropped with an ERROR line naming the job: its row stays as it is (running, until this
-        worker stops and it is rescued)."""
+    def _due_parked(self) -> list:
+        if not self.parked_items:
+            return []
+        now = time.monotonic()
+        due = [entry for entry in self.parked_items if entry[0] <= now]
+        self.parked_items = [entry for entry in self.parked_items if entry[0] > now]
+        for _, tries, item in due:
+            self.tries[id(item)] = tries
+        return [item for _, _, item in due]
+
+    def flush_safely(self, batch: list, *, last: bool = False) -> None:
+        """Flush; a batch the database refuses (after a few tries: a lost connection is retried
+        until it is back) is split in halves, so one bad item cannot hold back the others. A
+        finish refused on its own is sent again reduced (state and attempt, a placeholder for
+        its error text and result); an item still refused waits and is tried again, with
+        growing pauses, PARKED_TRIES times. Then the heartbeat's reconciliation hands the job
+        back to the queue (storage/sql/workers.sql, worker_reconcile): nothing stays running."""
         try:
             self.flush(batch)
             return
-        except Exception:
-            if len(batch) == 1:
-                kind, payload, done = batch[0]
-                log.exception("finish_refused", kind=kind, job_id=payload.get("message_id"))
-                self.recorded(batch)
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning("finish_batch_refused", items=len(batch), error=_first_line(exc),
+                            sqlstate=getattr(exc, "pgcode", None), reason="retrying it in halves")
+                half = len(batch) // 2
+                self.flush_safely(batch[:half], last=last)
+                self.flush_safely(batch[half:], last=last)
                 return
-            log.exception("finish_batch_refused", items=len(batch), reason="retrying item by item")
-        for item in batch:
-            self.flush_safely([item])
+            error = exc
+        kind, payload, done = batch[0]
+        if kind == "finish" and not payload.get("reduced"):
+            log.error("finish_refused", job_id=payload.get("message_id"), error=_first_line(error),
+                      sqlstate=getattr(error, "pgcode", None), reason="sending it again without its error text and result")
+            self.flush_safely([(kind, reduced(payload, error), done)], last=last)
+            return
+        tries = self.tries.pop(id(batch[0]), 0) + 1
+        if tries <= PARKED_TRIES and not last:
+            delay = min(30.0, 0.5 * 2 ** tries)
+            log.error("finish_parked", kind=kind, job_id=payload.get("message_id"), tries=tries,
+                      retry_in_s=delay, error=_first_line(error), sqlstate=getattr(error, "pgcode", None))
+            self.parked_items.append((time.monotonic() + delay, tries, batch[0]))
+            return
+        log.error("finish_given_up", kind=kind, job_id=payload.get("message_id"), error=_first_line(error),
+                  reason="the heartbeat hands the job back to the queue as a lost attempt")
+        self.recorded(batch)
 
     def flush(self, batch: list) -> None:
         finishes = [p for k, p, _ in batch if k == "finish"]
@@ -123,7 +158,7 @@ class Finisher(threading.Thread):
         # the finish sets the attempt number itself (one row version fewer per short job).
         finishing = {p["message_id"] for p in finishes}
         starts = [p for k, p, _ in batch if k == "start" and p["message_id"] not in finishing]
-        releases = [p["message_id"] for k, p, _ in batch if k == "release"]
+        releases = [p for k, p, _ in batch if k == "release"]
         handbacks = [p for k, p, _ in batch if k == "handback"]
         rejects = [p for k, p, _ in batch if k == "reject"]
         defers = [p for k, p, _ in batch if k == "defer"]
@@ -132,15 +167,16 @@ class Finisher(threading.Thread):
         # The finishes go last, so the cursor's row count is theirs.
         calls: list[tuple[str, dict]] = []
         if starts:
-            calls.append(("job_mark_started", {"starts": json.dumps(starts), "worker_id": worker_id}))
+            calls.append(("job_mark_started", {"starts": json.dumps(starts)}))
         if releases:
-            calls.append(("job_release_unstarted", {"message_ids": releases, "worker_id": worker_id}))
+            calls.append(("job_release_unstarted", {"jobs": json.dumps(releases)}))
         if handbacks:
             calls.append(("job_hand_back_started", {"jobs": json.dumps(handbacks), "worker_id": worker_id}))
-        calls.extend(("job_reject_undecodable", {**reject, "worker_id": worker_id}) for reject in rejects)
-        calls.extend(("job_defer_unknown_actor", {**defer, "worker_id": worker_id}) for defer in defers)
+        calls.extend(("job_reject_undecodable", reject) for reject in rejects)
+        calls.extend(("job_defer_unknown_actor", defer) for defer in defers)
         if finishes:
             calls.append(("job_finish_many", {"finishes": json.dumps(finishes, default=str), "worker_id": worker_id}))
+        refusals = 0
         while calls:
             conn = self.conn.get()
             try:
@@ -148,13 +184,17 @@ class Finisher(threading.Thread):
                                                     prepare=self.broker.settings.prepared_statements)
                 if finishes and cur.rowcount < len(finishes):
                     log.warning("finish_discarded", count=len(finishes) - cur.rowcount,
-                                reason="job no longer held by this worker (rescued or cancelled)")
+                                reason="job no longer held by this claim (rescued or cancelled)")
                 break
             except Exception as exc:
-                if not disconnected(exc):
+                if disconnected(exc):
+                    self.conn.broken(exc)
+                    time.sleep(0.2)
+                    continue
+                refusals += 1
+                if refusals >= REFUSAL_TRIES:
                     raise
-                self.conn.broken(exc)
-                time.sleep(0.2)
+                time.sleep(0.05 * 2 ** refusals)  # a deadlock or lock timeout may pass
         self.recorded(batch)
 
     def recorded(self, batch: list) -> None:

@@ -66,15 +66,21 @@ class Lifecycle(Middleware):
         if broker.stopping:
             # Claimed before the stop request but not started: it goes back untouched.
             raise SkipMessage("worker is stopping")
+        presence = broker.presence
+        if presence is not None and not presence.fresh():
+            # No heartbeat confirmed for a lease (the process was paused, or the database was
+            # away): another worker may have declared this one dead and rescued the job. Start
+            # nothing until a heartbeat says which.
+            presence.wait_fresh(lambda: broker.stopping)
+        if not claim.start(broker.clock.timestamp(), time.monotonic()):
+            raise SkipMessage("handed back or rescued before it started")
         message_id = message.message_id
-        claim.started_at = broker.clock.timestamp()
-        claim.started_mono = time.monotonic()
         claim.thread = threading.current_thread()
         logs.job_context.set({"job_id": message_id, "actor": claim.actor_name, "attempt": claim.current_attempt,
                               "queue": claim.queue_name, "tenant_id": claim.tenant_id})
         context.enqueued_by.set(f"job:{message_id}")
         context.current_job_id.set(message_id)
-        broker.finisher.submit("start", {"message_id": message_id, "attempt": claim.attempt,
+        broker.finisher.submit("start", {"message_id": message_id, "token": claim.token, "attempt": claim.attempt,
                                          "started_at": claim.started_at})
         # One INFO line per job is its finish (with duration and outcome); the start is DEBUG,
         # so a busy worker does not spend a third of its time writing logs.
@@ -85,7 +91,6 @@ class Lifecycle(Middleware):
         claim = broker.inflight.get(message.message_id)
         if claim is not None and exception is None:
             claim.result = result
-
 
 
 def interrupt(thread: threading.Thread | None) -> None:
@@ -157,8 +162,8 @@ def wait_for_running_jobs(broker: "LamplighterBroker") -> list[Claim]:
             consumer.released(claim.message_id)
     if stragglers and broker.finisher is not None:
         for claim in stragglers:
-            broker.finisher.submit("handback", {"message_id": claim.message_id, "attempt": claim.current_attempt,
-                                              "reason": "shutdown grace over"})
+            broker.finisher.submit("handback", {"message_id": claim.message_id, "token": claim.token,
+                                                "attempt": claim.current_attempt, "reason": "shutdown grace over"})
         broker.finisher.submit("flush", {}, wait=True)
         log.warning("jobs_handed_back", count=len(stragglers),
                     job_ids=[c.message_id for c in stragglers], reason="shutdown grace over")

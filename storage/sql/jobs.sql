@@ -4,7 +4,8 @@
 -- name: job_insert_many --
 -- The set-based insert for jobs without a unique key (those go through job_insert_unique_many).
 -- %(jobs)s is a JSON array of objects; one statement for one job or ten thousand. Re-sending
--- an existing message_id queues it again (stock dramatiq-pg semantics). One small NOTIFY per
+-- an existing message_id queues a finished job again (stock dramatiq-pg semantics); a waiting
+-- or running one is left as it is (a client retrying after an ambiguous failure). One small NOTIFY per
 -- queue wakes workers; it carries a wake-up ticket and the job count, no message. Concurrency keys get their slot rows here.
 WITH incoming AS (
     SELECT *
@@ -28,7 +29,8 @@ WITH incoming AS (
         available_at = EXCLUDED.available_at, max_attempts = EXCLUDED.max_attempts,
         concurrency_key = EXCLUDED.concurrency_key, concurrency_limit = EXCLUDED.concurrency_limit,
         worker_id = NULL, claimed_at = NULL, started_at = NULL, finished_at = NULL,
-        mtime = lamplighter.now()
+        claim_token = NULL, mtime = lamplighter.now()
+    WHERE q.state IN ('completed', 'dead', 'cancelled')
     RETURNING q.message_id, q.queue_name
 ), slots AS (
     INSERT INTO lamplighter.concurrency_slots (key, slot)
@@ -73,7 +75,8 @@ WITH inserted AS (
         available_at = EXCLUDED.available_at, max_attempts = EXCLUDED.max_attempts,
         concurrency_key = NULL, concurrency_limit = NULL,
         worker_id = NULL, claimed_at = NULL, started_at = NULL, finished_at = NULL,
-        mtime = lamplighter.now()
+        claim_token = NULL, mtime = lamplighter.now()
+    WHERE q.state IN ('completed', 'dead', 'cancelled')
     RETURNING q.message_id, q.queue_name
 )
 SELECT message_id, pg_notify('dramatiq.' || queue_name || '.enqueue', 't' || floor(random() * 2147483647)::bigint || ':1') FROM inserted;
@@ -99,29 +102,51 @@ ORDER BY n;
 SELECT pg_notify(%(channel)s, p) FROM unnest(%(payloads)s::text[]) AS p;
 
 -- name: job_claim_batch --
--- Claim up to %(limit)s available jobs of one queue for this worker, by priority then time.
--- SKIP LOCKED: concurrent claimers never wait on each other and never take the same row;
--- the partial index queue_claim_idx makes this O(batch) whatever the backlog.
--- No advisory locks: the claim is the row's state, owner and the worker's heartbeat.
--- Jobs with a concurrency key run only with a slot: free slot rows are locked with SKIP
--- LOCKED and paired with the batch's keyed jobs; a keyed job without a slot stays queued.
--- "holder IS NULL" is re-checked on the locked slot row itself, which makes the limit exact
--- under READ COMMITTED. The EXISTS filter only keeps saturated keys out of the batch.
--- The message comes back as text: the worker measures it before decoding.
-WITH next_jobs AS (
+-- Claim up to %(limit)s available jobs of one queue for this worker, by priority then time, and
+-- mark them with this claim's token (every later statement about them names it).
+-- SKIP LOCKED: concurrent claimers never wait on each other and never take the same row.
+-- No advisory locks: the claim is the row's state, owner and token, and the worker's heartbeat.
+-- Jobs without a concurrency key come from queue_claim_unkeyed_idx; jobs with one are read per
+-- key, only for keys with a free slot (queue_claim_keyed_idx), so a saturated key's backlog
+-- costs nothing. Free slot rows are locked with SKIP LOCKED and paired with the batch's keyed
+-- jobs; a keyed job without a slot stays queued. "holder IS NULL" is re-checked on the locked
+-- slot row itself, which makes the limit exact under READ COMMITTED.
+-- The message comes back as text (the worker measures it before decoding), with the job's age
+-- by the database clock (an unknown actor's grace is measured by it).
+WITH gate AS (
+    SELECT NOT EXISTS (SELECT 1 FROM lamplighter.queues p WHERE p.name = %(queue)s AND p.paused) AS yes
+), unkeyed AS (
     SELECT q.message_id, q.concurrency_key, q.concurrency_limit, q.priority, q.available_at
     FROM dramatiq.queue q
-    WHERE q.state = 'queued'
+    WHERE q.state = 'queued' AND q.concurrency_key IS NULL
       AND q.queue_name = %(queue)s
       AND q.available_at <= lamplighter.now()
-      AND NOT EXISTS (SELECT 1 FROM lamplighter.queues p WHERE p.name = %(queue)s AND p.paused)
-      AND (q.concurrency_key IS NULL
-           OR EXISTS (SELECT 1 FROM lamplighter.concurrency_slots s
-                      WHERE s.key = q.concurrency_key AND s.holder IS NULL
-                        AND s.slot <= coalesce(q.concurrency_limit, 1)))
+      AND (SELECT yes FROM gate)
     ORDER BY q.priority, q.available_at
     LIMIT %(limit)s
     FOR UPDATE OF q SKIP LOCKED
+), open_keys AS (
+    SELECT s.key, count(*) AS free
+    FROM lamplighter.concurrency_slots s
+    WHERE s.holder IS NULL AND (SELECT yes FROM gate)
+    GROUP BY s.key
+), keyed_candidates AS (
+    SELECT j.*
+    FROM open_keys k
+    CROSS JOIN LATERAL (
+        SELECT q.message_id, q.concurrency_key, q.concurrency_limit, q.priority, q.available_at
+        FROM dramatiq.queue q
+        WHERE q.state = 'queued' AND q.concurrency_key = k.key
+          AND q.queue_name = %(queue)s
+          AND q.available_at <= lamplighter.now()
+        ORDER BY q.priority, q.available_at
+        LIMIT least(k.free, %(limit)s)
+        FOR UPDATE OF q SKIP LOCKED
+    ) AS j
+), next_jobs AS (
+    SELECT * FROM (SELECT * FROM unkeyed UNION ALL SELECT * FROM keyed_candidates) AS c
+    ORDER BY priority, available_at
+    LIMIT %(limit)s
 ), keyed AS (
     SELECT message_id, concurrency_key,
            row_number() OVER (PARTITION BY concurrency_key ORDER BY priority, available_at) AS n
@@ -148,56 +173,57 @@ WITH next_jobs AS (
     SELECT holder FROM granted
 )
 UPDATE dramatiq.queue AS q
-SET state = 'running', worker_id = %(worker_id)s, claimed_at = lamplighter.now(),
+SET state = 'running', worker_id = %(worker_id)s, claim_token = %(token)s, claimed_at = lamplighter.now(),
     started_at = NULL, mtime = lamplighter.now()
 FROM chosen
 WHERE q.message_id = chosen.message_id
 RETURNING q.message_id, q.message::text AS message, q.attempt, q.actor_name, q.tenant_id,
-          q.priority, q.max_attempts, q.enqueued_at;
+          q.priority, q.max_attempts, extract(epoch FROM lamplighter.now() - q.enqueued_at) AS age_seconds;
 
 -- name: job_claim_woken --
--- The claim of an idle consumer woken for a job just enqueued (storage/broker.py, a held
--- claim): one job, by the same index, order and SKIP LOCKED as job_claim_batch, without its
--- concurrency-slot pairing (a quarter of a millisecond even with no keyed job in sight, on the
--- path every job of a quiet queue waits on). Jobs with a concurrency key are left to the full
--- claim, which the consumer runs right after this one: at once if this one found nothing.
+-- The claim of an idle consumer woken for a job just enqueued: one job, by the same index,
+-- order and SKIP LOCKED as job_claim_batch's jobs without a key, without its concurrency-slot
+-- pairing (a quarter of a millisecond even with no keyed job in sight, on the path every job of
+-- a quiet queue waits on). Jobs with a concurrency key are left to the full claim, which the
+-- consumer runs right after this one: at once if this one found nothing.
 UPDATE dramatiq.queue AS q
-SET state = 'running', worker_id = %(worker_id)s, claimed_at = lamplighter.now(),
+SET state = 'running', worker_id = %(worker_id)s, claim_token = %(token)s, claimed_at = lamplighter.now(),
     started_at = NULL, mtime = lamplighter.now()
 FROM (SELECT j.message_id
       FROM dramatiq.queue j
-      WHERE j.state = 'queued'
+      WHERE j.state = 'queued' AND j.concurrency_key IS NULL
         AND j.queue_name = %(queue)s
         AND j.available_at <= lamplighter.now()
-        AND j.concurrency_key IS NULL
         AND NOT EXISTS (SELECT 1 FROM lamplighter.queues p WHERE p.name = %(queue)s AND p.paused)
       ORDER BY j.priority, j.available_at
       LIMIT 1
       FOR UPDATE SKIP LOCKED) AS chosen
 WHERE q.message_id = chosen.message_id
 RETURNING q.message_id, q.message::text AS message, q.attempt, q.actor_name, q.tenant_id,
-          q.priority, q.max_attempts, q.enqueued_at;
+          q.priority, q.max_attempts, extract(epoch FROM lamplighter.now() - q.enqueued_at) AS age_seconds;
 
 -- name: job_mark_started --
 -- An attempt counts when the actor starts, not when the job is claimed: a prefetched job
 -- handed back on shutdown or rescued after a crash keeps its attempts.
 UPDATE dramatiq.queue AS q
 SET attempt = q.attempt + 1, started_at = to_timestamp(s.started_at), mtime = lamplighter.now()
-FROM jsonb_to_recordset(%(starts)s::jsonb) AS s(message_id uuid, attempt integer, started_at double precision)
-WHERE q.message_id = s.message_id AND q.attempt = s.attempt
-  AND q.worker_id = %(worker_id)s AND q.state = 'running';
+FROM jsonb_to_recordset(%(starts)s::jsonb) AS s(message_id uuid, token bigint, attempt integer,
+                                                started_at double precision)
+WHERE q.message_id = s.message_id AND q.claim_token = s.token AND q.attempt = s.attempt
+  AND q.state = 'running';
 
 -- name: job_finish_many --
 -- Finish attempts: state change, history row and the freeing of concurrency slots in one
--- statement. Each finish names (job, attempt, worker): a late finish of attempt n (after a
--- rescue) matches no row and writes nothing, so it can never overwrite attempt n+1.
+-- statement. Each finish names (job, claim token, attempt): a late finish (after a rescue, by a
+-- worker declared dead) matches no row and writes nothing, so it can never overwrite the next
+-- claim's attempt, even one made by the same worker.
 -- Re-running the same statement after a COMMIT whose outcome was unknown is harmless for the
 -- same reason. state is queued (retry at delay_ms), completed, dead or cancelled; started_at
 -- and finished_at are epoch seconds (the worker's clock).
 WITH f AS (
     SELECT *
     FROM jsonb_to_recordset(%(finishes)s::jsonb) AS f(
-        message_id uuid, attempt integer, state text, delay_ms bigint, outcome text,
+        message_id uuid, token bigint, attempt integer, state text, delay_ms bigint, outcome text,
         started_at double precision, finished_at double precision, duration_ms double precision,
         args_digest text, error_type text, error_message text, traceback text,
         result_summary jsonb)
@@ -212,12 +238,12 @@ WITH f AS (
                             THEN lamplighter.now() + coalesce(f.delay_ms, 0) * interval '1 millisecond'
                             ELSE q.available_at END,
         finished_at = CASE WHEN f.state = 'queued' THEN NULL ELSE lamplighter.now() END,
-        worker_id = NULL, claimed_at = NULL, started_at = NULL,
+        worker_id = NULL, claimed_at = NULL, started_at = NULL, claim_token = NULL,
         last_error = CASE WHEN f.error_type IS NULL THEN q.last_error
                           ELSE f.error_type || ': ' || coalesce(f.error_message, '') END
     FROM f
-    WHERE q.message_id = f.message_id AND q.attempt IN (f.attempt - 1, f.attempt)
-      AND q.worker_id = %(worker_id)s AND q.state = 'running'
+    WHERE q.message_id = f.message_id AND q.claim_token = f.token AND q.attempt IN (f.attempt - 1, f.attempt)
+      AND q.state = 'running'
     RETURNING q.message_id, q.actor_name, q.queue_name, q.tenant_id, q.concurrency_key
 ), freed AS (
     UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
@@ -241,9 +267,9 @@ RETURNING job_id;
 -- consumed and no history row written, since nothing ran; the job row keeps the reason.
 WITH rejected AS (
     UPDATE dramatiq.queue
-    SET state = 'dead', last_error = %(reason)s, worker_id = NULL, claimed_at = NULL,
+    SET state = 'dead', last_error = %(reason)s, worker_id = NULL, claimed_at = NULL, claim_token = NULL,
         finished_at = lamplighter.now(), mtime = lamplighter.now()
-    WHERE message_id = %(message_id)s AND worker_id = %(worker_id)s AND state = 'running'
+    WHERE message_id = %(message_id)s AND claim_token = %(token)s AND state = 'running'
     RETURNING message_id, concurrency_key
 )
 UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
@@ -256,10 +282,10 @@ WHERE rejected.concurrency_key IS NOT NULL AND s.key = rejected.concurrency_key
 -- worker of a newer release, without consuming an attempt.
 WITH deferred AS (
     UPDATE dramatiq.queue
-    SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL,
+    SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL, claim_token = NULL,
         available_at = lamplighter.now() + make_interval(secs => %(delay_seconds)s),
         last_error = %(reason)s, mtime = lamplighter.now()
-    WHERE message_id = %(message_id)s AND worker_id = %(worker_id)s AND state = 'running'
+    WHERE message_id = %(message_id)s AND claim_token = %(token)s AND state = 'running'
     RETURNING message_id, concurrency_key
 )
 UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
@@ -268,30 +294,34 @@ WHERE deferred.concurrency_key IS NOT NULL AND s.key = deferred.concurrency_key
   AND s.holder = deferred.message_id;
 
 -- name: job_release_unstarted --
--- Hand claimed jobs back (shutdown, consumer restart): unstarted ones keep their attempt.
+-- Hand claimed jobs back unstarted (shutdown, consumer restart, a job that waited in this
+-- worker while another had a free thread): they keep their attempt.
 WITH released AS (
-    UPDATE dramatiq.queue
-    SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL,
+    UPDATE dramatiq.queue AS q
+    SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL, claim_token = NULL,
         mtime = lamplighter.now()
-    WHERE message_id = ANY(%(message_ids)s::text[]::uuid[]) AND worker_id = %(worker_id)s AND state = 'running'
-    RETURNING message_id, concurrency_key
+    FROM jsonb_to_recordset(%(jobs)s::jsonb) AS r(message_id uuid, token bigint)
+    WHERE q.message_id = r.message_id AND q.claim_token = r.token AND q.state = 'running'
+    RETURNING q.message_id, q.queue_name, q.concurrency_key
+), freed AS (
+    UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
+    FROM released
+    WHERE released.concurrency_key IS NOT NULL AND s.key = released.concurrency_key
+      AND s.holder = released.message_id
+), woken AS (
+    SELECT lamplighter.wake(queue_name, count(*)) FROM released GROUP BY queue_name
 )
-UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
-FROM released
-WHERE released.concurrency_key IS NOT NULL AND s.key = released.concurrency_key
-  AND s.holder = released.message_id;
+SELECT count(*) FROM released, (SELECT count(*) FROM woken) AS w;
 
--- name: job_release_unseen --
--- After a claim whose COMMIT outcome is unknown (the connection died while committing): the
--- claim may have committed with its answer lost, leaving rows this worker holds but never
--- received. In the same queue's next claim transaction, rows of the queue held by this worker
--- that it does not know (%(known)s: claimed, running or finishing here) go back, attempt kept.
+-- name: job_release_lost_claim --
+-- A claim whose COMMIT outcome is unknown (the connection died while it ran) may have committed
+-- with its answer lost: rows this worker holds but never received. In the queue's next claim,
+-- the rows of that claim's token go back, attempt kept.
 WITH released AS (
     UPDATE dramatiq.queue
-    SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL,
+    SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL, claim_token = NULL,
         mtime = lamplighter.now()
-    WHERE worker_id = %(worker_id)s AND state = 'running' AND queue_name = %(queue)s
-      AND message_id <> ALL(%(known)s::text[]::uuid[])
+    WHERE claim_token = ANY(%(tokens)s::bigint[]) AND state = 'running'
     RETURNING message_id, concurrency_key
 ), freed AS (
     UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
@@ -301,36 +331,19 @@ WITH released AS (
 )
 SELECT message_id FROM released;
 
--- name: job_confirm_held --
--- A claim answering a wake-up hands its first job out before its COMMIT (storage/broker.py,
--- LamplighterConsumer.hold). When the connection died during that COMMIT, the jobs are this
--- worker's (it committed) or queued again (it did not): take those back unless another worker
--- has meanwhile. A keyed job is not taken back: its slot went with the undone claim.
-WITH retaken AS (
-    UPDATE dramatiq.queue
-    SET state = 'running', worker_id = %(worker_id)s, claimed_at = lamplighter.now(), started_at = NULL,
-        mtime = lamplighter.now()
-    WHERE message_id = ANY(%(message_ids)s::text[]::uuid[]) AND state = 'queued'
-      AND concurrency_key IS NULL
-    RETURNING message_id
-)
-SELECT message_id FROM retaken
-UNION ALL
-SELECT message_id FROM dramatiq.queue
-WHERE message_id = ANY(%(message_ids)s::text[]::uuid[]) AND state = 'running' AND worker_id = %(worker_id)s;
-
 -- name: job_hand_back_started --
 -- Graceful shutdown: attempts still running when the grace ran out go back to the queue and
 -- the attempt is given back (it did not fail; the worker stopped). Recorded as an event.
 WITH b AS (
-    SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb) AS b(message_id uuid, attempt integer, reason text)
+    SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb) AS b(message_id uuid, token bigint, attempt integer,
+                                                           reason text)
 ), handed AS (
     UPDATE dramatiq.queue AS q
-    SET state = 'queued', attempt = q.attempt - 1, worker_id = NULL, claimed_at = NULL,
+    SET state = 'queued', attempt = q.attempt - 1, worker_id = NULL, claimed_at = NULL, claim_token = NULL,
         started_at = NULL, available_at = lamplighter.now(), mtime = lamplighter.now()
     FROM b
-    WHERE q.message_id = b.message_id AND q.attempt = b.attempt
-      AND q.worker_id = %(worker_id)s AND q.state = 'running'
+    WHERE q.message_id = b.message_id AND q.claim_token = b.token AND q.attempt = b.attempt
+      AND q.state = 'running'
     RETURNING q.message_id, q.concurrency_key
 ), freed AS (
     UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL

@@ -24,52 +24,51 @@ GROUP BY q.queue_name;
 DELETE FROM lamplighter.workers WHERE id = %(worker_id)s;
 
 -- name: worker_rescue_lost --
--- Run by every live worker on its heartbeat. Workers silent for longer than the lease are
--- removed; running jobs owned by no live worker go back to the queue. An attempt that had
--- started is recorded as 'lost' in history; one that was its last goes dead.
-WITH expired AS (
+-- Run by every live worker on its heartbeat (storage/engine/presence.py decides when it may).
+-- Workers silent for longer than the lease are removed; running jobs owned by no live worker go
+-- back to the queue (lamplighter.job_rescue_v1). Right after the server (re)started nobody is
+-- declared dead: every worker lost its connections at once and reconnects with backoff, so a
+-- heartbeat older than the server says nothing until %(server_grace_seconds)s (the lease plus the
+-- longest reconnect backoff) have passed since the server started. now(), not lamplighter.now():
+-- the server's start time is on the real clock.
+WITH settled AS (
+    SELECT now() - pg_postmaster_start_time() > make_interval(secs => %(server_grace_seconds)s) AS yes
+), expired AS (
     DELETE FROM lamplighter.workers
     WHERE heartbeat_at < lamplighter.now() - make_interval(secs => %(lease_seconds)s)
+      AND (SELECT yes FROM settled)
     RETURNING id
 ), orphans AS (
-    SELECT q.message_id, q.attempt, q.started_at, q.worker_id, q.actor_name, q.queue_name,
-           q.tenant_id, q.max_attempts
+    SELECT coalesce(array_agg(q.message_id), '{}') AS ids, coalesce(array_agg(q.claim_token), '{}') AS tokens
     FROM dramatiq.queue q
     WHERE q.state = 'running'
       AND (q.worker_id IN (SELECT id FROM expired)
            OR NOT EXISTS (SELECT 1 FROM lamplighter.workers w WHERE w.id = q.worker_id))
       AND q.claimed_at < lamplighter.now() - make_interval(secs => %(lease_seconds)s)
-    FOR UPDATE OF q SKIP LOCKED
+      AND (SELECT yes FROM settled)
 ), rescued AS (
-    UPDATE dramatiq.queue AS q
-    SET state = CASE WHEN o.started_at IS NOT NULL AND o.max_attempts IS NOT NULL
-                          AND o.attempt >= o.max_attempts THEN 'dead' ELSE 'queued' END,
-        worker_id = NULL, claimed_at = NULL, started_at = NULL, mtime = lamplighter.now(),
-        available_at = lamplighter.now(),
-        last_error = CASE WHEN o.started_at IS NOT NULL
-                          THEN 'WorkerLost: worker ' || o.worker_id || ' stopped heartbeating during attempt ' || o.attempt
-                          ELSE q.last_error END,
-        finished_at = CASE WHEN o.started_at IS NOT NULL AND o.max_attempts IS NOT NULL
-                                AND o.attempt >= o.max_attempts THEN lamplighter.now() END
-    FROM orphans o
-    WHERE q.message_id = o.message_id
-    RETURNING q.message_id, q.state
-), recorded AS (
-    INSERT INTO lamplighter.job_history (
-        job_id, attempt, actor_name, queue_name, tenant_id, worker_id, started_at,
-        finished_at, duration_ms, outcome, error_type, error_message)
-    SELECT o.message_id, o.attempt, o.actor_name, o.queue_name, o.tenant_id, o.worker_id,
-           o.started_at, lamplighter.now(),
-           extract(epoch FROM lamplighter.now() - o.started_at) * 1000, 'lost', 'WorkerLost',
-           'worker ' || o.worker_id || ' stopped heartbeating; job returned to the queue'
-    FROM orphans o JOIN rescued r USING (message_id)
-    WHERE o.started_at IS NOT NULL
-    ON CONFLICT (job_id, attempt) DO NOTHING
-    RETURNING job_id
+    SELECT r.* FROM orphans o, lamplighter.job_rescue_v1(o.ids, o.tokens, 'stopped heartbeating') AS r
 )
 SELECT (SELECT count(*) FROM expired) AS workers_expired,
        (SELECT count(*) FROM rescued) AS jobs_rescued,
-       (SELECT count(*) FROM recorded) AS attempts_lost;
+       (SELECT count(*) FROM rescued WHERE attempt_lost) AS attempts_lost;
+
+-- name: worker_reconcile --
+-- On each heartbeat: rows this worker holds as running, claimed more than a lease ago, that it
+-- neither runs nor has a pending write for (%(known)s): a finish the database refused until the
+-- finisher gave up, or a claim whose answer was lost. They go back to the queue like a dead
+-- worker's jobs, so no row stays 'running' for ever under a live worker.
+WITH strays AS (
+    SELECT coalesce(array_agg(q.message_id), '{}') AS ids, coalesce(array_agg(q.claim_token), '{}') AS tokens
+    FROM dramatiq.queue q
+    WHERE q.worker_id = %(worker_id)s AND q.state = 'running'
+      AND q.claimed_at < lamplighter.now() - make_interval(secs => %(lease_seconds)s)
+      AND q.message_id <> ALL(%(known)s::text[]::uuid[])
+), rescued AS (
+    SELECT r.* FROM strays s, lamplighter.job_rescue_v1(s.ids, s.tokens, 'no longer runs it (its finish was lost)') AS r
+)
+SELECT (SELECT count(*) FROM rescued) AS jobs_rescued,
+       (SELECT count(*) FROM rescued WHERE attempt_lost) AS attempts_lost;
 
 -- name: worker_list --
 SELECT w.id, w.hostname, w.pid, w.queues, w.version, w.started_at,

@@ -187,7 +187,7 @@ def test_jobs_of_a_dead_worker_are_rescued(broker, sql):
         "WHERE message_id = %s", (started.message_id,))
     conn = connection.raw_connection()
     with conn:  # one transaction, committed
-        rescue = workers.rescue_lost(conn, lease_seconds=2)
+        rescue = workers.rescue_lost(conn, lease_seconds=2, server_grace_seconds=0)
     assert (rescue.workers_expired, rescue.jobs_rescued, rescue.attempts_lost) == (1, 2, 1)
     lost = jobs.get(started.message_id)
     assert lost.state == "queued" and lost.attempt == 1
@@ -198,9 +198,9 @@ def test_jobs_of_a_dead_worker_are_rescued(broker, sql):
 
 def test_a_late_finish_cannot_overwrite_a_newer_attempt(broker, sql):
     message = actors.maintenance.ping.send(note="x")
-    sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, attempt = 2 WHERE message_id = %s",
-        (broker.worker_id, message.message_id))
-    late = [{"message_id": message.message_id, "attempt": 1, "state": "completed", "outcome": "completed",
+    sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, claim_token = 7, attempt = 2 "
+        "WHERE message_id = %s", (broker.worker_id, message.message_id))
+    late = [{"message_id": message.message_id, "token": 7, "attempt": 1, "state": "completed", "outcome": "completed",
              "started_at": 1767225500.0, "finished_at": 1767225600.0}]
     conn = connection.raw_connection()
     with conn:

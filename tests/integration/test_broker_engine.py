@@ -61,8 +61,8 @@ def test_claim_walks_the_claim_index_on_a_large_table(broker, sql):
 
     plan = "\n".join(row[0] for row in sql(
         "EXPLAIN " + SQL["job_claim_batch"].replace("%(queue)s", "'maintenance'").replace("%(limit)s", "50")
-        .replace("%(worker_id)s", f"'{broker.worker_id}'")))
-    assert "queue_claim_idx" in plan, plan
+        .replace("%(worker_id)s", f"'{broker.worker_id}'").replace("%(token)s", "1")))
+    assert "queue_claim_unkeyed_idx" in plan, plan
     assert "Seq Scan on queue" not in plan, plan
 
 
@@ -71,19 +71,19 @@ def test_jobs_taken_by_a_claim_whose_answer_was_lost_go_back_to_the_queue(broker
     crash at the wrong moment): the rows are this worker's, yet it never saw them. The queue's
     next claim hands them back, in the same transaction, and so delivers them after all."""
     ids = [actors.maintenance.ping.send(note=str(i)).message_id for i in range(3)]
-    sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, claimed_at = now() "
+    sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, claim_token = 99, claimed_at = now() "
         "WHERE message_id = ANY(%s::uuid[])", (broker.worker_id, ids[:2]))
     consumer = broker.consume("maintenance", prefetch=4)
     try:
-        consumer.claim_unsure = True
-        delivered = consumer._claim(10)
+        consumer.lost_tokens = [99]  # as a claim whose connection died leaves it
+        delivered, _ = consumer._claim(10)
         assert sorted(m.message_id for m in delivered) == sorted(ids)
-        assert not consumer.claim_unsure
+        assert not consumer.lost_tokens
         assert sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'running' AND attempt = 0 "
                    "AND worker_id = %s", (broker.worker_id,)) == [(3,)]
-        # A job this worker knows (running here) is never taken back by the reconciliation.
-        consumer.claim_unsure = True
-        assert consumer._claim(10) == []
+        # Jobs of other claims (running here) are never taken back by it.
+        consumer.lost_tokens = [12345]
+        assert consumer._claim(10) == ([], False)
         assert sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'running'") == [(3,)]
     finally:
         consumer.claim_conn.close()
@@ -286,82 +286,3 @@ def _wait_idle(broker, queue):
     wait_for(lambda: broker.places.get(queue) is not None, message="worker present")
     wait_for(lambda: getattr(broker.consumers.get(queue), "listening", False)
              and not broker.consumers[queue].mine, message="consumer listening, idle")
-
-
-def _stall_held_commits(monkeypatch, before_commit):
-    """Run ``before_commit(consumer)`` in every held claim's COMMIT, before it is sent; return
-    the list of (ids the claim held, time.time() when the COMMIT was sent)."""
-    import time
-
-    from storage.engine.consumer import LamplighterConsumer
-
-    commits = []
-    original = LamplighterConsumer._commit_claim
-
-    def commit_later(self, tickets):
-        if self.holding:
-            before_commit(self)
-            commits.append((list(self.holding), time.time()))
-        return original(self, tickets)
-
-    monkeypatch.setattr(LamplighterConsumer, "_commit_claim", commit_later)
-    return commits
-
-
-def test_a_woken_idle_consumer_starts_the_job_before_its_claim_commits_and_records_the_run(
-        broker, run_worker, sql, monkeypatch):
-    """The claim that answers a wake-up of an idle consumer hands its job out first and commits
-    after, so the job does not wait on the COMMIT's WAL flush. Until that COMMIT, the row still
-    reads as queued to everyone else (and stays locked): the job's start and finish must wait
-    for it too, or they would match no row and the run would go unrecorded (stuck 'running')."""
-    import time
-
-    commits = _stall_held_commits(monkeypatch, lambda consumer: time.sleep(0.3))  # 60 finisher rounds
-    run_worker(threads=2, queues=["maintenance"])
-    _wait_idle(broker, "maintenance")
-    job_id = actors.maintenance.ping.send(note="held").message_id
-    wait_for(lambda: _count(sql, "completed") == 1, timeout=10, message="the job recorded as completed")
-    assert [ids for ids, _ in commits] == [[job_id]]  # it went through a held claim
-    started, outcome, attempt = sql("SELECT extract(epoch FROM started_at), outcome, attempt "
-                                    "FROM lamplighter.job_history WHERE job_id = %s", (job_id,))[0]
-    assert (outcome, attempt) == ("completed", 1)
-    assert float(started) < commits[0][1]  # the job ran before its claim was committed
-    assert sql("SELECT state, attempt FROM dramatiq.queue WHERE message_id = %s", (job_id,)) == [("completed", 1)]
-    assert not broker.held_claims
-
-
-def test_a_held_claim_whose_commit_is_lost_takes_its_job_back(broker, run_worker, sql, monkeypatch, tmp_path):
-    """The connection dies during the held claim's COMMIT (here: its backend is terminated
-    first, so the claim is undone and the job is queued again while it runs here). The next
-    claim takes the job back instead of running it a second time, and the run is recorded."""
-    import tests.worker_app as app
-    from storage import connection
-
-    def terminate(consumer):
-        pid = consumer.claim_conn.conn.info.backend_pid
-        killer = connection.raw_connection("tests-killer")
-        killer.autocommit = True
-        killer.cursor().execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))  # returns once it is gone
-        killer.close()
-
-    commits = _stall_held_commits(monkeypatch, terminate)
-    run_worker(threads=2, queues=["tests-record"])
-    _wait_idle(broker, "tests-record")
-    runs = tmp_path / "runs.log"
-    job_id = app.record.send(str(runs)).message_id
-    wait_for(lambda: _count(sql, "completed") == 1, timeout=15, message="the job recorded as completed")
-    assert [ids for ids, _ in commits] == [[job_id]]
-    assert runs.read_text().split() == [job_id]  # ran once: taken back, not claimed again
-    assert sql("SELECT outcome, attempt, worker_id::text FROM lamplighter.job_history WHERE job_id = %s",
-               (job_id,)) == [("completed", 1, broker.worker_id)]
-    assert not broker.held_claims
-
-
-def test_a_closed_consumer_leaves_no_held_claim_behind(broker):
-    """A consumer that goes away (dramatiq restarts it after an error) before it could settle a
-    held claim whose COMMIT was lost must not leave the finisher holding those jobs' records."""
-    consumer = broker.consume("tests-wake", prefetch=4)
-    consumer.unconfirmed = ["00000000-0000-0000-0000-000000000001"]
-    broker.held_claims.update(consumer.unconfirmed)
-    consumer.close()
-    assert not broker.held_claims

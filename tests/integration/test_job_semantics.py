@@ -459,7 +459,7 @@ def test_concurrency_limit_is_exact_under_racing_claimers(broker, sql):
             for _ in range(20):
                 with conn:
                     conn.cursor().execute(jobs.SQL["job_claim_batch"],
-                                          {"queue": "tests", "limit": 50, "worker_id": str(uuid.uuid4())})
+                                          {"queue": "tests", "limit": 50, "worker_id": str(uuid.uuid4()), "token": 1})
         except Exception as exc:  # collected and asserted below
             errors.append(exc)
         finally:
@@ -488,17 +488,19 @@ def test_concurrency_limit_per_actor_in_a_worker(broker, run_worker):
 def test_a_woken_idle_worker_leaves_keyed_jobs_to_the_full_claim(broker, run_worker, monkeypatch):
     """An idle worker woken for a job claims it by the short claim (storage/sql/jobs.sql,
     job_claim_woken), which never takes a keyed job: single sends of a limited actor, each a
-    wake-up, still run two at a time, none through a held claim."""
-    from storage.engine.consumer import LamplighterConsumer
+    wake-up, still run two at a time, none through the short claim."""
+    from storage.engine import consumer as consumer_module
 
-    held = []
-    original = LamplighterConsumer._commit_claim
+    held = []  # jobs the short claim took
+    original = consumer_module.query_module.execute
 
-    def noting(self, tickets):
-        held.extend(self.holding)
-        return original(self, tickets)
+    def noting(cursor, concern, name, *args, **kwargs):
+        result = original(cursor, concern, name, *args, **kwargs)
+        if name == "job_claim_woken" and cursor.rowcount > 0:
+            held.append(name)
+        return result
 
-    monkeypatch.setattr(LamplighterConsumer, "_commit_claim", noting)
+    monkeypatch.setattr(consumer_module.query_module, "execute", noting)
     running.update(now=0, peak=0)
     run_worker(threads=8, queues=["tests"])
     wait_for(lambda: getattr(broker.consumers.get("tests"), "listening", False), message="worker idle")
@@ -506,11 +508,11 @@ def test_a_woken_idle_worker_leaves_keyed_jobs_to_the_full_claim(broker, run_wor
     wait_for(lambda: all(_job(m.message_id).state == "completed" for m in sent), message="all ran")
     assert running["peak"] == 2
     assert held == []
-    # An unkeyed job on the same, now idle, queue does go through a held claim.
+    # An unkeyed job on the same, now idle, queue does go through the short claim.
     wait_for(lambda: not broker.consumers["tests"].mine, message="worker idle again")
     other = outcome.send("fine")
     wait_for(lambda: _job(other.message_id).state == "completed", message="unkeyed job ran")
-    assert held == [other.message_id]
+    assert held == ["job_claim_woken"]
 
 
 def test_stray_slots_are_freed(broker, sql):
