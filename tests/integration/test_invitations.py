@@ -103,11 +103,16 @@ def test_prune_actor_reports_its_counts_in_history(broker, run_worker, sql):
 
 
 def test_both_steps_use_their_index(database_url, sql):
+    # 100,000 invitations, most accepted: 20% pending and not due yet (expiring within two weeks),
+    # 0.5% pending past expiry, 1% expired (over the last 60 days).
     sql("INSERT INTO lamplighter.invitations (organization_id, email, role, status, token_hash, invited_by, "
         "expires_at, expired_at) SELECT 'f', 'x' || g, 'member', "
-        "CASE mod(g, 100) WHEN 0 THEN 'expired' WHEN 1 THEN 'pending' ELSE 'accepted' END, md5(g::text), 'a', "
-        "lamplighter.now() - make_interval(days => mod(g, 90)), "
-        "CASE WHEN mod(g, 100) = 0 THEN lamplighter.now() - make_interval(days => mod(g, 60)) END "
+        "CASE WHEN mod(g, 200) = 0 THEN 'pending' WHEN mod(g, 100) = 1 THEN 'expired' "
+        "WHEN mod(g, 5) = 2 THEN 'pending' ELSE 'accepted' END, md5(g::text), 'a', "
+        "CASE WHEN mod(g, 200) = 0 THEN lamplighter.now() - make_interval(hours => mod(g, 48)) "
+        "WHEN mod(g, 5) = 2 THEN lamplighter.now() + make_interval(hours => 1 + mod(g, 336)) "
+        "ELSE lamplighter.now() - make_interval(days => mod(g, 90)) END, "
+        "CASE WHEN mod(g, 100) = 1 THEN lamplighter.now() - make_interval(days => mod(g, 60)) END "
         "FROM generate_series(1, 100000) g")
     sql("ANALYZE lamplighter.invitations")
     for name, params, index in [
