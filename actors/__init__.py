@@ -36,7 +36,7 @@ def build_broker(current: settings_module.Settings) -> LamplighterBroker:
         Callbacks(),
         Pipelines(),
         Retries(max_retries=20),
-        # Accepts `periodic=` (cron schedules; docs/scheduler.md); never drops a message.
+        # Accepts `periodic=` (cron schedules; README "Scheduler"); never drops a message.
         PeriodicSchedules(),
     ]
     return LamplighterBroker(settings=current, middleware=middleware)

@@ -10,7 +10,6 @@ from periodiq import cron
 from actors.zitadel import ZitadelClient
 from domain import accounts
 from storage import settings as settings_module
-from storage.clock import SystemClock
 from storage.schedules import schedule
 
 # A sweep stops claiming after this, well inside its 5-minute time limit (one request makes at most
@@ -34,12 +33,11 @@ def provider_settings(current: settings_module.Settings) -> accounts.ProviderSet
                                   misfire="skip", overlap="skip"))
 def retry_managed_account_creations(limit: int = 500) -> dict:
     current = settings_module.get()
-    clock = SystemClock(current.clock_offset)
     missing = [name for name, value in (("ZITADEL_URL", current.zitadel_url), ("ZITADEL_PAT", current.zitadel_pat),
                                         ("ZITADEL_ORG_ID", current.zitadel_org_id)) if not value]
     if missing:
-        return accounts.refuse_unconfigured(clock, missing)
+        return accounts.refuse_unconfigured(missing)
     with ZitadelClient(current.zitadel_url, current.zitadel_pat, timeout=current.zitadel_timeout) as client:
-        return accounts.sweep(clock, client, provider_settings(current),
+        return accounts.sweep(client, provider_settings(current),
                               processing_timeout=current.account_processing_timeout, limit=limit,
                               time_budget=SWEEP_TIME_BUDGET)

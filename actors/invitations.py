@@ -8,11 +8,13 @@ import dramatiq
 from periodiq import cron
 
 from domain import invitations
-from storage import settings as settings_module
-from storage.clock import SystemClock
+from storage import invitations as invitation_rows
 
 
 @dramatiq.actor(actor_name="invitations.prune_expired", queue_name="maintenance", priority=50,
                 time_limit=30 * 60_000, max_retries=3, periodic=cron("0 3 * * *"))
 def prune_expired(batch_size: int = 5000) -> dict:
-    return invitations.prune_expired(SystemClock(settings_module.get().clock_offset), batch_size=batch_size)
+    return invitations.expire_and_prune(
+        lambda: invitation_rows.expire_batch(batch_size=batch_size),
+        lambda retention: invitation_rows.delete_expired_batch(retention_seconds=retention.total_seconds(),
+                                                               batch_size=batch_size))

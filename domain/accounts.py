@@ -4,7 +4,8 @@ fixed schedule.
 An admin's request becomes a row (:func:`request_account`); the per-minute sweep
 (:func:`sweep`) claims due rows one at a time and calls the identity provider through the
 :class:`IdentityProvider` port (the HTTP adapter lives in actors/zitadel.py). The schedule, with
-n the retry count after a transient failure::
+n the retry count after a transient failure and "now" the database's clock (lamplighter.now(),
+which the storage queries apply: the rules here deal in delays, not in times)::
 
     attempt 1 (retry_count 0) fails -> retry_count 1, next try now + 1 min
     retry 1..4 fails              -> retry_count 2..5, next try now + 5 min, 15 min, 1 h, 4 h
@@ -24,7 +25,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Callable, Protocol
 
 import structlog
@@ -159,9 +159,8 @@ def request_account(clock: Clock, *, organization_id: str, username: str, given_
 
 # ---- the schedule ----------------------------------------------------------------------------
 
-def after_transient_failure(request: AccountRequest, now: datetime, message: str,
-                            retry_after: float | None = None) -> Outcome:
-    """Next try per :data:`RETRY_DELAYS`, or failed once the fifth retry has failed."""
+def after_transient_failure(request: AccountRequest, message: str, retry_after: float | None = None) -> Outcome:
+    """Next try per :data:`RETRY_DELAYS` after now, or failed once the fifth retry has failed."""
     if request.retry_count >= MAX_RETRIES:
         return after_permanent_failure(
             request, f"gave up after {request.retry_count} retries; last error: {message}",
@@ -170,7 +169,7 @@ def after_transient_failure(request: AccountRequest, now: datetime, message: str
     if retry_after is not None:
         delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER))
     return Outcome(status="pending", retry_count=request.retry_count + 1, last_error_message=message,
-                   next_retry_at=now + timedelta(seconds=delay))
+                   retry_delay=delay)
 
 
 def after_permanent_failure(request: AccountRequest, message: str, *, retry_count: int | None = None) -> Outcome:
@@ -199,7 +198,7 @@ def scrub(message: str, secret: str | None) -> str:
     return message[:2000]
 
 
-def attempt(request: AccountRequest, provider: IdentityProvider, config: ProviderSettings, now: datetime, *,
+def attempt(request: AccountRequest, provider: IdentityProvider, config: ProviderSettings, *,
             decrypt: Callable[[str], str] = _decrypt) -> Outcome:
     """Create (or find) the request's user and grant its roles; the outcome to record."""
     stored = request.encrypted_password
@@ -210,18 +209,18 @@ def attempt(request: AccountRequest, provider: IdentityProvider, config: Provide
         try:
             password = decrypt(stored)
         except encryption.EncryptionError as exc:
-            return after_transient_failure(request, now, f"cannot decrypt the stored password: {exc}")
+            return after_transient_failure(request, f"cannot decrypt the stored password: {exc}")
     try:
         user_id = _create_or_find(request, provider, config, password)
         _grant(request, provider, config, user_id)
     except PermanentProviderError as exc:
         return after_permanent_failure(request, scrub(str(exc), password))
     except RetryableProviderError as exc:
-        return after_transient_failure(request, now, scrub(str(exc), password), exc.retry_after)
+        return after_transient_failure(request, scrub(str(exc), password), exc.retry_after)
     except Exception as exc:  # a bug or an unexpected answer: retried on the schedule, never lost
         message = scrub(f"unexpected {type(exc).__name__}: {exc}", password)
         log.error("managed_account_attempt_crashed", request_id=request.id, error=message)
-        return after_transient_failure(request, now, message)
+        return after_transient_failure(request, message)
     return after_success(request, user_id)
 
 
@@ -261,37 +260,36 @@ def _grant(request: AccountRequest, provider: IdentityProvider, config: Provider
 
 # ---- the sweep -------------------------------------------------------------------------------
 
-def release_stuck(clock: Clock, processing_timeout: float, *, limit: int = 100) -> int:
+def release_stuck(processing_timeout: float, *, limit: int = 100) -> int:
     """Requests processing for longer than ``processing_timeout`` (their worker died mid-call)
     count as a transient failure: back to pending on the schedule, or failed when out of retries."""
-    now = clock.now()
     released = 0
-    for request in account_rows.stuck(now - timedelta(seconds=processing_timeout), limit=limit):
+    for request in account_rows.stuck(processing_timeout, limit=limit):
         outcome = after_transient_failure(
-            request, now, f"processing took longer than {processing_timeout:g} s (worker lost?)")
-        if account_rows.finish(request, outcome, now=now):
+            request, f"processing took longer than {processing_timeout:g} s (worker lost?)")
+        if account_rows.finish(request, outcome):
             released += 1
             log.warning("managed_account_processing_timed_out", request_id=request.id, status=outcome.status)
     return released
 
 
-def sweep(clock: Clock, provider: IdentityProvider, config: ProviderSettings, *, processing_timeout: float,
+def sweep(provider: IdentityProvider, config: ProviderSettings, *, processing_timeout: float,
           limit: int = 500, time_budget: float | None = None, decrypt: Callable[[str], str] = _decrypt,
           monotonic: Callable[[], float] = time.monotonic) -> dict[str, int]:
     """Release stuck requests, then claim due ones one at a time (each claim committed before the
     provider is called) until none is due, ``limit`` were handled or ``time_budget`` seconds
     passed. Returns counts by outcome."""
-    counts = {"released": release_stuck(clock, processing_timeout), "completed": 0, "retry_scheduled": 0,
+    counts = {"released": release_stuck(processing_timeout), "completed": 0, "retry_scheduled": 0,
               "failed": 0, "superseded": 0}
     deadline = None if time_budget is None else monotonic() + time_budget
     for _ in range(limit):
         if deadline is not None and monotonic() >= deadline:
             break
-        request = account_rows.claim_next(clock.now())
+        request = account_rows.claim_next()
         if request is None:
             break
-        outcome = attempt(request, provider, config, clock.now(), decrypt=decrypt)
-        if not account_rows.finish(request, outcome, now=clock.now()):
+        outcome = attempt(request, provider, config, decrypt=decrypt)
+        if not account_rows.finish(request, outcome):
             counts["superseded"] += 1
             log.warning("managed_account_claim_lost", request_id=request.id)
             continue
@@ -309,16 +307,16 @@ def _log_outcome(request: AccountRequest, outcome: Outcome) -> None:
                  retries=outcome.retry_count)
     elif outcome.status == "pending":
         log.warning("managed_account_retry_scheduled", request_id=request.id, retry_count=outcome.retry_count,
-                    next_retry_at=outcome.next_retry_at.isoformat(), error=outcome.last_error_message)
+                    retry_in_s=outcome.retry_delay, error=outcome.last_error_message)
     else:
         log.error("managed_account_failed", request_id=request.id, retry_count=outcome.retry_count,
                   error=outcome.last_error_message, notified=request.created_by)
 
 
-def refuse_unconfigured(clock: Clock, missing: list[str]) -> dict[str, int]:
+def refuse_unconfigured(missing: list[str]) -> dict[str, int]:
     """The sweep without a configured provider: nothing to do unless requests are due, which
     is an error an operator must see (the job fails with the variables to set)."""
-    due = account_rows.count_due(clock.now())
+    due = account_rows.count_due()
     if due:
         raise AccountsNotConfigured(f"{due} managed-account request(s) are due but {', '.join(missing)} "
                                     f"{'is' if len(missing) == 1 else 'are'} not set")

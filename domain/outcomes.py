@@ -1,4 +1,4 @@
-"""The one outcome vocabulary (STYLE.md habit 4): how a job ends, as exception classes.
+"""The one outcome vocabulary: how a job ends, as exception classes (README "How a job ends").
 
 A job **succeeds** by returning. Otherwise it raises one of these, from the domain or the actor:
 

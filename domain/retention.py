@@ -1,4 +1,4 @@
-"""Retention: finished jobs and their history are deleted in bounded batches (STYLE.md habit 7).
+"""Retention: finished jobs and their history are deleted in bounded batches (README "Pruning").
 
 Plain Python: the batches come in as callables, each deleting one batch in its own short
 transaction and returning ``(jobs, history_rows, events)`` it deleted.

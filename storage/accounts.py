@@ -53,12 +53,14 @@ class Notification:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an attempt changes on its request; ``notify`` is (recipient, kind, message)."""
+    """What an attempt changes on its request; ``notify`` is (recipient, kind, message).
+    ``retry_delay``: the next try is this many seconds after the outcome is recorded, by the
+    database's clock (None: next_retry_at stays)."""
 
     status: str
     retry_count: int
     last_error_message: str | None
-    next_retry_at: datetime | None = None
+    retry_delay: float | None = None
     idp_user_id: str | None = None
     erase_password: bool = False
     notify: tuple[str, str, str] | None = None
@@ -75,33 +77,34 @@ def insert(*, organization_id: str, username: str, given_name: str, family_name:
     return cursor.fetchone()[0]
 
 
-def claim_next(now: datetime) -> AccountRequest | None:
+def claim_next() -> AccountRequest | None:
     """Mark the oldest due pending request processing and commit; None when nothing is due."""
-    found = rows(execute("account_request_claim_next", {"now": now}, sql=SQL))
+    found = rows(execute("account_request_claim_next", sql=SQL))
     return AccountRequest(**found[0]) if found else None
 
 
-def stuck(cutoff: datetime, *, limit: int = 100) -> list[AccountRequest]:
-    return [AccountRequest(**r) for r in rows(execute("account_request_stuck", {"cutoff": cutoff, "limit": limit},
-                                                      sql=SQL))]
+def stuck(processing_timeout: float, *, limit: int = 100) -> list[AccountRequest]:
+    """Requests claimed more than ``processing_timeout`` seconds ago and still processing."""
+    return [AccountRequest(**r) for r in rows(execute(
+        "account_request_stuck", {"processing_timeout": processing_timeout, "limit": limit}, sql=SQL))]
 
 
-def finish(request: AccountRequest, outcome: Outcome, *, now: datetime) -> bool:
+def finish(request: AccountRequest, outcome: Outcome) -> bool:
     """Record ``outcome`` (and its notification) in one transaction, if ``request``'s claim still
     holds. Returns False when another sweep has taken the request back meanwhile."""
     db = connection.init_database()
     with db.atomic():
         cursor = execute("account_request_finish", {
             "id": request.id, "claimed_at": request.claimed_at, "status": outcome.status,
-            "retry_count": outcome.retry_count, "next_retry_at": outcome.next_retry_at,
+            "retry_count": outcome.retry_count, "retry_delay": outcome.retry_delay,
             "last_error_message": outcome.last_error_message, "idp_user_id": outcome.idp_user_id,
-            "erase_password": outcome.erase_password, "now": now}, sql=SQL)
+            "erase_password": outcome.erase_password}, sql=SQL)
         if cursor.fetchone() is None:
             return False
         if outcome.notify is not None:
             recipient, kind, message = outcome.notify
             execute("account_notification_insert", {"recipient": recipient, "request_id": request.id,
-                                                    "kind": kind, "message": message, "now": now}, sql=SQL)
+                                                    "kind": kind, "message": message}, sql=SQL)
     return True
 
 
@@ -115,8 +118,8 @@ def list_requests(*, status: str | None = None, limit: int = 50) -> list[Account
                                                       sql=SQL))]
 
 
-def count_due(now: datetime) -> int:
-    return execute("account_request_count_due", {"now": now}, sql=SQL).fetchone()[0]
+def count_due() -> int:
+    return execute("account_request_count_due", sql=SQL).fetchone()[0]
 
 
 def notifications(recipient: str, *, unread_only: bool = True) -> list[Notification]:

@@ -1,15 +1,20 @@
 """Invitations to join a family/organisation (queries in sql/invitations.sql)."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from storage.jobs import execute
 from storage.queries import queries
 
 SQL = queries("invitations")
 
 
-def delete_expired_batch(cutoff: datetime, *, batch_size: int) -> int:
-    """Delete up to ``batch_size`` invitations with status expired and expires_at before
-    ``cutoff``, in one short transaction; returns the count."""
-    return execute("invitation_delete_expired_batch", {"cutoff": cutoff, "batch_size": batch_size}, sql=SQL).rowcount
+def expire_batch(*, batch_size: int) -> int:
+    """Mark up to ``batch_size`` pending invitations past their expires_at as expired, in one
+    short transaction; returns the count."""
+    return execute("invitation_expire_batch", {"batch_size": batch_size}, sql=SQL).rowcount
+
+
+def delete_expired_batch(*, retention_seconds: float, batch_size: int) -> int:
+    """Delete up to ``batch_size`` invitations expired more than ``retention_seconds`` ago (by
+    the database's clock), in one short transaction; returns the count."""
+    return execute("invitation_delete_expired_batch",
+                   {"retention_seconds": retention_seconds, "batch_size": batch_size}, sql=SQL).rowcount

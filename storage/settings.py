@@ -1,4 +1,4 @@
-"""One validated Settings object, read from the environment once (STYLE.md habit 8).
+"""One validated Settings object, read from the environment once (README "Configuration").
 
 Nothing else in Lamplighter reads ``os.environ``. Precedence is flag > env > default: the
 CLI passes its flags as overrides to :func:`load`. A bad value raises :class:`SettingsError`
@@ -68,7 +68,7 @@ class Settings:
     zitadel_role_keys: tuple[str, ...] = ()  # empty: grant the request's own role as the key
     zitadel_password_change_required: bool = True
     zitadel_timeout: float = 10.0  # seconds, connect and read, every call
-    zitadel_user_id_prefix: str = "lamplighter-"  # userId = prefix + request id (docs/accounts.md)
+    zitadel_user_id_prefix: str = "lamplighter-"  # userId = prefix + request id (README "The derived user id")
     account_processing_timeout: float = 300.0  # a request processing longer than this is retried
 
     # Scheduler (scheduler/): one leader holds a lease row timed by the database's clock.

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -123,6 +124,36 @@ def sql(database_url):
 
     yield run
     conn.close()
+
+
+class DatabaseClock:
+    """``lamplighter.now()`` as this thread's peewee session reads it, moved through the session's
+    ``lamplighter.clock_offset`` instead of waiting. A :class:`storage.clock.Clock`, so code that
+    takes a clock can be given the database's. Other connections keep the real time."""
+
+    def now(self) -> datetime:
+        return connection.init_database().execute_sql("SELECT lamplighter.now()").fetchone()[0]
+
+    def timestamp(self) -> float:
+        return self.now().timestamp()
+
+    def set(self, moment: datetime) -> None:
+        """From now on lamplighter.now() reads ``moment`` (plus the time since this call)."""
+        db = connection.init_database()
+        db.execute_sql("RESET lamplighter.clock_offset")
+        real = db.execute_sql("SELECT now()").fetchone()[0]
+        db.execute_sql(f"SET lamplighter.clock_offset = '{(moment - real).total_seconds():.6f}'")
+
+    def advance(self, seconds: float) -> None:
+        db = connection.init_database()
+        [(offset,)] = db.execute_sql("SELECT coalesce(nullif(current_setting('lamplighter.clock_offset', true), ''), "
+                                     "'0')::double precision").fetchall()
+        db.execute_sql(f"SET lamplighter.clock_offset = '{offset + seconds:.6f}'")
+
+
+@pytest.fixture
+def db_clock(database_url):
+    return DatabaseClock()
 
 
 @pytest.fixture

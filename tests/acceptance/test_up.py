@@ -62,7 +62,7 @@ def test_up_runs_a_job_end_to_end_and_stops_cleanly(tmp_path):
         assert "completed" in human.stdout and "duration_ms".upper() in human.stdout
         stats = _cli(env, "stats", "--json")
         [maintenance] = [q for q in json.loads(stats.stdout) if q["queue_name"] == "maintenance"]
-        # The scheduler `up` starts may have run a scheduled maintenance job too (docs/scheduler.md).
+        # The scheduler `up` starts may have run a scheduled maintenance job too (README "Scheduler").
         assert maintenance["completed"] >= 1
         pings = json.loads(_cli(env, "jobs", "--actor", "maintenance.ping", "--json").stdout)
         assert [(j["id"], j["state"]) for j in pings] == [(job_id, "completed")]

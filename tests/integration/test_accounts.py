@@ -23,9 +23,8 @@ from actors.zitadel import ZitadelClient
 from domain import accounts
 from storage import accounts as account_rows
 from storage import encryption, jobs, logs
-from storage.clock import FrozenClock, SystemClock
 from storage.queries import queries
-from tests.conftest import lamplighter_env, use_database, wait_for
+from tests.conftest import DatabaseClock, lamplighter_env, use_database, wait_for
 
 PASSWORD = "Tr0ub4dor&3-never-logged"
 PAT = "pat-secret-123"
@@ -122,14 +121,14 @@ def configured(database_url, httpserver):
 
 
 @pytest.fixture
-def clock():
-    # A whole second shortly after the database's "now", so SQL-inserted rows are due too.
-    return FrozenClock(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+def clock(db_clock):
+    # The sweep decides by the database's clock (lamplighter.now()); tests move it, not wait.
+    return db_clock
 
 
-def run_sweep(clock, settings, **kwargs):
+def run_sweep(settings, **kwargs):
     with ZitadelClient(settings.zitadel_url, settings.zitadel_pat, timeout=settings.zitadel_timeout) as client:
-        return accounts.sweep(clock, client, provider_settings(settings),
+        return accounts.sweep(client, provider_settings(settings),
                               processing_timeout=settings.account_processing_timeout, **kwargs)
 
 
@@ -149,7 +148,7 @@ def test_success_creates_the_user_grants_the_role_and_erases_the_password(config
     [(stored,)] = sql("SELECT encrypted_password FROM lamplighter.queued_managed_account_creations")
     assert stored.startswith("enc:v1:t1:") and PASSWORD not in stored
 
-    assert run_sweep(clock, configured) == {"released": 0, "completed": 1, "retry_scheduled": 0, "failed": 0,
+    assert run_sweep(configured) == {"released": 0, "completed": 1, "retry_scheduled": 0, "failed": 0,
                                             "superseded": 0}
 
     row = account_rows.get(request_id)
@@ -164,35 +163,35 @@ def test_success_creates_the_user_grants_the_role_and_erases_the_password(config
     assert zitadel.grants[user_id(request_id)] == [ORG, {"projectId": "proj-1", "roleKeys": ["member"]}]
     # Nothing due any more: the next sweeps call nobody.
     clock.advance(86_400)
-    assert run_sweep(clock, configured)["completed"] == 0
+    assert run_sweep(configured)["completed"] == 0
     assert len(zitadel.creates) == 1
 
 
 def test_503_twice_then_success_follows_the_schedule_to_the_second(configured, zitadel, clock):
     unavailable = FakeZitadel.error(503, 14, "Service unavailable")
     zitadel.script = [unavailable, unavailable]
-    t0 = clock.now()
     request_id = new_request(clock)
 
-    assert run_sweep(clock, configured)["retry_scheduled"] == 1
+    assert run_sweep(configured)["retry_scheduled"] == 1
     row = account_rows.get(request_id)
-    assert (row.status, row.retry_count, row.next_retry_at) == ("pending", 1, t0 + timedelta(minutes=1))
+    # updated_at is the database's now when the failure was recorded, in the same statement.
+    assert (row.status, row.retry_count, row.next_retry_at) == ("pending", 1, row.updated_at + timedelta(minutes=1))
     assert row.last_error_message == "Zitadel 503 unavailable: Service unavailable"
     assert row.encrypted_password is not None  # kept for the retry
 
-    clock.advance(59)
-    assert run_sweep(clock, configured)["retry_scheduled"] == 0  # not due yet
+    clock.set(row.next_retry_at - timedelta(seconds=1))
+    assert run_sweep(configured)["retry_scheduled"] == 0  # not due yet
     assert len(zitadel.creates) == 1
-    clock.advance(1)
-    run_sweep(clock, configured)
+    clock.set(row.next_retry_at)
+    run_sweep(configured)
     row = account_rows.get(request_id)
-    assert (row.status, row.retry_count, row.next_retry_at) == ("pending", 2, t0 + timedelta(minutes=6))
+    assert (row.status, row.retry_count, row.next_retry_at) == ("pending", 2, row.updated_at + timedelta(minutes=5))
 
-    clock.advance(299)
-    run_sweep(clock, configured)
+    clock.set(row.next_retry_at - timedelta(seconds=1))
+    run_sweep(configured)
     assert len(zitadel.creates) == 2
-    clock.advance(1)
-    assert run_sweep(clock, configured)["completed"] == 1
+    clock.set(row.next_retry_at)
+    assert run_sweep(configured)["completed"] == 1
     row = account_rows.get(request_id)
     assert (row.status, row.retry_count, row.encrypted_password) == ("completed", 2, None)
     assert zitadel.create_calls(user_id(request_id)) == 3
@@ -200,17 +199,14 @@ def test_503_twice_then_success_follows_the_schedule_to_the_second(configured, z
 
 def test_fifth_failed_retry_fails_the_request_and_notifies_the_admin(configured, zitadel, clock):
     zitadel.script = [FakeZitadel.error(502, 14, "Bad gateway")] * 6
-    t0 = clock.now()
     request_id = new_request(clock)
-    expected_next = t0
     for retry_count, delay in enumerate([60, 300, 900, 3600, 14400], start=1):
-        clock.current = expected_next
-        run_sweep(clock, configured)
+        run_sweep(configured)
         row = account_rows.get(request_id)
-        expected_next = expected_next + timedelta(seconds=delay)
-        assert (row.status, row.retry_count, row.next_retry_at) == ("pending", retry_count, expected_next)
-    clock.current = expected_next
-    assert run_sweep(clock, configured)["failed"] == 1
+        assert (row.status, row.retry_count, row.next_retry_at) == \
+            ("pending", retry_count, row.updated_at + timedelta(seconds=delay))
+        clock.set(row.next_retry_at)
+    assert run_sweep(configured)["failed"] == 1
 
     row = account_rows.get(request_id)
     assert (row.status, row.retry_count, row.encrypted_password) == ("failed", 5, None)
@@ -221,16 +217,45 @@ def test_fifth_failed_retry_fails_the_request_and_notifies_the_admin(configured,
     assert "'anna.berg'" in notice.message and "gave up after 5 retries" in notice.message
 
 
+def test_the_sweep_goes_by_the_database_clock_not_the_process_clock(configured, zitadel, clock, sql):
+    """The database's clock runs two hours ahead of this process's. A request due in one hour by
+    the process's clock is due by the database's, so the sweep takes it; its next try, its claim
+    and the stuck cutoff are all reckoned from the database's now."""
+    zitadel.script = [FakeZitadel.error(503, 14, "Service unavailable")]
+    [(request_id,)] = sql(
+        "INSERT INTO lamplighter.queued_managed_account_creations "
+        "(organization_id, username, given_name, family_name, email, role, created_by, next_retry_at) "
+        "VALUES ('family-7', 'ida', 'Ida', 'Berg', 'ida@example.org', 'member', 'admin-3', %s) RETURNING id",
+        (datetime.now(timezone.utc) + timedelta(hours=1),))
+    clock.advance(2 * 3600)
+    sweep = actors.accounts.retry_managed_account_creations.fn
+
+    assert sweep()["retry_scheduled"] == 1
+    row = account_rows.get(request_id)
+    assert row.updated_at > datetime.now(timezone.utc) + timedelta(hours=1)  # the database's now
+    assert row.next_retry_at == row.updated_at + timedelta(minutes=1)
+
+    # A worker dies mid-call: its claim is stuck once the database's clock says so.
+    clock.set(row.next_retry_at)
+    claimed = account_rows.claim_next()
+    assert claimed.id == request_id and claimed.claimed_at > datetime.now(timezone.utc) + timedelta(hours=1)
+    clock.set(claimed.claimed_at + timedelta(seconds=119))
+    assert sweep()["released"] == 0
+    clock.set(claimed.claimed_at + timedelta(seconds=121))
+    assert sweep()["released"] == 1
+    assert account_rows.get(request_id).retry_count == 2
+
+
 def test_400_invalid_username_fails_at_once_without_retry(configured, zitadel, clock):
     request_id = new_request(clock, username="anna berg!", email="anna@example.org")
-    assert run_sweep(clock, configured)["failed"] == 1
+    assert run_sweep(configured)["failed"] == 1
     row = account_rows.get(request_id)
     assert (row.status, row.retry_count, row.encrypted_password) == ("failed", 0, None)
     assert row.last_error_message == "Zitadel 400 invalid_argument: Username is invalid (V2-bAqE2)"
     [notice] = account_rows.notifications("admin-3")
     assert "Username is invalid" in notice.message
     clock.advance(5 * 3600)
-    run_sweep(clock, configured)
+    run_sweep(configured)
     assert len(zitadel.creates) == 1
 
 
@@ -238,7 +263,7 @@ def test_400_invalid_username_fails_at_once_without_retry(configured, zitadel, c
 def test_other_permanent_errors_fail_at_once(configured, zitadel, clock, status, code):
     zitadel.script = [FakeZitadel.error(status, code, "no")]
     request_id = new_request(clock)
-    run_sweep(clock, configured)
+    run_sweep(configured)
     row = account_rows.get(request_id)
     assert (row.status, row.retry_count) == ("failed", 0)
     assert row.last_error_message.startswith(f"Zitadel {status} ")
@@ -247,23 +272,23 @@ def test_other_permanent_errors_fail_at_once(configured, zitadel, clock, status,
 def test_crash_after_zitadel_created_the_user_reconciles_on_409(configured, zitadel, clock):
     request_id = new_request(clock)
     # A worker claims the request, Zitadel creates the user, and the worker dies before recording it.
-    claimed = account_rows.claim_next(clock.now())
+    claimed = account_rows.claim_next()
     with ZitadelClient(configured.zitadel_url, PAT, timeout=1) as client:
         client.create_human_user(accounts.HumanUser(
             user_id=user_id(request_id), organization_id=ORG, username="anna.berg", given_name="Anna",
             family_name="Berg", email="anna.berg@example.org"))
     assert claimed.status == "processing" and account_rows.get(request_id).status == "processing"
 
-    clock.advance(119)
-    assert run_sweep(clock, configured)["released"] == 0  # within the processing timeout
-    clock.advance(2)
-    assert run_sweep(clock, configured)["released"] == 1
+    clock.set(claimed.claimed_at + timedelta(seconds=119))
+    assert run_sweep(configured)["released"] == 0  # within the processing timeout
+    clock.set(claimed.claimed_at + timedelta(seconds=121))
+    assert run_sweep(configured)["released"] == 1
     row = account_rows.get(request_id)
     assert (row.status, row.retry_count) == ("pending", 1)
     assert row.last_error_message == "processing took longer than 120 s (worker lost?)"
 
-    clock.current = row.next_retry_at
-    assert run_sweep(clock, configured)["completed"] == 1
+    clock.set(row.next_retry_at)
+    assert run_sweep(configured)["completed"] == 1
     row = account_rows.get(request_id)
     assert (row.status, row.idp_user_id, row.encrypted_password) == ("completed", user_id(request_id), None)
     assert len(zitadel.users) == 1
@@ -275,7 +300,7 @@ def test_409_for_someone_else_is_not_linked(configured, zitadel, clock):
     taken = new_request(clock, username="anna.berg")
     zitadel.users[user_id(taken)] = {"userId": user_id(taken), "username": "someone.else",
                                      "details": {"resourceOwner": ORG}}
-    run_sweep(clock, configured)
+    run_sweep(configured)
     row = account_rows.get(taken)
     assert row.status == "failed"
     assert row.last_error_message.startswith(
@@ -284,7 +309,7 @@ def test_409_for_someone_else_is_not_linked(configured, zitadel, clock):
     # A 409 with no user under our id: the username is taken by some other account.
     clash = new_request(clock, username="bob.berg")
     zitadel.script = [FakeZitadel.error(409, 6, "User already exists (COMMAND-k2unb)")]
-    run_sweep(clock, configured)
+    run_sweep(configured)
     row = account_rows.get(clash)
     assert row.status == "failed"
     assert row.last_error_message == (
@@ -296,32 +321,32 @@ def test_409_for_someone_else_is_not_linked(configured, zitadel, clock):
 def test_429_honours_retry_after_but_never_shortens_the_schedule(configured, zitadel, clock):
     zitadel.script = [FakeZitadel.error(429, 8, "Too many requests", headers={"Retry-After": "600"}),
                       FakeZitadel.error(429, 8, "Too many requests", headers={"Retry-After": "5"})]
-    t0 = clock.now()
     slow = new_request(clock, username="slow")
     quick = new_request(clock, username="quick")
-    run_sweep(clock, configured)
-    assert account_rows.get(slow).next_retry_at == t0 + timedelta(seconds=600)
-    assert account_rows.get(quick).next_retry_at == t0 + timedelta(seconds=60)
-    assert account_rows.get(slow).last_error_message == "Zitadel 429 resource_exhausted: Too many requests"
-    clock.advance(60)
-    run_sweep(clock, configured)
+    run_sweep(configured)
+    slow_row, quick_row = account_rows.get(slow), account_rows.get(quick)
+    assert slow_row.next_retry_at == slow_row.updated_at + timedelta(seconds=600)
+    assert quick_row.next_retry_at == quick_row.updated_at + timedelta(seconds=60)
+    assert slow_row.last_error_message == "Zitadel 429 resource_exhausted: Too many requests"
+    clock.set(quick_row.next_retry_at)
+    run_sweep(configured)
     assert account_rows.get(quick).status == "completed"
     assert account_rows.get(slow).status == "pending"
-    clock.advance(540)
-    run_sweep(clock, configured)
+    clock.set(slow_row.next_retry_at)
+    run_sweep(configured)
     assert account_rows.get(slow).status == "completed"
 
 
 def test_timeout_is_retried(configured, zitadel, clock):
     zitadel.script = ["hang"]
     request_id = new_request(clock)
-    run_sweep(clock, configured)
+    run_sweep(configured)
     zitadel.hold.set()
     row = account_rows.get(request_id)
     assert (row.status, row.retry_count) == ("pending", 1)
     assert row.last_error_message == "Zitadel did not answer POST /v2/users/human within 0.5 s"
-    clock.current = row.next_retry_at
-    run_sweep(clock, configured)
+    clock.set(row.next_retry_at)
+    run_sweep(configured)
     assert account_rows.get(request_id).status == "completed"
     assert len(zitadel.users) == 1
 
@@ -335,7 +360,7 @@ def test_two_sweeps_at_once_never_call_zitadel_twice_for_one_request(configured,
         # peewee keeps one connection per thread: two sweeps, two connections.
         try:
             start.wait()
-            results.append(run_sweep(clock, configured))
+            results.append(run_sweep(configured))
         except Exception as exc:  # collected and asserted below
             errors.append(exc)
 
@@ -356,7 +381,7 @@ def test_sql_inserted_row_without_password_is_created_without_one(configured, zi
         "INSERT INTO lamplighter.queued_managed_account_creations "
         "(organization_id, username, given_name, family_name, email, role, created_by) "
         "VALUES ('family-7', 'carl', 'Carl', 'Berg', 'carl@example.org', 'child', 'admin-3') RETURNING id")
-    assert run_sweep(clock, configured)["completed"] == 1
+    assert run_sweep(configured)["completed"] == 1
     [body] = zitadel.creates
     assert "password" not in body
     assert zitadel.grants[user_id(request_id)][1]["roleKeys"] == ["child"]
@@ -368,7 +393,7 @@ def test_a_password_that_is_not_encrypted_is_refused_and_never_sent(configured, 
         "(organization_id, username, given_name, family_name, email, role, created_by, encrypted_password) "
         "VALUES ('family-7', 'dora', 'Dora', 'Berg', 'dora@example.org', 'member', 'admin-3', 'hunter2') "
         "RETURNING id")
-    assert run_sweep(clock, configured)["failed"] == 1
+    assert run_sweep(configured)["failed"] == 1
     row = account_rows.get(request_id)
     assert (row.status, row.encrypted_password) == ("failed", None)
     assert row.last_error_message == accounts.NOT_ENCRYPTED
@@ -393,7 +418,7 @@ def test_rotation_re_encrypts_queued_passwords(configured, zitadel, clock, sql, 
                             ZITADEL_URL=configured.zitadel_url, ZITADEL_PAT=PAT, ZITADEL_ORG_ID=ORG,
                             ZITADEL_USER_ID_PREFIX="ll-test-")
     encryption.reset()
-    run_sweep(clock, settings)
+    run_sweep(settings)
     assert account_rows.get(request_id).status == "completed"
     assert zitadel.creates[0]["password"]["password"] == PASSWORD
 
@@ -417,7 +442,7 @@ def test_password_never_reaches_logs_history_or_job_arguments(configured, zitade
     logs.configure(log_format="json", level="DEBUG", stream=stream)
     try:
         zitadel.script = [lambda body: FakeZitadel.error(503, 14, f"upstream choked on {json.dumps(body)}")]
-        clock = SystemClock()
+        clock = DatabaseClock()
         echoed = new_request(clock, username="echo")
         created = new_request(clock, username="fine")
         failed = new_request(clock, username="not valid", email="nv@example.org")
@@ -458,7 +483,7 @@ def test_claim_uses_the_due_index_on_a_large_table(database_url, sql):
     conn = psycopg2.connect(database_url)
     try:
         cur = conn.cursor()
-        cur.execute("EXPLAIN " + queries("accounts")["account_request_claim_next"], {"now": datetime.now(timezone.utc)})
+        cur.execute("EXPLAIN " + queries("accounts")["account_request_claim_next"])
         plan = "\n".join(r[0] for r in cur.fetchall())
     finally:
         conn.rollback()

@@ -54,11 +54,11 @@ def decrypt(value):
 def test_schedule_is_1_5_15_60_240_minutes_then_failed():
     delays = []
     for retry_count in range(5):
-        outcome = accounts.after_transient_failure(request(retry_count=retry_count), NOW, "503")
+        outcome = accounts.after_transient_failure(request(retry_count=retry_count), "503")
         assert (outcome.status, outcome.retry_count, outcome.erase_password) == ("pending", retry_count + 1, False)
-        delays.append(outcome.next_retry_at - NOW)
+        delays.append(timedelta(seconds=outcome.retry_delay))
     assert delays == [timedelta(minutes=m) for m in (1, 5, 15, 60, 240)]
-    last = accounts.after_transient_failure(request(retry_count=5), NOW, "503")
+    last = accounts.after_transient_failure(request(retry_count=5), "503")
     assert (last.status, last.retry_count, last.erase_password) == ("failed", 5, True)
     assert last.last_error_message == "gave up after 5 retries; last error: 503"
     assert last.notify[0] == "admin-3"
@@ -67,13 +67,13 @@ def test_schedule_is_1_5_15_60_240_minutes_then_failed():
 @pytest.mark.parametrize("retry_count,retry_after,expected", [
     (0, 600, 600), (0, 5, 60), (2, 120, 900), (0, 10 ** 9, 86400), (0, None, 60)])
 def test_retry_after_pushes_the_next_try_later_never_earlier(retry_count, retry_after, expected):
-    outcome = accounts.after_transient_failure(request(retry_count=retry_count), NOW, "429", retry_after)
-    assert outcome.next_retry_at == NOW + timedelta(seconds=expected)
+    outcome = accounts.after_transient_failure(request(retry_count=retry_count), "429", retry_after)
+    assert outcome.retry_delay == expected
 
 
 def test_success_sends_the_decrypted_password_and_grants_the_requests_role():
     provider = MemoryProvider()
-    outcome = accounts.attempt(request(), provider, CONFIG, NOW, decrypt=decrypt)
+    outcome = accounts.attempt(request(), provider, CONFIG, decrypt=decrypt)
     assert (outcome.status, outcome.idp_user_id, outcome.erase_password, outcome.notify) == \
         ("completed", "ll-42", True, None)
     [user] = provider.created
@@ -85,36 +85,36 @@ def test_success_sends_the_decrypted_password_and_grants_the_requests_role():
 
 def test_configured_role_keys_replace_the_requests_role_and_no_project_means_no_grant():
     provider = MemoryProvider()
-    accounts.attempt(request(), provider, ProviderSettings("org-1", "proj-1", ("a", "b")), NOW, decrypt=decrypt)
+    accounts.attempt(request(), provider, ProviderSettings("org-1", "proj-1", ("a", "b")), decrypt=decrypt)
     assert provider.granted[0][3] == ("a", "b")
     provider = MemoryProvider()
-    assert accounts.attempt(request(), provider, ProviderSettings("org-1"), NOW, decrypt=decrypt).status == "completed"
+    assert accounts.attempt(request(), provider, ProviderSettings("org-1"), decrypt=decrypt).status == "completed"
     assert provider.granted == []
 
 
 def test_a_grant_that_already_exists_is_success():
     provider = MemoryProvider(grant_error=AlreadyExists("Zitadel 409: grant exists", status=409))
-    assert accounts.attempt(request(), provider, CONFIG, NOW, decrypt=decrypt).status == "completed"
+    assert accounts.attempt(request(), provider, CONFIG, decrypt=decrypt).status == "completed"
 
 
 def test_409_links_our_own_user_only():
     ours = ProviderUser(user_id="ll-42", organization_id="org-1", username="Anna.Berg")
     conflict = AlreadyExists("Zitadel 409 already_exists: User already exists", status=409)
-    outcome = accounts.attempt(request(), MemoryProvider(create_error=conflict, existing=ours), CONFIG, NOW,
+    outcome = accounts.attempt(request(), MemoryProvider(create_error=conflict, existing=ours), CONFIG,
                                decrypt=decrypt)
     assert (outcome.status, outcome.idp_user_id) == ("completed", "ll-42")
     other_org = ProviderUser(user_id="ll-42", organization_id="org-2", username="anna.berg")
-    outcome = accounts.attempt(request(), MemoryProvider(create_error=conflict, existing=other_org), CONFIG, NOW,
+    outcome = accounts.attempt(request(), MemoryProvider(create_error=conflict, existing=other_org), CONFIG,
                                decrypt=decrypt)
     assert outcome.status == "failed" and "organization org-2" in outcome.last_error_message
-    outcome = accounts.attempt(request(), MemoryProvider(create_error=conflict, existing=None), CONFIG, NOW,
+    outcome = accounts.attempt(request(), MemoryProvider(create_error=conflict, existing=None), CONFIG,
                                decrypt=decrypt)
     assert outcome.status == "failed" and "taken by another account" in outcome.last_error_message
 
 
 def test_permanent_error_fails_at_once_and_erases_the_password():
     error = PermanentProviderError("Zitadel 400 invalid_argument: Username is invalid", status=400)
-    outcome = accounts.attempt(request(retry_count=2), MemoryProvider(create_error=error), CONFIG, NOW,
+    outcome = accounts.attempt(request(retry_count=2), MemoryProvider(create_error=error), CONFIG,
                                decrypt=decrypt)
     assert (outcome.status, outcome.retry_count, outcome.erase_password) == ("failed", 2, True)
     assert outcome.notify == ("admin-3", "creation_failed",
@@ -126,16 +126,16 @@ def test_permanent_error_fails_at_once_and_erases_the_password():
 def test_a_password_echoed_in_an_error_is_scrubbed():
     error = RetryableProviderError(f"Zitadel 503: proxy could not forward {{\"password\": \"{SECRET}\"}}",
                                    status=503)
-    outcome = accounts.attempt(request(), MemoryProvider(create_error=error), CONFIG, NOW, decrypt=decrypt)
+    outcome = accounts.attempt(request(), MemoryProvider(create_error=error), CONFIG, decrypt=decrypt)
     assert SECRET not in outcome.last_error_message and "[REDACTED]" in outcome.last_error_message
-    outcome = accounts.attempt(request(), MemoryProvider(create_error=ValueError(f"bad {SECRET}")), CONFIG, NOW,
+    outcome = accounts.attempt(request(), MemoryProvider(create_error=ValueError(f"bad {SECRET}")), CONFIG,
                                decrypt=decrypt)
     assert outcome.status == "pending" and outcome.last_error_message == "unexpected ValueError: bad [REDACTED]"
 
 
 def test_non_encrypted_password_is_refused_and_never_sent():
     provider = MemoryProvider()
-    outcome = accounts.attempt(request(encrypted_password="hunter2"), provider, CONFIG, NOW, decrypt=decrypt)
+    outcome = accounts.attempt(request(encrypted_password="hunter2"), provider, CONFIG, decrypt=decrypt)
     assert (outcome.status, outcome.erase_password) == ("failed", True)
     assert outcome.last_error_message == accounts.NOT_ENCRYPTED
     assert "hunter2" not in outcome.last_error_message and "hunter2" not in outcome.notify[2]
@@ -144,7 +144,7 @@ def test_non_encrypted_password_is_refused_and_never_sent():
 
 def test_no_password_creates_without_one_and_undecryptable_is_retried():
     provider = MemoryProvider()
-    assert accounts.attempt(request(encrypted_password=None), provider, CONFIG, NOW, decrypt=decrypt).status == \
+    assert accounts.attempt(request(encrypted_password=None), provider, CONFIG, decrypt=decrypt).status == \
         "completed"
     assert provider.created[0].password is None
 
@@ -152,7 +152,7 @@ def test_no_password_creates_without_one_and_undecryptable_is_retried():
         raise EncryptionError("cannot decrypt a value under key id 'k1': wrong or missing key")
 
     provider = MemoryProvider()
-    outcome = accounts.attempt(request(), provider, CONFIG, NOW, decrypt=broken)
+    outcome = accounts.attempt(request(), provider, CONFIG, decrypt=broken)
     assert outcome.status == "pending" and outcome.last_error_message.startswith("cannot decrypt the stored password")
     assert provider.created == []
 
