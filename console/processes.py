@@ -94,13 +94,24 @@ def _install_handlers(supervisor: Supervisor) -> None:
     signal.signal(signal.SIGTERM, supervisor.request_stop)
 
 
+def release():
+    """The release step: check the schedules declared on the actors, migrate, sync them into
+    the schedules table (scheduler/sync.py). A bad declaration raises DeclarationError before
+    anything is written. Returns (migrations applied, sync report)."""
+    from actors import broker
+    from scheduler import sync
+    from storage import schema
+
+    definitions = sync.definitions_from_broker(broker)
+    applied = schema.migrate()
+    return applied, sync.sync(definitions)
+
+
 def up(settings: settings_module.Settings) -> int:
     log.info("lamplighter_up", **settings.public())
     url = connection.database_url()  # starts the embedded server when DATABASE_URL is unset
     try:
-        from console.cli import release
-
-        release()  # migrations, then the schedules declared on the actors (console/cli.py)
+        release()  # migrations, then the schedules declared on the actors
         env = settings_module.process_environment(DATABASE_URL=url, PYTHONUNBUFFERED="1")
         supervisor = Supervisor(settings.shutdown_grace)
         _install_handlers(supervisor)
