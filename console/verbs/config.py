@@ -1,5 +1,6 @@
 """`lamplighter config`: every setting as this process resolves it (flag > env > default, see
-storage/settings.py), secrets never shown."""
+storage/settings.py), secrets never shown. `lamplighter up` prints the few that matter at start-up
+(``startup_summary``) and leaves the rest to this verb."""
 from __future__ import annotations
 
 import re
@@ -41,6 +42,13 @@ def settings_view(settings: Settings) -> dict[str, object]:
     shown = settings.public()
     shown["database_url"] = database_shown(settings.database_url)
     return shown
+
+
+def startup_summary(settings: Settings) -> dict[str, object]:
+    """What a newcomer needs from `up`'s first line: where the data is, how many workers, which port."""
+    return {"database": database_shown(settings.database_url), "data_dir": str(settings.data_dir),
+            "workers": f"{settings.worker_processes} processes x {settings.worker_threads} threads",
+            "port": settings.port, "all_settings": "lamplighter config"}
 
 
 def table_rows(view: dict[str, object]) -> list[dict]:
