@@ -2,7 +2,9 @@
 
 `up` runs the release step in-process, then the Procfile's long-running processes as children
 with their output prefixed, like foreman or honcho. With DATABASE_URL unset it starts the
-embedded PostgreSQL first and hands its URL to the children. Ctrl-C or SIGTERM stops the
+embedded PostgreSQL first and hands its URL to the children, and with it the log format it
+resolved for itself, so that a terminal shows one readable program, not `up`'s lines readable
+and the children's (written to a pipe) as JSON. Ctrl-C or SIGTERM stops the
 children gracefully (SIGTERM, then SIGKILL after the shutdown grace), then the embedded server.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 
 import structlog
 
+from console.verbs import config
 from storage import connection, embedded
 from storage import settings as settings_module
 
@@ -94,14 +97,46 @@ def _install_handlers(supervisor: Supervisor) -> None:
     signal.signal(signal.SIGTERM, supervisor.request_stop)
 
 
+def release():
+    """The release step: check the schedules declared on the actors, migrate, sync them into
+    the schedules table (scheduler/sync.py). A bad declaration raises DeclarationError before
+    anything is written. Returns (migrations applied, sync report)."""
+    from actors import broker
+    from scheduler import sync
+    from storage import schema
+
+    definitions = sync.definitions_from_broker(broker)
+    applied = schema.migrate()
+    report = sync.sync(definitions)
+    broker.register_actors()  # SQL enqueue (lamplighter.enqueue) knows them before any worker starts
+    return applied, report
+
+
+def resolved_log_format(log_format: str, stream) -> str:
+    """`auto` decided once, by `up`'s own stderr. A child writes to `up`'s pipe, where it would
+    decide on JSON: a terminal would show `up`'s lines readable and every child's as JSON.
+    (storage/logs.py's configure() makes the same choice for a process on its own.)"""
+    if log_format != "auto":
+        return log_format
+    return "console" if stream.isatty() else "json"
+
+
+def child_environment(settings: settings_module.Settings, database_url: str, *, stream=None) -> dict[str, str]:
+    """The environment `up` starts its children with: the database it resolved (the embedded
+    server's URL when DATABASE_URL is unset) and the log format it resolved, so that their lines
+    and its own read alike."""
+    log_format = resolved_log_format(settings.log_format, sys.stderr if stream is None else stream)
+    return settings_module.process_environment(DATABASE_URL=database_url, PYTHONUNBUFFERED="1",
+                                               LAMPLIGHTER_LOG_FORMAT=log_format)
+
+
 def up(settings: settings_module.Settings) -> int:
-    log.info("lamplighter_up", **settings.public())
+    # The few settings a newcomer needs; `lamplighter config` lists them all.
+    log.info("lamplighter_up", **config.startup_summary(settings))
     url = connection.database_url()  # starts the embedded server when DATABASE_URL is unset
     try:
-        from console.cli import release
-
-        release()  # migrations, then the schedules declared on the actors (console/cli.py)
-        env = settings_module.process_environment(DATABASE_URL=url, PYTHONUNBUFFERED="1")
+        release()  # migrations, then the schedules declared on the actors
+        env = child_environment(settings, url)
         supervisor = Supervisor(settings.shutdown_grace)
         _install_handlers(supervisor)
         for name, verb in PROCESSES.items():

@@ -1,10 +1,15 @@
 """A new user's path: `lamplighter up` on a fresh embedded cluster, a job enqueued by the CLI
 reaches `completed`, Ctrl-C stops everything and leaves no process behind."""
 import json
+import os
+import pty
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import pytest
@@ -79,3 +84,62 @@ def test_up_runs_a_job_end_to_end_and_stops_cleanly(tmp_path):
         if up.poll() is None:
             up.kill()
         log.close()
+
+
+def _with_password(url: str, password: str) -> str:
+    """The test server trusts every local connection: a password in the URL is accepted and ignored."""
+    parts = urlsplit(url)
+    user_info, host = parts.netloc.rsplit("@", 1) if "@" in parts.netloc else ("postgres", parts.netloc)
+    return urlunsplit(parts._replace(netloc=f"{user_info.split(':', 1)[0]}:{password}@{host}"))
+
+
+def test_up_on_a_terminal_reads_like_one_program(tmp_path, database_url):
+    port = _free_port()
+    env = lamplighter_env(DATABASE_URL=_with_password(database_url, "secretpw"), PORT=str(port),
+                          LAMPLIGHTER_LOG_FORMAT="auto", LAMPLIGHTER_WORKER_PROCESSES="1",
+                          LAMPLIGHTER_WORKER_THREADS="1")
+    children_log = tmp_path / "children.log"
+    terminal, terminal_side = pty.openpty()  # up's stderr is a terminal; its children write to a pipe
+    with open(children_log, "wb") as log:
+        up = subprocess.Popen([sys.executable, "-m", "console", "up"], env=env, stdout=log, stderr=terminal_side,
+                              cwd=tmp_path)
+    os.close(terminal_side)
+    own = bytearray()
+    reader = threading.Thread(target=_drain, args=(terminal, own), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: _ready(port), timeout=60, interval=0.2, message="web /readyz answers 200")
+        wait_for(lambda: "worker_started" in children_log.read_text(), timeout=30, message="worker started")
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    reader.join(timeout=10)
+    lines = children_log.read_text().splitlines()
+    [started] = [line for line in lines if "worker_started" in line]
+    process, _, rendered = started.partition(" | ")
+    assert process.strip() == "worker"
+    assert "[info" in rendered  # structlog's console renderer, as `up`'s own lines
+    assert not [line for line in lines if line.partition(" | ")[2].startswith("{")], "a child logged JSON"
+    shown = ANSI.sub("", own.decode(errors="replace"))
+    [first] = [line for line in shown.splitlines() if "lamplighter_up" in line]
+    assert re.search(r"workers='?1 processes x 1 threads", first) and f"port={port}" in first
+    assert re.search(r"database='?postgresql://postgres:", first) and "data_dir=" in first
+    assert "claim_batch" not in first  # the rest is `lamplighter config`'s
+    assert "secretpw" not in shown + children_log.read_text()
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _drain(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: every process holding the terminal's other side has exited
+            break
+        if not chunk:
+            break
+        into.extend(chunk)
+    os.close(fd)

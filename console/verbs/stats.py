@@ -1,0 +1,53 @@
+"""`lamplighter stats`: per queue, how many jobs wait, run, finished and failed. The figures are
+storage/queues.py's, the same ones the dashboard and /metrics show."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from console import cli
+
+if TYPE_CHECKING:
+    from storage.queues import QueueStats
+
+TABLE_COLUMNS = ["queue", "waiting", "scheduled", "running", "completed", "failed", "dead", "cancelled",
+                 "oldest_waiting_s"]
+
+
+def register(verbs) -> None:
+    s = verbs.add_parser("stats", help="per queue: waiting, scheduled, running, completed, failed, dead")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=cmd_stats)
+
+
+@dataclass(frozen=True)
+class StatsView:
+    queues: list[QueueStats]
+    window_seconds: float  # "failed" counts failed attempts in this many seconds up to now
+
+
+def stats_view(*, window_seconds: float) -> StatsView:
+    from storage import queues
+
+    return StatsView(queues=queues.stats(window_seconds=window_seconds), window_seconds=window_seconds)
+
+
+def table_rows(view: StatsView) -> list[dict]:
+    """The table's rows: a paused queue says so next to its name; ages in seconds."""
+    rows = []
+    for figures in view.queues:
+        row = asdict(figures)
+        row["queue"] = row.pop("queue_name") + (" (paused)" if row["paused"] else "")
+        row["oldest_waiting_s"] = row.pop("oldest_waiting_age")
+        rows.append(row)
+    return rows
+
+
+def cmd_stats(args, settings) -> int:
+    view = stats_view(window_seconds=settings.failed_window)
+    if args.json:
+        cli.print_json(view.queues)
+        return 0
+    print(cli.table(table_rows(view), TABLE_COLUMNS))
+    print(f"(failed = failed attempts in the last {view.window_seconds:g} s)")
+    return 0

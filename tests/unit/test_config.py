@@ -1,0 +1,48 @@
+"""`lamplighter config`: every setting as resolved, no secret shown."""
+import json
+import re
+import subprocess
+import sys
+from dataclasses import fields
+
+import pytest
+
+from console.verbs import config
+from storage.settings import Settings
+from tests.conftest import lamplighter_env
+
+URL = "postgresql://app:hunter2@db.example:5432/app?sslmode=require&password=qs-secret"
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://app:hunter2@db/x", "postgresql://app:***@db/x"),
+    ("postgresql://app@db/x?password=hunter2", "postgresql://app@db/x?password=***"),
+    ("postgresql://app@db/x?sslmode=require&PASSWORD=hunter2&application_name=a",
+     "postgresql://app@db/x?sslmode=require&PASSWORD=***&application_name=a"),
+    ("postgresql://app:p%40ss@db/x", "postgresql://app:***@db/x"),
+    ("postgresql://db/x", "postgresql://db/x"),
+])
+def test_database_shown_carries_no_password(url, shown):
+    assert config.database_shown(url) == shown
+
+
+def _config(*args):
+    env = lamplighter_env(DATABASE_URL=URL, ZITADEL_PAT="pat-secret", LAMPLIGHTER_ENCRYPTION_KEYS="k1:fernet-key")
+    return subprocess.run([sys.executable, "-m", "console", "config", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_config_lists_every_setting_with_secrets_redacted():
+    shown = _config("--json")
+    assert shown.returncode == 0, shown.stderr
+    values = json.loads(shown.stdout)
+    assert list(values) == [f.name for f in fields(Settings)]
+    assert values["database_url"] == "postgresql://app:***@db.example:5432/app?sslmode=require&password=***"
+    assert (values["zitadel_pat"], values["encryption_keys"]) == ("(set)", "(set)")
+    assert values["finish_flush_interval"] == 0.005
+    table = _config()
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.startswith("SETTING")
+    assert re.search(r"^finish_flush_interval +0\.005$", table.stdout, re.MULTILINE)  # not 0.0
+    for secret in ("hunter2", "qs-secret", "pat-secret", "fernet-key"):
+        assert secret not in shown.stdout + shown.stderr + table.stdout + table.stderr
