@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import dramatiq
 import structlog
 
 from scheduler.cron import Cron, CronError, next_fire_time, validate_zone
-from storage import connection, schedules
+from storage import connection, engine, schedules
 from storage.schedules import DeclarationError, Definition
 
 log = structlog.get_logger("lamplighter.scheduler")
@@ -43,26 +42,18 @@ def definitions_from_broker(broker) -> list[Definition]:
     """Every ``periodic=`` declaration of the broker's actors, resolved against its actor
     (queue, priority, attempts, concurrency limit), checked. Takes the broker as an argument:
     the scheduler does not import the actors package."""
-    default_retries = None
-    for middleware in broker.middleware:
-        if isinstance(middleware, dramatiq.middleware.Retries):
-            default_retries = middleware.max_retries
     found: list[Definition] = []
     for name in sorted(broker.actors):
         actor = broker.actors[name]
         periodic = actor.options.get("periodic")
         if periodic is None:
             continue
-        max_retries = actor.options.get("max_retries", default_retries)
-        concurrency_limit = actor.options.get("concurrency_limit")
-        concurrency_key = actor.options.get("concurrency_key")
-        if concurrency_limit is not None and concurrency_key is None:
-            concurrency_key = name  # a per-actor limit, as the broker does at send
+        columns = engine.declared_job_columns(broker, name)  # the same rule as every send
         for declared in schedules.declared_schedules(name, periodic):
             found.append(Definition(
-                key=declared.key, actor_name=name, queue_name=actor.queue_name, priority=actor.priority,
-                max_attempts=None if max_retries is None else int(max_retries) + 1,
-                concurrency_key=concurrency_key, concurrency_limit=concurrency_limit, cron=declared.cron,
+                key=declared.key, actor_name=name, queue_name=actor.queue_name, priority=columns["priority"],
+                max_attempts=columns["max_attempts"], concurrency_key=columns.get("concurrency_key"),
+                concurrency_limit=columns["concurrency_limit"], cron=declared.cron,
                 zone=declared.zone, args=list(declared.args), kwargs=dict(declared.kwargs),
                 misfire=declared.misfire, grace_seconds=float(declared.grace), overlap=declared.overlap))
     validate(found)

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from storage import connection, encryption
-from storage.jobs import execute, rows
-from storage.queries import queries
+from storage.queries import queries, rows, runner
 
 SQL = queries("accounts")
+execute = runner("accounts")
 TABLE = "lamplighter.queued_managed_account_creations"
 STATUSES = ("pending", "processing", "completed", "failed")
 
@@ -73,20 +73,20 @@ def insert(*, organization_id: str, username: str, given_name: str, family_name:
     cursor = execute("account_request_insert", {
         "organization_id": organization_id, "username": username, "given_name": given_name,
         "family_name": family_name, "email": email, "role": role, "encrypted_password": encrypted_password,
-        "created_by": created_by, "now": now}, sql=SQL)
+        "created_by": created_by, "now": now})
     return cursor.fetchone()[0]
 
 
 def claim_next() -> AccountRequest | None:
     """Mark the oldest due pending request processing and commit; None when nothing is due."""
-    found = rows(execute("account_request_claim_next", sql=SQL))
+    found = rows(execute("account_request_claim_next"))
     return AccountRequest(**found[0]) if found else None
 
 
 def stuck(processing_timeout: float, *, limit: int = 100) -> list[AccountRequest]:
     """Requests claimed more than ``processing_timeout`` seconds ago and still processing."""
     return [AccountRequest(**r) for r in rows(execute(
-        "account_request_stuck", {"processing_timeout": processing_timeout, "limit": limit}, sql=SQL))]
+        "account_request_stuck", {"processing_timeout": processing_timeout, "limit": limit}))]
 
 
 def finish(request: AccountRequest, outcome: Outcome) -> bool:
@@ -98,30 +98,29 @@ def finish(request: AccountRequest, outcome: Outcome) -> bool:
             "id": request.id, "claimed_at": request.claimed_at, "status": outcome.status,
             "retry_count": outcome.retry_count, "retry_delay": outcome.retry_delay,
             "last_error_message": outcome.last_error_message, "idp_user_id": outcome.idp_user_id,
-            "erase_password": outcome.erase_password}, sql=SQL)
+            "erase_password": outcome.erase_password})
         if cursor.fetchone() is None:
             return False
         if outcome.notify is not None:
             recipient, kind, message = outcome.notify
             execute("account_notification_insert", {"recipient": recipient, "request_id": request.id,
-                                                    "kind": kind, "message": message}, sql=SQL)
+                                                    "kind": kind, "message": message})
     return True
 
 
 def get(request_id: int) -> AccountRequest | None:
-    found = rows(execute("account_request_get", {"id": request_id}, sql=SQL))
+    found = rows(execute("account_request_get", {"id": request_id}))
     return AccountRequest(**found[0]) if found else None
 
 
 def list_requests(*, status: str | None = None, limit: int = 50) -> list[AccountRequest]:
-    return [AccountRequest(**r) for r in rows(execute("account_request_list", {"status": status, "limit": limit},
-                                                      sql=SQL))]
+    return [AccountRequest(**r) for r in rows(execute("account_request_list", {"status": status, "limit": limit}))]
 
 
 def count_due() -> int:
-    return execute("account_request_count_due", sql=SQL).fetchone()[0]
+    return execute("account_request_count_due").fetchone()[0]
 
 
 def notifications(recipient: str, *, unread_only: bool = True) -> list[Notification]:
     return [Notification(**r) for r in rows(execute("account_notification_list",
-                                                    {"recipient": recipient, "unread_only": unread_only}, sql=SQL))]
+                                                    {"recipient": recipient, "unread_only": unread_only}))]

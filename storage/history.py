@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.jobs import execute, rows
-from storage.queries import queries
+from storage.queries import queries, rows, runner
 
 SQL = queries("history")
+execute = runner("history")
 
 
 @dataclass(frozen=True)
@@ -28,4 +28,4 @@ class Attempt:
 
 
 def for_job(job_id: uuid.UUID | str) -> list[Attempt]:
-    return [Attempt(**row) for row in rows(execute("history_for_job", {"job_id": str(job_id)}, sql=SQL))]
+    return [Attempt(**row) for row in rows(execute("history_for_job", {"job_id": str(job_id)}))]

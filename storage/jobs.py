@@ -106,20 +106,12 @@ class Job:
         return dict(self.message.get("kwargs", {})) if isinstance(self.message, dict) else {}
 
 
-def rows(cursor) -> list[dict[str, Any]]:
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+rows = queries_module.rows
 
 
-def execute(name_or_sql: str, params: dict | None = None, *, conn=None, sql: dict | None = None):
-    """Run a named query on ``conn`` (psycopg2) or on peewee's connection (joins its transaction)."""
-    text = (sql or SQL)[name_or_sql]
-    if conn is not None:
-        cursor = conn.cursor()
-        cursor.execute(text, params or {})
-        return cursor
-    db = connection.init_database()
-    return db.execute_sql(text, params or {})
+def execute(name: str, params: dict | None = None, *, conn=None):
+    """Run a named query of storage/sql/jobs.sql (see storage.queries.run)."""
+    return queries_module.run(SQL, name, params, conn=conn)
 
 
 def execute_prepared(name: str, params: dict, *, conn=None):

@@ -1,7 +1,10 @@
-"""Named SQL, one file per concern under storage/sql/, loaded once.
+"""Named SQL, one file per concern under storage/sql/, loaded once, and the query helper every
+storage module uses.
 
 A file holds sections headed ``-- name: job_claim_batch --``; ``queries("jobs")["job_claim_batch"]``
-returns the text. Parameters use psycopg2's ``%(name)s`` style.
+returns the text. Parameters use psycopg2's ``%(name)s`` style. A storage module runs its
+queries with :func:`run` (on peewee's connection, joining the caller's transaction, or on a given
+psycopg2 connection) and reads rows as dicts with :func:`rows`.
 
 Hot queries run as server-side prepared statements (:func:`execute`): PostgreSQL plans them
 once per session, not on every call.
@@ -32,6 +35,36 @@ def queries(concern: str) -> dict[str, str]:
             raise ValueError(f"storage/sql/{concern}.sql: query {name!r} defined twice")
         named[name] = body.strip()
     return named
+
+
+def rows(cursor) -> list[dict[str, Any]]:
+    """The cursor's rows as dicts by column name."""
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def run(sql: dict[str, str], name: str, params: dict | None = None, *, conn=None):
+    """Run the query ``name`` of ``sql`` (a :func:`queries` dict) on ``conn`` (psycopg2), or on
+    peewee's connection, joining its transaction if one is open. Returns the cursor."""
+    text = sql[name]
+    if conn is not None:
+        cursor = conn.cursor()
+        cursor.execute(text, params or {})
+        return cursor
+    from storage import connection  # storage.connection imports settings, which is light; lazy
+
+    return connection.init_database().execute_sql(text, params or {})
+
+
+def runner(concern: str):
+    """``execute(name, params=None, *, conn=None)`` for the queries of storage/sql/<concern>.sql:
+    what a storage module binds once (``execute = runner("accounts")``)."""
+    sql = queries(concern)
+
+    def execute(name: str, params: dict | None = None, *, conn=None):
+        return run(sql, name, params, conn=conn)
+
+    return execute
 
 
 class StalePreparedStatement(Exception):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.jobs import execute, rows
-from storage.queries import queries
+from storage.queries import queries, rows, runner
 
 SQL = queries("queues")
+execute = runner("queues")
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,9 @@ class QueueStats:
 
 
 def stats(*, window_seconds: float) -> list[QueueStats]:
-    found = rows(execute("queue_stats", {"window_seconds": window_seconds}, sql=SQL))
+    found = rows(execute("queue_stats", {"window_seconds": window_seconds}))
     return [QueueStats(**{**row, "oldest_waiting_age": float(row["oldest_waiting_age"])}) for row in found]
 
 
 def set_paused(name: str, paused: bool, *, by: str) -> None:
-    execute("queue_set_paused", {"name": name, "paused": paused, "by": by}, sql=SQL)
+    execute("queue_set_paused", {"name": name, "paused": paused, "by": by})

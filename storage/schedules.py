@@ -36,10 +36,10 @@ import dramatiq
 import periodiq
 from dramatiq.middleware import MiddlewareError
 
-from storage.jobs import execute, rows
-from storage.queries import queries
+from storage.queries import queries, rows, runner
 
 SQL = queries("schedules")
+execute = runner("schedules")
 
 MISFIRE_POLICIES = ("run_once", "skip")
 OVERLAP_POLICIES = ("allow", "skip")
@@ -259,7 +259,7 @@ def _params(definition: Definition, next_fire_at: datetime | None) -> dict:
 
 def list_schedules(key: str | None = None) -> list[ListedSchedule]:
     listed = []
-    for found in rows(execute("schedule_list", {"key": key}, sql=SQL)):
+    for found in rows(execute("schedule_list", {"key": key})):
         last = None
         if found["last_tick_fire_at"] is not None:
             last = LastTick(fire_at=found["last_tick_fire_at"], kind=found["last_tick_kind"],
@@ -272,52 +272,52 @@ def list_schedules(key: str | None = None) -> list[ListedSchedule]:
 def lock_all() -> tuple[list[ScheduleRow], datetime]:
     """Inside a transaction: every schedule, with the table locked against other syncs; and
     the database's now."""
-    execute("schedule_lock_all", sql=SQL)
-    found = rows(execute("schedule_all", sql=SQL))
+    execute("schedule_lock_all")
+    found = rows(execute("schedule_all"))
     now = found[0]["now"] if found else database_now()
     return [_row(r) for r in found], now
 
 
 def insert(definition: Definition, *, next_fire_at: datetime) -> None:
-    execute("schedule_insert", _params(definition, next_fire_at), sql=SQL)
+    execute("schedule_insert", _params(definition, next_fire_at))
 
 
 def update_declared(definition: Definition, *, next_fire_at: datetime | None) -> None:
-    execute("schedule_update_declared", _params(definition, next_fire_at), sql=SQL)
+    execute("schedule_update_declared", _params(definition, next_fire_at))
 
 
 def disable(key: str) -> None:
-    execute("schedule_disable", {"key": key}, sql=SQL)
+    execute("schedule_disable", {"key": key})
 
 
 def set_paused(key: str, paused: bool, *, by: str, next_fire_at: datetime | None = None) -> bool:
     """False when there is no such schedule."""
     params = {"key": key, "paused": paused, "by": by, "next_fire_at": next_fire_at}
-    return execute("schedule_set_paused", params, sql=SQL).fetchone() is not None
+    return execute("schedule_set_paused", params).fetchone() is not None
 
 
 def due_keys(limit: int = 100) -> list[str]:
-    return [r[0] for r in execute("schedule_due_keys", {"limit": limit}, sql=SQL).fetchall()]
+    return [r[0] for r in execute("schedule_due_keys", {"limit": limit}).fetchall()]
 
 
 def lock_due(key: str) -> tuple[ScheduleRow, datetime] | None:
     """Inside a transaction: the schedule locked for its tick, if still due and not locked by
     someone else; with the database's now (the transaction's time)."""
-    found = rows(execute("schedule_lock_due", {"key": key}, sql=SQL))
+    found = rows(execute("schedule_lock_due", {"key": key}))
     return (_row(found[0]), found[0]["now"]) if found else None
 
 
 def lock_one(key: str) -> tuple[ScheduleRow, datetime] | None:
-    found = rows(execute("schedule_lock_one", {"key": key}, sql=SQL))
+    found = rows(execute("schedule_lock_one", {"key": key}))
     return (_row(found[0]), found[0]["now"]) if found else None
 
 
 def advance(key: str, *, next_fire_at: datetime, last_fire_at: datetime | None) -> None:
-    execute("schedule_advance", {"key": key, "next_fire_at": next_fire_at, "last_fire_at": last_fire_at}, sql=SQL)
+    execute("schedule_advance", {"key": key, "next_fire_at": next_fire_at, "last_fire_at": last_fire_at})
 
 
 def active_run(key: str) -> uuid.UUID | None:
-    found = execute("schedule_run_active", {"key": key}, sql=SQL).fetchone()
+    found = execute("schedule_run_active", {"key": key}).fetchone()
     return found[0] if found else None
 
 
@@ -326,36 +326,35 @@ def record_tick(key: str, fire_at: datetime, *, kind: str, outcome: str, job_id:
     """True if this tick was not recorded before; False: someone already dealt with it."""
     params = {"key": key, "fire_at": fire_at, "kind": kind, "outcome": outcome, "job_id": job_id,
               "missed": missed, "recorded_by": recorded_by}
-    return execute("schedule_tick_insert", params, sql=SQL).fetchone() is not None
+    return execute("schedule_tick_insert", params).fetchone() is not None
 
 
 def ticks_for(key: str, limit: int = 100) -> list[Tick]:
-    return [Tick(**r) for r in rows(execute("schedule_ticks_for", {"key": key, "limit": limit}, sql=SQL))]
+    return [Tick(**r) for r in rows(execute("schedule_ticks_for", {"key": key, "limit": limit}))]
 
 
 def prune_ticks(*, retention_seconds: float, batch_size: int = 5000) -> int:
-    return execute("schedule_tick_prune", {"retention_seconds": retention_seconds, "batch_size": batch_size},
-                   sql=SQL).rowcount
+    return execute("schedule_tick_prune", {"retention_seconds": retention_seconds, "batch_size": batch_size}).rowcount
 
 
 def database_now() -> datetime:
-    return execute("schedule_now", sql=SQL).fetchone()[0]
+    return execute("schedule_now").fetchone()[0]
 
 
 def acquire_lease(holder: str, *, ttl_seconds: float) -> Lease | None:
     """Take or renew the leader lease; None when another holder's lease is still live."""
-    found = rows(execute("lease_acquire", {"holder": holder, "ttl_seconds": ttl_seconds}, sql=SQL))
+    found = rows(execute("lease_acquire", {"holder": holder, "ttl_seconds": ttl_seconds}))
     return Lease(**found[0]) if found else None
 
 
 def lease_held(holder: str) -> bool:
-    return execute("lease_held", {"holder": holder}, sql=SQL).fetchone() is not None
+    return execute("lease_held", {"holder": holder}).fetchone() is not None
 
 
 def release_lease(holder: str) -> None:
-    execute("lease_release", {"holder": holder}, sql=SQL)
+    execute("lease_release", {"holder": holder})
 
 
 def current_lease() -> dict | None:
-    found = rows(execute("lease_get", sql=SQL))
+    found = rows(execute("lease_get"))
     return found[0] if found else None

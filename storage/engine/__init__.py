@@ -8,7 +8,9 @@ modules):
   and ``broker.enqueue_many`` are the bulk enqueue paths;
 * :func:`cancel_requested` — for actors, between steps;
 * :data:`enqueued_by` — who is enqueueing (the CLI, scheduler and API set it);
-* :class:`PayloadError` — a message that cannot be sent.
+* :class:`PayloadError` — a message that cannot be sent;
+* :func:`declared_job_columns` — the job columns an actor's declaration gives its messages (the
+  scheduler's ticks use the same rule as every send).
 
 Reading order, each module one job:
 
@@ -26,6 +28,8 @@ rescue).
 """
 from storage.engine.broker import LamplighterBroker
 from storage.engine.codec import PayloadError
+from storage.engine.columns import declared_job_columns
 from storage.engine.context import cancel_requested, current_job_id, enqueued_by
 
-__all__ = ["LamplighterBroker", "PayloadError", "cancel_requested", "current_job_id", "enqueued_by"]
+__all__ = ["LamplighterBroker", "PayloadError", "cancel_requested", "current_job_id", "declared_job_columns",
+           "enqueued_by"]

@@ -29,7 +29,6 @@ import traceback as traceback_module
 import uuid
 from typing import Any, Iterable, Sequence
 
-import dramatiq
 import structlog
 from dramatiq.broker import MessageProxy
 from dramatiq.common import current_millis
@@ -41,6 +40,7 @@ from storage import clock as clock_module
 from storage import connection, jobs, logs, workers
 from storage import settings as settings_module
 from storage.engine import codec, context, lifecycle
+from storage.engine import columns as columns_module
 from storage.engine.columns import ACTOR_COLUMN_OPTIONS, COLUMN_OPTIONS
 from storage.engine.claims import Claim
 from storage.engine.consumer import LamplighterConsumer
@@ -91,53 +91,33 @@ class LamplighterBroker(PostgresBroker):
             options.pop("eta", None)
             message = message.copy(options=options)
         actor = self.actors.get(message.actor_name)
-        if actor is not None:
-            for name in ACTOR_COLUMN_OPTIONS:
-                if name not in columns and actor.options.get(name) is not None:
-                    columns[name] = actor.options[name]
-        priority = columns.pop("priority", actor.priority if actor else 0)
-        if not isinstance(priority, int):
-            raise codec.PayloadError(f"cannot send {message.actor_name}: priority must be an integer")
-        unique_states = columns.pop("unique_states", None)
-        if unique_states is not None and (isinstance(unique_states, str)
-                                          or not all(isinstance(x, str) for x in unique_states)):
-            raise codec.PayloadError(f"cannot send {message.actor_name}: unique_states must be a list of states")
-        on_conflict = columns.pop("unique_on_conflict", None) or "ignore"
-        if on_conflict not in jobs.UNIQUE_POLICIES:
-            raise codec.PayloadError(f"cannot send {message.actor_name}: unique_on_conflict must be one of "
-                               f"{', '.join(jobs.UNIQUE_POLICIES)}")
-        limit = columns.pop("concurrency_limit", None)
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise codec.PayloadError(f"cannot send {message.actor_name}: concurrency_limit must be a positive integer")
-        if limit is not None and columns.get("concurrency_key") is None:
-            columns["concurrency_key"] = message.actor_name  # a per-actor limit
+        resolved = columns_module.job_columns(
+            message.actor_name, actor.options if actor is not None else {}, columns,
+            default_priority=actor.priority if actor is not None else 0,
+            max_retries=self._max_retries_of(actor, options))
         return jobs.NewJob(
             message_id=message.message_id,
             queue_name=message.queue_name,
             actor_name=message.actor_name,
             message=codec.encode_message(message, self.settings.max_payload_bytes),
-            priority=priority,
             delay_ms=int(delay or 0),
-            max_attempts=self._max_attempts(actor, options),
             enqueued_by=context.enqueued_by.get() or context.default_provenance(),
-            unique_states=None if unique_states is None else tuple(unique_states),
-            unique_on_conflict=on_conflict,
-            concurrency_limit=limit,
             parent_id=context.current_job_id.get(),
-            **{k: (None if v is None else str(v)) for k, v in columns.items()},
+            **resolved,
         )
 
-    def _max_attempts(self, actor, options: dict) -> int | None:
-        """Attempts a job gets: the message's max_retries, else the actor's, else Retries' default."""
+    def _max_retries_of(self, actor, options: dict) -> Any:
+        """The message's max_retries, else the actor's, else Retries' default."""
         max_retries = options.get("max_retries", actor.options.get("max_retries") if actor else None)
-        if max_retries is None:
-            max_retries = self._default_max_retries()
+        return self._default_max_retries() if max_retries is None else max_retries
+
+    def _max_attempts(self, actor, options: dict) -> int | None:
+        max_retries = self._max_retries_of(actor, options)
         return None if max_retries is None else int(max_retries) + 1
 
     def _default_max_retries(self) -> int | None:
         if self._max_retries is _UNSET:
-            self._max_retries = next((m.max_retries for m in self.middleware
-                                      if isinstance(m, dramatiq.middleware.Retries)), None)
+            self._max_retries = columns_module.default_max_retries(self)
         return self._max_retries
 
     # ---- middleware signals ------------------------------------------------------------

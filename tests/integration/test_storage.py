@@ -34,3 +34,28 @@ def test_rotation_re_encrypts_in_batches_and_is_safe_to_rerun(database_url, sql)
     values = sql("SELECT id, value FROM secrets ORDER BY id")
     assert all(v.startswith("enc:v1:k2:") for _, v in values)
     assert [ring.decrypt(v) for _, v in values] == [f"pw{i}" for i in range(25)]
+
+
+def test_every_named_query_prepares_against_the_migrated_schema(database_url):
+    """Every named query of storage/sql/ parses and plans against the schema the migrations
+    build (a renamed column or a dropped index's query shows up here, not in production)."""
+    import psycopg2
+
+    from storage.queries import SQL_DIRECTORY, _without_comments, prepared_statement, queries
+
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    checked = 0
+    try:
+        for path in sorted(SQL_DIRECTORY.glob("*.sql")):
+            for name, text in queries(path.stem).items():
+                if _without_comments(text).split(None, 1)[0].upper() not in ("SELECT", "WITH", "INSERT", "UPDATE",
+                                                                             "DELETE", "VALUES"):
+                    continue  # COPY and LOCK cannot be prepared (test_bulk_enqueue, test_scheduler run them)
+                statement = prepared_statement(path.stem, name)
+                conn.cursor().execute(statement.prepare)
+                conn.cursor().execute(f"DEALLOCATE {statement.name}")
+                checked += 1
+    finally:
+        conn.close()
+    assert checked >= 60

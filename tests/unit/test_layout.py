@@ -52,3 +52,12 @@ def test_import_layers_hold():
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Contracts: 3 kept, 0 broken" in result.stdout
+
+
+def test_no_product_module_is_over_450_lines():
+    """A module that grows past this holds more than one job: split it by noun."""
+    long = {str(path.relative_to(ROOT)): n
+            for package in ("actors", "console", "domain", "scheduler", "storage")
+            for path in (ROOT / package).rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > 450}
+    assert long == {}
