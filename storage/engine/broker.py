@@ -56,6 +56,17 @@ _UNSET = object()
 
 
 class LamplighterBroker(PostgresBroker):
+    """dramatiq's broker over the queue table (see the package docstring for the tour).
+
+    State shared between threads, and who may change it: ``inflight`` (job id -> Claim) gets
+    entries from the consumer threads and loses them on worker threads (dict operations are
+    atomic); a Claim's start-or-give-up is decided under ``claims.lock``. ``worker_id`` is
+    replaced only by the heartbeat thread (fencing), read by everyone else as a whole string.
+    ``places`` is replaced whole by the heartbeat thread. ``stopping`` and the stop times are
+    set by the signal handler or the main thread; ``consumers`` by dramatiq's consumer threads at
+    start, one key each.
+    """
+
     def __init__(self, *, settings: settings_module.Settings | None = None, middleware=None):
         self.settings = settings or settings_module.get()
         self._hooks: dict[str, tuple] = {}

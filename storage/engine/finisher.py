@@ -43,8 +43,12 @@ class Finisher(threading.Thread):
     """Groups attempt starts, finishes (with history rows) and hand-backs from every worker
     thread into one transaction every ``flush_interval`` seconds.
 
-    Every statement names (job, attempt, worker), so replaying a batch after a lost connection
-    or an unknown COMMIT outcome changes nothing that was already applied.
+    Every statement names (job, claim token, attempt), so replaying a batch after a lost
+    connection or an unknown COMMIT outcome changes nothing that was already applied.
+
+    Threads: ``items`` is appended to by any thread and emptied by this one (a deque: both ends
+    are atomic); ``unrecorded`` gets ids added by worker threads and removed here, and the
+    heartbeat reads a copy; ``parked_items``, ``tries`` and the connection are this thread's.
     """
 
     def __init__(self, broker: "LamplighterBroker"):
@@ -64,6 +68,7 @@ class Finisher(threading.Thread):
         # Items the database refused even on their own: (when to try again, tries, item).
         # Only this thread touches them.
         self.parked_items: list[tuple[float, int, tuple]] = []
+        self.last_flush_seconds = 0.0
         self.tries: dict[int, int] = {}
 
     def submit(self, kind: str, payload: dict, *, wait: bool = False) -> None:
@@ -90,8 +95,13 @@ class Finisher(threading.Thread):
                     if self.stopping.is_set():
                         return
                     continue
-            # Let the other threads' finishes gather for one interval, then take them all.
-            time.sleep(interval)
+            # Let the other threads' finishes gather for one interval, then take them all. The
+            # previous flush's own time counts: under load the items gather while it runs, and a
+            # sleep on top only leaves more jobs finished-but-unrecorded for a kill -9 to re-run.
+            gather = interval - self.last_flush_seconds
+            if gather > 0:
+                time.sleep(gather)
+            flush_started = time.monotonic()
             batch, stop = self._due_parked(), False
             while items and len(batch) < 2000:
                 item = items.popleft()
@@ -101,6 +111,7 @@ class Finisher(threading.Thread):
                 batch.append(item)
             if batch:
                 self.flush_safely(batch)
+            self.last_flush_seconds = time.monotonic() - flush_started
             if stop:
                 if self.parked_items:  # one last try; what is still refused, the rescue settles
                     self.flush_safely([item for _, _, item in self.parked_items], last=True)
