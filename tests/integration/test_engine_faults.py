@@ -136,7 +136,7 @@ def test_one_refused_finish_does_not_hold_back_the_others(broker, run_worker, sq
     """A lock timeout (55P03) on one job's finish: the finisher retries a few times, then
     splits the batch, so the other finishes land while that row is locked; the locked one is
     recorded once its lock is gone."""
-    dbname = database_url.rsplit("/", 1)[1].split("?")[0]
+    [(dbname,)] = sql("SELECT current_database()")
     sql(f'ALTER DATABASE "{dbname}" SET lock_timeout = \'200ms\'')
     release_gate.clear()
     held = gated.send("held").message_id
@@ -232,7 +232,7 @@ def test_an_unknown_actors_grace_runs_on_the_database_clock(broker, run_worker, 
     """The database clock runs an hour behind this process: a job just enqueued is an hour old
     by the process clock. Its grace (1 s in tests) must be measured by the database's clock,
     which wrote enqueued_at: the job waits for a worker that knows its actor first."""
-    dbname = database_url.rsplit("/", 1)[1].split("?")[0]
+    [(dbname,)] = sql("SELECT current_database()")
     sql(f'ALTER DATABASE "{dbname}" SET lamplighter.clock_offset = \'-3600\'')
     conn = connection.raw_connection("tests-sql-enqueue")
     conn.autocommit = True
