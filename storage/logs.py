@@ -23,17 +23,34 @@ SECRET_KEY_PATTERN = re.compile(
 # Secrets that hide inside strings: URL passwords and bearer tokens.
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+# What either of the two needs to match: one search, where most strings (ids, names) have neither,
+# instead of two substitutions.
+_MAYBE_IN_STRING = re.compile(r"://|bearer", re.IGNORECASE)
 REDACTED = "[REDACTED]"
+
+# SECRET_KEY_PATTERN's verdict by key: the same few keys come on every line, and the search cost
+# more than the rest of a per-job line's rendering.
+_secret_key_verdicts: dict[Any, bool] = {}
+
+
+def _is_secret_key(key: Any) -> bool:
+    verdict = _secret_key_verdicts.get(key)
+    if verdict is None:
+        verdict = isinstance(key, str) and SECRET_KEY_PATTERN.search(key) is not None
+        if len(_secret_key_verdicts) < 10_000:
+            _secret_key_verdicts[key] = verdict
+    return verdict
 
 
 def _scrub(value: Any, depth: int = 0) -> Any:
     if depth > 5:
         return value
     if isinstance(value, str):
+        if _MAYBE_IN_STRING.search(value) is None:
+            return value
         return _BEARER.sub(r"\1" + REDACTED, _URL_PASSWORD.sub(r"\1" + REDACTED + "@", value))
     if isinstance(value, dict):
-        return {k: (REDACTED if isinstance(k, str) and SECRET_KEY_PATTERN.search(k) else _scrub(v, depth + 1))
-                for k, v in value.items()}
+        return {k: (REDACTED if _is_secret_key(k) else _scrub(v, depth + 1)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_scrub(v, depth + 1) for v in value)
     return value
