@@ -57,6 +57,14 @@ def server_pids(cluster):
     return tree(postmaster) if postmaster else []
 
 
+def source_state():
+    """HEAD and the files that differ from it: the venv installs this work tree editable."""
+    def git(*argv):
+        return subprocess.run(["git", "-C", str(HERE.parent), *argv], capture_output=True, text=True).stdout
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return {"head": git("rev-parse", "HEAD").strip(), "uncommitted": [x[3:] for x in changed.splitlines() if x.strip()]}
+
+
 def summarise_spy(path, top=30):
     own, cum, total = collections.Counter(), collections.Counter(), 0
     for line in Path(path).read_text().splitlines():
@@ -141,6 +149,7 @@ def main(argv):
             "round((total_plan_time)::numeric, 1) AS plan_ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
             "AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15) s;", db="profile")
         result = {
+            "lamplighter_source": source_state(), "py_spy_gil_only": args.gil,
             "jobs": args.jobs, "wall_s": round(wall, 2), "jobs_per_s": round(args.jobs / wall),
             "worker_cpu_s": round(worker_cpu, 2), "server_cpu_s": round(server_cpu, 2),
             "worker_cpu_us_per_job": round(worker_cpu / args.jobs * 1e6, 1),
