@@ -163,6 +163,19 @@ def test_queued_lines_are_written_when_the_worker_stops_or_logging_is_reconfigur
     assert second.getvalue() == ""
 
 
+@pytest.mark.parametrize("queued_lines", [0, 1])
+def test_a_closed_stream_does_not_stop_logging_from_being_reconfigured(held_writer, job_running, queued_lines,
+                                                                       tmp_path):
+    first = open(tmp_path / "first.log", "w")  # a real file: a closed StringIO still accepts flush()
+    logs.configure(log_format="json", level="INFO", stream=first)
+    for _ in range(queued_lines):
+        logs.JobLogger("lamplighter.broker").info("job_completed", duration_ms=1.0)
+    first.close()  # e.g. a CLI run under pytest's capsys, whose stderr is closed after the test
+    second = _capture()  # closes the first handler, which can neither write nor flush
+    structlog.get_logger("t").info("after")
+    assert [e["event"] for e in _events(second)] == ["after"]
+
+
 def test_the_writer_thread_writes_without_being_asked(job_running):
     stream = _capture()
     logs.JobLogger("lamplighter.broker").info("job_completed", duration_ms=1.0)
