@@ -38,6 +38,8 @@ def build_broker(current: settings_module.Settings) -> LamplighterBroker:
         Retries(max_retries=20),
         # Accepts `periodic=` (cron schedules; README "Scheduler"); never drops a message.
         PeriodicSchedules(),
+        # Writes the per-job log lines still queued when the worker stops (storage/logs.py).
+        logs.FlushLogsAtWorkerShutdown(),
     ]
     return LamplighterBroker(settings=current, middleware=middleware)
 

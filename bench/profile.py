@@ -57,6 +57,14 @@ def server_pids(cluster):
     return tree(postmaster) if postmaster else []
 
 
+def source_state():
+    """HEAD and the files that differ from it: the venv installs this work tree editable."""
+    def git(*argv):
+        return subprocess.run(["git", "-C", str(HERE.parent), *argv], capture_output=True, text=True).stdout
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return {"head": git("rev-parse", "HEAD").strip(), "uncommitted": [x[3:] for x in changed.splitlines() if x.strip()]}
+
+
 def summarise_spy(path, top=30):
     own, cum, total = collections.Counter(), collections.Counter(), 0
     for line in Path(path).read_text().splitlines():
@@ -82,6 +90,8 @@ def main(argv):
     p.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     p.add_argument("--gil", action="store_true",
                    help="sample only the thread holding the GIL (Python CPU, not waiting)")
+    p.add_argument("--log-level", default="INFO",
+                   help="LAMPLIGHTER_LOG_LEVEL of the workers (INFO, the shipped default: one line per job)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if not Path(args.py_spy).exists():
@@ -91,7 +101,7 @@ def main(argv):
     try:
         url = cluster.fresh_db("profile")
         cluster.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements;", db="profile")
-        env = dict(os.environ, DATABASE_URL=url, LAMPLIGHTER_LOG_LEVEL="WARNING",
+        env = dict(os.environ, DATABASE_URL=url, LAMPLIGHTER_LOG_LEVEL=args.log_level,
                    BENCH_DONE_DIR=str(Path(cluster.root) / "done"),
                    PYTHONPATH=os.pathsep.join(APP_PATH + [os.environ.get("PYTHONPATH", "")]))
         Path(env["BENCH_DONE_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -104,12 +114,17 @@ def main(argv):
             "    bench_app.bench_noop.broker.enqueue_many(msgs[k:k + 1000])\n")], env=env, check=True)
         cluster.psql("SELECT pg_stat_statements_reset();", db="profile")
         spy_out = Path(cluster.root) / "spy.txt"
+        # The workers' output goes to a file, as under a process manager: writing the log lines
+        # is part of the cost being profiled (dramatiq's parent process relays them).
+        worker_log_path = Path(cluster.root) / "worker.log"
+        worker_log = open(worker_log_path, "wb")
         server_before = cpu_seconds(server_pids(cluster))
         t0 = time.time()
         spy = subprocess.Popen([args.py_spy, "record", "-s", "--nonblocking", "-r", str(args.rate), "-f", "raw",
                                 *(["--gil"] if args.gil else []), "-o", str(spy_out), "--", str(bin_dir / "dramatiq"), "bench_app", "-p", "2",
-                                "-t", "8"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                "-t", "8"], env=env, stdout=worker_log, stderr=subprocess.STDOUT,
                                start_new_session=True)
+        worker_log.close()
         worker_pids = set()
         while True:
             worker_pids.update(tree(spy.pid)[1:])
@@ -127,15 +142,19 @@ def main(argv):
         for pid in tree(spy.pid)[1:2]:  # dramatiq's main process: SIGTERM stops its workers
             psutil.Process(pid).send_signal(signal.SIGTERM)
         spy.wait(timeout=60)
+        worker_log_text = worker_log_path.read_bytes()
         statements = cluster.psql(
             "SELECT json_agg(s) FROM (SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, "
             "round(mean_exec_time::numeric, 3) AS mean_ms, rows, "
             "round((total_plan_time)::numeric, 1) AS plan_ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
             "AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15) s;", db="profile")
         result = {
+            "lamplighter_source": source_state(), "py_spy_gil_only": args.gil,
             "jobs": args.jobs, "wall_s": round(wall, 2), "jobs_per_s": round(args.jobs / wall),
             "worker_cpu_s": round(worker_cpu, 2), "server_cpu_s": round(server_cpu, 2),
             "worker_cpu_us_per_job": round(worker_cpu / args.jobs * 1e6, 1),
+            "log_level": args.log_level,
+            "worker_log_lines": worker_log_text.count(b"\n"), "worker_log_bytes": len(worker_log_text),
             "server_cpu_us_per_job": round(server_cpu / args.jobs * 1e6, 1),
             "note": "wall includes worker start-up; CPU of the worker tree is sampled at the end (py-spy "
                     "slows it a little)",

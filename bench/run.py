@@ -93,6 +93,12 @@ class System:
         self.dir = SYSTEMS_DIR / name
         self.spec = json.loads((self.dir / "system.json").read_text())
         self.venv = VENVS / name
+        base = self.spec.get("variant_of")
+        if base:
+            # The same system with other settings (its "env"): the base's adapter, app and venv.
+            variant = self.spec
+            self.dir, self.venv = SYSTEMS_DIR / base, VENVS / base
+            self.spec = {**json.loads((self.dir / "system.json").read_text()), **variant}
         self.python = self.venv / "bin" / "python"
         self.uses = self.spec.get("uses", ["postgres"])
         self.cluster = None
@@ -131,8 +137,11 @@ class System:
 
     # environment -----------------------------------------------------------
     def env(self, db_uri=None, done_dir=None):
+        # LAMPLIGHTER_*: the lamplighter row runs at the shipped defaults, whatever this shell
+        # has set; a variant sets what it changes in its system.json "env".
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PYTHON", "VIRTUAL_ENV", "BENCH_HOST", "PG", "DATABASE_URL"))}
+               if not k.startswith(("PYTHON", "VIRTUAL_ENV", "BENCH_HOST", "PG", "DATABASE_URL", "LAMPLIGHTER_"))}
+        env.update(self.spec.get("env", {}))
         paths = [str(self.dir), str(COMMON)] + [str((self.dir / p).resolve())
                                                  for p in self.spec.get("pythonpath", [])]
         env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -330,6 +339,17 @@ def foreign_cpu_seconds(before, after):
     return sum(v - before.get(k, 0.0) for k, v in after.items() if v >= before.get(k, 0.0))
 
 
+def worker_log_size(logdir):
+    """Lines and bytes the workers wrote, and how many of the lines are a finished job's event."""
+    lines = size = job_lines = 0
+    for p in Path(logdir).glob("*.log"):
+        data = p.read_bytes()
+        size += len(data)
+        lines += data.count(b"\n")
+        job_lines += data.count(b'"event": "job_completed"')
+    return {"worker_log_lines": lines, "worker_log_bytes": size, "worker_log_job_completed_lines": job_lines}
+
+
 def tail_logs(logdir, n=1500):
     out = []
     for p in sorted(Path(logdir).glob("*.log")):
@@ -397,8 +417,13 @@ def w2_drain(run, a, info):
     except WorkloadTimeout:
         complete = False
     tr.poll()
+    # A graceful stop (SIGTERM, as a process manager sends), then what the workers wrote to their
+    # log file (stdout and stderr go to a file in the run's scratch, not /dev/null): the writing
+    # is part of the cost, and a system that logs every job must not lose lines on the stop.
+    w.stop()
+    run.workers.remove(w)
     res = {"jobs": n, "prep_enqueue_s": prep["seconds"], "completed": tr.unique, "complete": complete,
-           "executions": tr.total, "duplicates": tr.total - tr.unique}
+           "executions": tr.total, "duplicates": tr.total - tr.unique, **worker_log_size(run.logdir)}
     if tr.first_start:
         span = tr.last_unique_start - t0
         res.update({"seconds_from_worker_start": span,

@@ -22,7 +22,6 @@ process died was not yet recorded as finished and runs again; history shows both
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import time
 import traceback as traceback_module
@@ -49,7 +48,7 @@ from storage.engine import presence as presence_module
 from storage.engine.presence import Presence
 
 log = structlog.get_logger("lamplighter.broker")
-_stdlib_log = logging.getLogger("lamplighter.broker")
+job_log = logs.JobLogger("lamplighter.broker")  # per-job lines: rendered and written off the worker thread
 SQL = jobs.SQL
 # A memo not yet filled (the default max_retries is looked up once, from the middleware).
 _UNSET = object()
@@ -373,12 +372,11 @@ class LamplighterBroker(PostgresBroker):
             finish["traceback"] = codec.storable("".join(traceback_module.format_exception(exc))[-8000:])
         self.finisher.submit("finish", finish)
         if outcome == "completed":
-            if _stdlib_log.isEnabledFor(logging.INFO):
-                log.info("job_completed", duration_ms=round(duration_ms, 1))
+            job_log.info("job_completed", duration_ms=round(duration_ms, 1))
         else:
             event = {"failed": "job_failed_will_retry", "dead": "job_dead", "cancelled": "job_cancelled"}[outcome]
-            log.warning(event, duration_ms=round(duration_ms, 1), error_type=finish["error_type"],
-                        retry_in_ms=claim.retry_delay_ms)
+            job_log.warning(event, duration_ms=round(duration_ms, 1), error_type=finish["error_type"],
+                            retry_in_ms=claim.retry_delay_ms)
         logs.job_context.set(None)
         context.enqueued_by.set(None)
 

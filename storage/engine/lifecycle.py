@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import logging
 import signal
 import threading
 import time
@@ -22,9 +21,7 @@ if TYPE_CHECKING:
     from storage.engine.broker import LamplighterBroker
 
 log = structlog.get_logger("lamplighter.broker")
-# structlog's stdlib logger runs its processor chain before dropping a filtered line: the hot
-# path asks the stdlib logger (a cached level check) first.
-_stdlib_log = logging.getLogger("lamplighter.broker")
+job_log = logs.JobLogger("lamplighter.broker")  # per-job lines: rendered and written off the worker thread
 # Seconds between two SIGTERM/SIGINT that are still one stop request (Heroku signals every
 # process of a dyno, and dramatiq's main process forwards what it receives).
 SIGNAL_REPEAT_WINDOW = 1.0
@@ -82,10 +79,8 @@ class Lifecycle(Middleware):
         context.current_job_id.set(message_id)
         broker.finisher.submit("start", {"message_id": message_id, "token": claim.token, "attempt": claim.attempt,
                                          "started_at": claim.started_at})
-        # One INFO line per job is its finish (with duration and outcome); the start is DEBUG,
-        # so a busy worker does not spend a third of its time writing logs.
-        if _stdlib_log.isEnabledFor(logging.DEBUG):
-            log.debug("job_started")
+        # One INFO line per job is its finish (with duration and outcome); the start is DEBUG.
+        job_log.debug("job_started")
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         claim = broker.inflight.get(message.message_id)

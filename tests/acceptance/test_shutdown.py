@@ -2,6 +2,7 @@
 SIGTERM mid-job."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,10 +22,10 @@ pytestmark = pytest.mark.acceptance
 def start_worker(database_url, broker, sql, tmp_path):
     started = []
 
-    def start(grace: float) -> subprocess.Popen:
+    def start(grace: float, app_module: str = "tests.worker_app", **env_extra: str) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(started)}.log", "wb")
-        env = lamplighter_env(DATABASE_URL=database_url, LAMPLIGHTER_SHUTDOWN_GRACE=str(grace))
-        proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "tests.worker_app", "--processes", "1",
+        env = lamplighter_env(DATABASE_URL=database_url, LAMPLIGHTER_SHUTDOWN_GRACE=str(grace), **env_extra)
+        proc = subprocess.Popen([sys.executable, "-m", "dramatiq", app_module, "--processes", "1",
                                  "--threads", "2", "--queues", "tests-slow", "--skip-logging"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # its own group: teardown reaches the forked worker
@@ -110,3 +111,23 @@ def test_handed_back_job_runs_again_on_the_next_worker(start_worker, sql):
     wait_for(lambda: jobs.get(job.message_id).state == "completed", timeout=30, message="ran on the next worker")
     done = jobs.get(job.message_id)
     assert done.attempt == 1 and [a.outcome for a in done.attempts] == ["completed"]
+
+
+def test_sigterm_writes_the_queued_per_job_log_lines_before_the_worker_exits(start_worker, tmp_path):
+    """Per-job lines are written by a writer thread in batches, and dramatiq's worker process
+    leaves with os._exit right after its worker stops: the lines still queued must be written at
+    the stop. This app's writer holds its batches for an hour, so only that can write the last
+    job's line; at WARNING no later line (worker_stopped is INFO) carries it out either."""
+    proc = start_worker(grace=4, app_module="tests.worker_app_held_logs", LAMPLIGHTER_LOG_LEVEL="WARNING",
+                        LAMPLIGHTER_LOG_FORMAT="json")
+    failing = [app.sleep.send("not a number", f"job {i}") for i in range(4)]  # TypeError: retried later
+    wait_for(lambda: all(jobs.get(m.message_id).attempts for m in failing), message="every job failed once")
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in (tmp_path / "worker-0.log").read_text().splitlines()
+             if line.startswith("{")]
+    retried = [line for line in lines if line["event"] == "job_failed_will_retry"]
+    assert sorted(line["job_id"] for line in retried) == sorted(m.message_id for m in failing)
+    assert {(line["actor"], line["attempt"], line["queue"], line["error_type"]) for line in retried} == {
+        ("tests.sleep", 1, "tests-slow", "TypeError")}

@@ -233,3 +233,29 @@ def test_an_actors_own_log_lines_carry_its_job(broker, run_worker):
     assert {k: lines[0].get(k) for k in ("job_id", "actor", "attempt", "queue", "tenant_id")} == {
         "job_id": message.message_id, "actor": "tests.logging_actor", "attempt": 1, "queue": "maintenance",
         "tenant_id": "acme"}
+
+
+def test_a_finished_job_writes_one_line_with_its_fields(broker, run_worker):
+    """The line operators rely on, written by the log writer thread (storage/logs.py JobLogger)."""
+    import io
+
+    from storage import logs
+
+    stream = io.StringIO()
+    logs.configure(log_format="json", level="INFO", stream=stream)
+    try:
+        message = actors.maintenance.ping.send_with_options(kwargs={"note": "x"}, tenant_id="acme")
+        run_worker(threads=1)
+        lines = wait_for(lambda: [json.loads(x) for x in stream.getvalue().splitlines()
+                                  if message.message_id in x and '"job_completed"' in x],
+                         timeout=20, message="the job_completed line")
+    finally:
+        logs.configure(log_format="json", level="INFO")
+    assert len(lines) == 1
+    line = lines[0]
+    assert sorted(line) == sorted(["event", "job_id", "actor", "attempt", "queue", "tenant_id", "duration_ms",
+                                   "level", "logger", "timestamp"])
+    assert {k: line[k] for k in ("event", "job_id", "actor", "attempt", "queue", "tenant_id", "level", "logger")} == {
+        "event": "job_completed", "job_id": message.message_id, "actor": "maintenance.ping", "attempt": 1,
+        "queue": "maintenance", "tenant_id": "acme", "level": "info", "logger": "lamplighter.broker"}
+    assert isinstance(line["duration_ms"], float) and line["timestamp"].endswith("Z")

@@ -4,14 +4,10 @@
 global broker and registers the product's actors; the bench's no-op actor is added
 on the same broker, on its own queue.
 """
-import os
-
 import dramatiq
 
-# Parity with the references, whose per-job logging the bench turns off: Lamplighter writes one
-# INFO line per finished job by default; keep warnings only.
-os.environ.setdefault("LAMPLIGHTER_LOG_LEVEL", "WARNING")
-
+# Lamplighter runs at its shipped defaults (log level INFO: one JSON line per finished job); the
+# lamplighter_warning system is the same app with LAMPLIGHTER_LOG_LEVEL=WARNING.
 import actors  # noqa: F401  (side effect: dramatiq.set_broker(LamplighterBroker))
 from benchjob import record
 
