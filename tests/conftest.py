@@ -24,6 +24,10 @@ from storage import settings as settings_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Fixtures shared by several test modules that live in their own module: `cluster`, a throwaway
+# PostgreSQL a test may stop or crash.
+pytest_plugins = ["tests.pg_cluster"]
+
 # Fast timings for tests: every TTL and interval is a setting (see storage/settings.py).
 FAST_ENV = {
     "LAMPLIGHTER_POLL_INTERVAL": "0.2",
