@@ -25,8 +25,9 @@ from storage import settings as settings_module
 ROOT = Path(__file__).resolve().parent.parent
 
 # Fixtures shared by several test modules that live in their own module: `cluster`, a throwaway
-# PostgreSQL a test may stop or crash.
-pytest_plugins = ["tests.pg_cluster"]
+# PostgreSQL a test may stop or crash; `worker_processes`, dramatiq worker processes a test may
+# pause, kill or stop.
+pytest_plugins = ["tests.pg_cluster", "tests.worker_processes"]
 
 # Fast timings for tests: every TTL and interval is a setting (see storage/settings.py).
 FAST_ENV = {

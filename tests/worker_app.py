@@ -66,3 +66,44 @@ def record(path: str, pause: float = 0.0) -> None:
         os.write(fd, f"{broker_module.current_job_id.get()}\n".encode())
     finally:
         os.close(fd)
+
+
+def _append(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:  # one write(2) with O_APPEND: lines from concurrent threads and processes never interleave
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _run_timed(path: str, tag: str, seconds: float) -> None:
+    """Appends '<tag> start <pid> <time>' to ``path``, runs ``seconds`` of wall time in small
+    steps (so an interruption lands between them), then, however it ends, '<tag> end <pid> <time>
+    <how>' (``ok``, or the exception's class, e.g. Shutdown). Times are time.time(): one clock for
+    every process of the machine. tests/executions.py reads the file."""
+    _append(path, f"{tag} start {os.getpid()} {time.time():.6f}\n")
+    how = "ok"
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+    except BaseException as exc:
+        how = type(exc).__name__
+        raise
+    finally:
+        _append(path, f"{tag} end {os.getpid()} {time.time():.6f} {how}\n")
+
+
+@dramatiq.actor(broker=broker, actor_name="tests.timed", queue_name="tests-outage", max_retries=3,
+                time_limit=120_000)
+def timed(path: str, tag: str, seconds: float) -> None:
+    """A job of ``seconds`` whose executions are recorded outside the database under test (which
+    the outage tests stop): every start and end, with the process, in the file ``path``."""
+    _run_timed(path, tag, seconds)
+
+
+@dramatiq.actor(broker=broker, actor_name="tests.timed_limited", queue_name="tests-outage", max_retries=3,
+                time_limit=120_000, concurrency_limit=2)
+def timed_limited(path: str, tag: str, seconds: float) -> None:
+    """tests.timed, at most two at once across every worker process."""
+    _run_timed(path, tag, seconds)
