@@ -15,8 +15,10 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import platform
+import random
 import shutil
 import socket
 import statistics
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -34,11 +37,16 @@ SYSTEMS_DIR = BENCH / "systems"
 COMMON = SYSTEMS_DIR / "_common"
 
 ALL_WORKLOADS = ["w1_enqueue", "w2_drain", "w3_latency", "w4_big_backlog", "w5_delayed", "w6_kill9",
-                 "w7_pg_restart", "w8_long_transaction"]
+                 "w7_pg_restart", "w8_long_transaction", "w9_outage_paused", "w10_long_fairness",
+                 "w11_saturated_key"]
 WORKLOAD_ALIASES = {str(i + 1): w for i, w in enumerate(ALL_WORKLOADS)}
 REDIS_DB = 13  # dedicated logical db, FLUSHDB'd before each run
 # workloads that only make sense for some systems: recorded as not applicable for the others
-WORKLOAD_NEEDS = {"w7_pg_restart": "postgres", "w8_long_transaction": "postgres"}
+WORKLOAD_NEEDS = {"w7_pg_restart": "postgres", "w8_long_transaction": "postgres", "w9_outage_paused": "postgres"}
+# workloads that need an adapter capability (a key of its `check` answer, systems/_common/adapter_cli.py)
+WORKLOAD_CAPABILITY = {"w9_outage_paused": "timed_jobs", "w10_long_fairness": "timed_jobs",
+                       "w11_saturated_key": "keyed_backlog"}
+THREADS = 16  # every system's worker shape: 2 processes x 8 concurrent jobs
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -65,9 +73,14 @@ if __name__ == "__main__":
 import psutil  # noqa: E402
 
 sys.path.insert(0, str(BENCH))
+sys.path.insert(1, str(REPO))
 from harness.donelog import DoneTracker  # noqa: E402
 from harness.pgcluster import SCRATCH, Cluster  # noqa: E402
 from harness.procs import Workers  # noqa: E402
+# The rules the repository's outage tests judge by (stdlib only): the timed jobs write the same
+# lines as the test actors.
+from tests.executions import over_limit, process_running, runs_at_once  # noqa: E402
+from tests.executions import read as read_runs  # noqa: E402
 
 
 def log(*a):
@@ -272,6 +285,36 @@ class Run:
             return self.sys.cli(args, self.env, timeout=self.remaining())
         except subprocess.TimeoutExpired:
             raise WorkloadTimeout("timed out while enqueueing")
+
+    def enqueue_timed(self, items):
+        """Timed jobs [(job_id, seconds, limited)] in one batch through the adapter; returns its
+        JSON (``sent_at``: time.time() just before the send)."""
+        spec = self.scratch / f"timed-{time.time_ns()}.json"
+        spec.write_text(json.dumps(items))
+        try:
+            return self.sys.cli(["enqueue-timed", "--spec", str(spec)], self.env, timeout=self.remaining())
+        except subprocess.TimeoutExpired:
+            raise WorkloadTimeout("timed out while enqueueing")
+
+    def report(self):
+        """The system's own view of the jobs (adapter ``report``), or {} without one."""
+        try:
+            return self.sys.cli(["report"], self.env, timeout=max(1, min(120, self.remaining())))
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            return {"report_error": str(e)[:2000]}
+
+    def wait_runs(self, cond, what, workers=None, poll=0.1):
+        """Poll runs.log (timed jobs) until cond(executions) holds; returns the executions."""
+        path = self.done_dir / "runs.log"
+        while True:
+            runs = read_runs(path)
+            if cond(runs):
+                return runs
+            if workers is not None and not workers.alive():
+                raise RuntimeError(f"all worker processes exited during {what}; see logs "
+                                   f"{self.logdir}: " + tail_logs(self.logdir))
+            self.check_deadline(what)
+            time.sleep(poll)
 
     def start_workers(self, tag="w"):
         w = self.sys.workers(self.env, self.logdir, tag)
@@ -813,8 +856,171 @@ def w8_long_transaction(run, a, info):
     return res
 
 
+def _drained(n):
+    """Every one of the n timed jobs ended well once, and no execution is open in a live process."""
+    def cond(runs):
+        return (len({e.tag for e in runs if e.how == "ok"}) >= n
+                and not any(e.open and process_running(e.pid) for e in runs))
+    return cond
+
+
+def _first_completions(runs):
+    """job id -> when it first ended well."""
+    done = {}
+    for e in runs:
+        if e.how == "ok" and (e.tag not in done or e.ended < done[e.tag]):
+            done[e.tag] = e.ended
+    return done
+
+
+def w9_outage_paused(run, a, info):
+    """The database stopped for 30 s (far over the lease) under 2 x 8 threads running jobs of
+    1-20 s, while one worker process is paused (SIGSTOP) from just before the stop until 8 s
+    after the server is back (so another process may have taken its jobs over meanwhile).
+    Every execution is recorded outside the database (benchjob.record_run). Judged by the rules
+    of the repository's outage tests (tests/executions.py): a job run twice at once (a second
+    run starting while the first visibly runs; not while its process is stopped), the limit of 2
+    broken, and the system's own records (dead jobs, one history row per attempt)."""
+    n = a.n(a.w9_jobs)
+    rng = random.Random(a.w9_seed)
+    items = [(i, round(rng.uniform(a.w9_min_s, a.w9_max_s), 2), i % a.w9_limited_every == 0) for i in range(n)]
+    limited = {str(i) for i, _, lim in items if lim}
+    cl = run.sys.cluster
+    run.enqueue_timed(items)
+    w, t0 = run.start_workers()
+
+    def busy(runs):  # every thread busy (with the default sizes, both processes hold jobs)
+        return sum(1 for e in runs if e.open) >= min(THREADS, n)
+
+    runs = run.wait_runs(busy, "both processes busy", workers=w)
+    open_by_pid = Counter(e.pid for e in runs if e.open)
+    victim = max(sorted(open_by_pid), key=lambda pid: open_by_pid[pid])
+    res = {"jobs": n, "limited_jobs": len(limited), "job_s_min": min(s for _, s, _ in items),
+           "job_s_max": max(s for _, s, _ in items), "paused_process_running_at_pause": open_by_pid[victim],
+           "paused_at_s": time.time() - t0}
+    t_pause = w.pause(victim)
+    t_down = time.time()
+    try:
+        cl.stop_fast()
+        time.sleep(a.w9_down_s)
+        cl.start()
+    except BaseException:
+        _ensure_cluster_up(cl, [])  # so the database can still be dropped
+        w.resume(victim)
+        raise
+    t_back = time.time()
+    time.sleep(a.w9_resume_after_s)
+    t_cont = w.resume(victim)
+    frozen = {victim: [(t_pause, t_cont)]}
+    res.update({"outage_s": t_back - t_down, "paused_s": t_cont - t_pause, "resumed_after_back_s": t_cont - t_back})
+    try:
+        run.wait_runs(_drained(n), "drain after the outage", workers=w)
+        complete = True
+    except WorkloadTimeout:
+        complete = False
+    # late executions (a paused process running what it claimed before) come within seconds
+    end = min(time.time() + a.w9_dup_watch, run.deadline)
+    while time.time() < end:
+        time.sleep(0.5)
+    w.stop(grace=10)  # SIGTERM: the finishers write what is left, late finishes included
+    run.workers.remove(w)
+    runs = read_runs(run.done_dir / "runs.log")
+    pairs = runs_at_once(runs, frozen)
+    over = over_limit(runs, limited, 2, frozen)
+    firsts = _first_completions(runs)
+    res.update({
+        "executions": len(runs), "duplicate_executions": len(runs) - len({e.tag for e in runs}),
+        "double_executions_at_once": len(pairs), "jobs_run_twice_at_once": len({x.tag for x, _ in pairs}),
+        "limit_violations": len(over),
+        "max_limited_at_once": max((len(o) + 1 for _, o in over_limit(runs, limited, 0, frozen)), default=0),
+        "paused_process_starts_after_resume": sum(1 for e in runs if e.pid == victim and e.started > t_cont),
+        "never_completed": n - len(firsts), "all_completed": complete,
+        "drain_s": (max(firsts.values()) - t0) if firsts else None,
+        "drain_after_back_s": (max(firsts.values()) - t_back) if firsts else None,
+        "double_execution_examples": [f"{x} | {y}" for x, y in pairs[:5]],
+    })
+    if info.get("job_report"):
+        rep = run.report()
+        res.update({k: v for k, v in rep.items() if k != "ok"})
+    if not complete:
+        res["timed_out"] = True
+        res["worker_log_tail"] = tail_logs(run.logdir)
+    return res
+
+
+def w10_long_fairness(run, a, info):
+    """24 jobs of 5 s sent in one batch to 2 idle processes of 8 threads: spread over both, they
+    drain in ceil(24 / 16) = 2 rounds (10 s, target 11 s); one process holding all 24 needs 3."""
+    n, secs = a.w10_jobs, a.w10_seconds
+    w, t0 = run.start_workers()
+    time.sleep(a.w10_settle)  # both processes up, idle, listening
+    sent = run.enqueue_timed([(i, secs, False) for i in range(n)])
+    try:
+        runs = run.wait_runs(_drained(n), "drain", workers=w)
+        complete = True
+    except WorkloadTimeout:
+        runs, complete = read_runs(run.done_dir / "runs.log"), False
+    firsts = _first_completions(runs)
+    per_process = Counter(e.pid for e in runs)
+    target = math.ceil(n / THREADS) * secs + 1
+    drain = (max(firsts.values()) - sent["sent_at"]) if firsts else None
+    res = {"jobs": n, "job_s": secs, "target_s": target, "drain_s": drain,
+           "meets_target": drain is not None and drain <= target,
+           "jobs_per_process": sorted(per_process.values(), reverse=True),
+           "processes_with_jobs": len(per_process), "jobs_on_busiest_process": max(per_process.values(), default=0),
+           "first_start_after_send_s": (min(e.started for e in runs) - sent["sent_at"]) if runs else None,
+           "duplicate_executions": len(runs) - len({e.tag for e in runs}), "complete": complete}
+    if not complete:
+        res["timed_out"] = True
+    return res
+
+
+def w11_saturated_key(run, a, info):
+    """Enqueue-to-start latency of free no-op jobs (w3's way: single sends at a steady rate,
+    workers warm) first with an empty queue, then with 100,000 jobs queued ahead of them behind
+    one concurrency key whose only slot is taken (the first of them runs for the whole
+    workload): every claim has to pass the ones it may not take."""
+    rate, secs = a.w11_rate, a.w11_seconds
+    n = int(rate * secs)
+    backlog = a.n(a.w11_backlog)
+    tr = DoneTracker(run.done_dir, 2 * n + 1, keep_records=True)
+    w, t0 = run.start_workers()
+    run.enqueue(0, 1, mode="single")  # warm-up job 0
+    run.wait_for(tr, lambda t: t.unique >= 1, "warm-up", workers=w)
+    time.sleep(2)
+
+    def latencies(first):
+        run.enqueue(first, n, mode="single", rate=rate)
+        try:
+            run.wait_for(tr, lambda t: t.done_in(first, first + n) >= n, "latency jobs", workers=w, idle_limit=60)
+        except WorkloadTimeout:
+            pass
+        tr.poll()
+        lat = [(st - q) * 1000.0 for j, q, st in tr.records if first <= j < first + n]
+        return lat, tr.done_in(first, first + n)
+
+    without, done_without = latencies(1)
+    try:
+        prep = run.sys.cli(["enqueue-keyed", "--count", str(backlog), "--seconds", str(a.timeout)], run.env,
+                           timeout=run.remaining())
+    except subprocess.TimeoutExpired:
+        raise WorkloadTimeout("timed out while enqueueing the keyed backlog")
+    run.wait_runs(lambda runs: len(runs) >= 1, "the key's slot taken", workers=w)
+    time.sleep(2)
+    with_backlog, done_with = latencies(1 + n)
+    held = read_runs(run.done_dir / "runs.log")
+    res = {"rate": rate, "jobs_per_phase": n, "backlog": backlog, "backlog_enqueue_s": prep["seconds"],
+           "completed_without": done_without, "completed_with_backlog": done_with,
+           "keyed_jobs_started": len(held)}
+    for name, lat in (("without", without), ("with_backlog", with_backlog)):
+        res.update({f"latency_ms_p50_{name}": pct(lat, 50), f"latency_ms_p95_{name}": pct(lat, 95),
+                    f"latency_ms_p99_{name}": pct(lat, 99), f"latency_ms_max_{name}": max(lat) if lat else None})
+    return res
+
+
 WORKLOADS = {f.__name__: f for f in [w1_enqueue, w2_drain, w3_latency, w4_big_backlog, w5_delayed, w6_kill9,
-                                     w7_pg_restart, w8_long_transaction]}
+                                     w7_pg_restart, w8_long_transaction, w9_outage_paused, w10_long_fairness,
+                                     w11_saturated_key]}
 
 
 # --------------------------------------------------------------------------- results
@@ -935,6 +1141,12 @@ def run_system(name, args, results):
                 log(name, wl, "not applicable:", wrec["not_applicable"])
                 results.save()
                 continue
+            capability = WORKLOAD_CAPABILITY.get(wl)
+            if capability and not check.get(capability):
+                wrec["not_applicable"] = f"{wl} needs the adapter's {capability} (see systems/_common/adapter_cli.py)"
+                log(name, wl, "not applicable:", wrec["not_applicable"])
+                results.save()
+                continue
             n_runs = args.runs_for.get(wl, args.runs)
             for _ in range(n_runs):
                 i = len(wrec["runs"])  # counts on across --rounds
@@ -973,7 +1185,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--systems", default="all", help="comma list or 'all' (found: %s)" %
                    ", ".join(discover_systems()))
-    p.add_argument("--workloads", default="all", help="comma list of names or numbers 1-8, or 'all' "
+    p.add_argument("--workloads", default="all", help="comma list of names or numbers 1-11, or 'all' "
                    "(%s)" % ", ".join(ALL_WORKLOADS))
     p.add_argument("--runs", type=int, default=3, help="runs per workload (median reported)")
     p.add_argument("--rounds", type=int, default=1,
@@ -1016,6 +1228,22 @@ def main():
     g.add_argument("--w7-dup-watch", type=float, default=40,
                    help="extra watch for late duplicates (longer than w6's: a job whose ack was lost "
                    "in a disruption is re-run only after the system's 30 s rescue window)")
+    g.add_argument("--w9-jobs", type=int, default=96)
+    g.add_argument("--w9-min-s", type=float, default=1.0, help="shortest job, seconds")
+    g.add_argument("--w9-max-s", type=float, default=20.0, help="longest job, seconds")
+    g.add_argument("--w9-limited-every", type=int, default=12,
+                   help="every Nth job is of the actor limited to 2 at once")
+    g.add_argument("--w9-seed", type=int, default=9, help="seed of the job durations")
+    g.add_argument("--w9-down-s", type=float, default=30.0, help="seconds the server is stopped")
+    g.add_argument("--w9-resume-after-s", type=float, default=8.0,
+                   help="seconds after the server is back that the paused process is resumed")
+    g.add_argument("--w9-dup-watch", type=float, default=10.0, help="extra watch for late executions")
+    g.add_argument("--w10-jobs", type=int, default=24)
+    g.add_argument("--w10-seconds", type=float, default=5.0)
+    g.add_argument("--w10-settle", type=float, default=5.0, help="seconds the workers idle before the send")
+    g.add_argument("--w11-backlog", type=int, default=100000, help="jobs queued behind the saturated key")
+    g.add_argument("--w11-rate", type=float, default=10.0, help="free jobs per second, each phase")
+    g.add_argument("--w11-seconds", type=float, default=10.0, help="length of each phase")
     args = p.parse_args()
 
     known = discover_systems()

@@ -31,6 +31,19 @@ COLUMNS = {
                             ("jobs_per_s_last_quarter", "last quarter jobs/s"),
                             ("longest_pause_between_starts_s", "longest pause s"),
                             ("dead_tuples_at_end", "dead tuples"), ("max:duplicates", "dups (worst run)")],
+    "w9_outage_paused": [("max:double_executions_at_once", "run twice at once (worst run)"),
+                         ("max:duplicate_executions", "re-runs (worst run)"),
+                         ("max:limit_violations", "limit broken (worst run)"), ("max:dead", "dead (worst run)"),
+                         ("max:jobs_with_an_attempt_without_history", "attempts without history (worst run)"),
+                         ("max:paused_process_starts_after_resume", "paused process starts after resume"),
+                         ("drain_after_back_s", "drain after server back s"), ("all_completed", "all completed")],
+    "w10_long_fairness": [("drain_s", "drain s"), ("target_s", "target s"),
+                          ("jobs_on_busiest_process", "jobs on busiest process"),
+                          ("processes_with_jobs", "processes used"), ("meets_target", "meets target")],
+    "w11_saturated_key": [("latency_ms_p50_without", "p50 ms, empty"), ("latency_ms_p99_without", "p99 ms, empty"),
+                          ("latency_ms_p50_with_backlog", "p50 ms, 100k behind a key"),
+                          ("latency_ms_p99_with_backlog", "p99 ms, 100k behind a key"),
+                          ("backlog_enqueue_s", "backlog enqueue s")],
 }
 
 

@@ -80,6 +80,11 @@ class Cluster:
         self._pg_ctl("-w", "-m", "fast", "-l", str(self.pgdata / "log"), "restart")
         self._wait_ready("restart")
 
+    def stop_fast(self):
+        """Clean stop (`pg_ctl stop -m fast`): sessions are terminated, a shutdown checkpoint
+        is written; start() brings it back on the same socket."""
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
     def stop_immediate(self):
         """Crash-like stop (`pg_ctl stop -m immediate`): no shutdown checkpoint, the next
         start runs crash recovery."""

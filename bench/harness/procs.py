@@ -1,4 +1,5 @@
-"""Worker process groups: start, RSS of the process tree, kill -9, graceful stop."""
+"""Worker process groups: start, RSS of the process tree, kill -9, graceful stop, and one
+process of the tree paused (SIGSTOP) and resumed."""
 import os
 import signal
 import subprocess
@@ -55,6 +56,16 @@ class Workers:
                 os.killpg(p.pid, sig)  # each copy leads its own session / group
             except ProcessLookupError:
                 pass
+
+    def pause(self, pid):
+        """SIGSTOP one process of the tree (e.g. one of dramatiq's worker processes): it keeps
+        its connections and its jobs, and does nothing, heartbeat included, until resume()."""
+        psutil.Process(pid).suspend()
+        return time.time()
+
+    def resume(self, pid):
+        psutil.Process(pid).resume()
+        return time.time()
 
     def kill9(self):
         victims = self.tree()

@@ -17,10 +17,20 @@ A system directory ``bench/systems/<name>/`` holds:
 * ``send_bulk(items, delay_s=None)``  items = [(job_id, enq_ts), ...]; only if
                             the system has a batch API (set ``batch_api = True``)
 * ``close()``               optional
+* ``send_timed(items)``     optional (workloads 9 and 10): items = [(job_id,
+                            seconds, limited), ...], all in one batch; each job
+                            calls ``benchjob.record_run(job_id, seconds)``, and
+                            ``limited`` ones run at most 2 at once
+* ``report()``              optional: the system's own view of the jobs (states,
+                            attempts and their history rows) as a dict
+* ``send_keyed(count, seconds)``  optional (workload 11): ``count`` jobs of one
+                            actor limited to 1 at once (one concurrency key),
+                            each ``record_run(job_id, seconds)``
 
 Sub-commands: ``check``, ``setup``, ``enqueue --first N --count M --mode
-single|bulk [--batch B] [--delay S] [--rate R]``.  Each prints one JSON object
-as its last stdout line.  Exit code 3 = unavailable.
+single|bulk [--batch B] [--delay S] [--rate R]``, ``enqueue-timed --spec FILE``
+(a JSON list of items), ``enqueue-keyed --count N --seconds S``, ``report``.  Each prints one JSON object as its last
+stdout line.  Exit code 3 = unavailable.
 """
 import argparse
 import asyncio
@@ -79,6 +89,9 @@ async def _amain(Adapter, a):
         if a.cmd == "check":
             info = await _maybe(ad.check())
             info["batch_api"] = bool(getattr(ad, "batch_api", False))
+            info["timed_jobs"] = callable(getattr(ad, "send_timed", None))
+            info["job_report"] = callable(getattr(ad, "report", None))
+            info["keyed_backlog"] = callable(getattr(ad, "send_keyed", None))
             return {"ok": True, **info}
         await _maybe(ad.check())
         if a.cmd == "setup":
@@ -86,6 +99,17 @@ async def _amain(Adapter, a):
             return {"ok": True}
         if a.cmd == "enqueue":
             return {"ok": True, **(await _enqueue(ad, a))}
+        if a.cmd == "enqueue-timed":
+            items = [tuple(item) for item in json.load(open(a.spec))]
+            sent_at = time.time()
+            await _maybe(ad.send_timed(items))
+            return {"ok": True, "count": len(items), "sent_at": sent_at, "seconds": time.time() - sent_at}
+        if a.cmd == "enqueue-keyed":
+            t0 = time.perf_counter()
+            await _maybe(ad.send_keyed(a.count, a.seconds))
+            return {"ok": True, "count": a.count, "seconds": time.perf_counter() - t0}
+        if a.cmd == "report":
+            return {"ok": True, **(await _maybe(ad.report()))}
     finally:
         close = getattr(ad, "close", None)
         if close:
@@ -94,13 +118,15 @@ async def _amain(Adapter, a):
 
 def main(Adapter):
     p = argparse.ArgumentParser()
-    p.add_argument("cmd", choices=["check", "setup", "enqueue"])
+    p.add_argument("cmd", choices=["check", "setup", "enqueue", "enqueue-timed", "enqueue-keyed", "report"])
     p.add_argument("--first", type=int, default=0)
     p.add_argument("--count", type=int, default=0)
     p.add_argument("--mode", choices=["single", "bulk"], default="single")
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--delay", type=float, default=0.0)
     p.add_argument("--rate", type=float, default=0.0)
+    p.add_argument("--seconds", type=float, default=0.0, help="enqueue-keyed: each job's length")
+    p.add_argument("--spec", default=None, help="enqueue-timed: JSON file of [job_id, seconds, limited] items")
     a = p.parse_args()
     try:
         res = asyncio.run(_amain(Adapter, a))
