@@ -43,7 +43,7 @@ def _waiting(cluster, worker_processes, condition, *, timeout: float, message: s
         raise AssertionError(f"{exc}; job states {states(cluster.sql)}\n{worker_processes.logs()}") from None
 
 
-def _outage(cluster, worker_processes) -> tuple[float, float]:
+def _outage(cluster) -> tuple[float, float]:
     """Stop the server for OUTAGE seconds; returns when it was back (monotonic, time.time())."""
     cluster.stop_fast()
     down = time.monotonic()
@@ -71,14 +71,14 @@ def test_live_workers_keep_their_jobs_through_an_outage_longer_than_the_lease(cl
     timings = {**TIMINGS, "dramatiq_queue_prefetch": "8"}
     first = worker_processes.start("a", cluster.url, cluster.sql, **timings)
     second = worker_processes.start("b", cluster.url, cluster.sql, **timings)
-    # 16 s: they start before the outage and end 7 s after the server is back, long after
-    # every connection of both workers is (the heartbeat's backoff reaches 5 s between tries).
+    # 16 s: they start before the outage and end about 7 s after the server is back, when every
+    # connection of both workers is back too (reconnects back off up to 5 s between tries).
     tags = send(broker, path, [(app.timed, f"job{i}", 16.0) for i in range(16)])
     _waiting(cluster, worker_processes,
              lambda: all(len(held_by(cluster.sql, w.worker_id)[0]) == 8 for w in (first, second)),
              timeout=30, message="8 jobs running in each worker")
 
-    _outage(cluster, worker_processes)
+    _outage(cluster)
 
     def lost_or_done():
         lost = cluster.sql("SELECT count(*) FROM lamplighter.job_history WHERE outcome = 'lost'") != [(0,)]
@@ -92,7 +92,7 @@ def test_live_workers_keep_their_jobs_through_an_outage_longer_than_the_lease(cl
             for job_id, rows in history(cluster.sql).items()
             for attempt, outcome, worker_id, _ in rows if outcome == "lost"]
     assert lost == [], (f"{len(lost)} jobs running on live workers were handed back as lost after a {OUTAGE:g} s "
-                        f"outage (lease {LEASE:g} s), and run again: {', '.join(lost)}")
+                        f"outage (lease {LEASE:g} s), to run again: {', '.join(lost)}")
 
     _wind_down(cluster, worker_processes, path)
     runs = executions.read(path)
@@ -126,7 +126,7 @@ def test_an_outage_longer_than_the_lease_with_one_worker_paused_through_it(clust
     taken = {ids[i] for i in running | waiting}
 
     paused.pause()
-    back, back_at = _outage(cluster, worker_processes)
+    back, back_at = _outage(cluster)
 
     def taken_over():
         return time.monotonic() - back >= LEASE + 1 and any(
