@@ -76,6 +76,7 @@ class LamplighterBroker(PostgresBroker):
         self.clock = clock_module.SystemClock(self.settings.clock_offset)
         self.worker_id = str(uuid.uuid4())
         self.inflight: dict[str, Claim] = {}
+        self.worker_threads: int | None = None  # set at worker boot
         self.consumers: dict[str, LamplighterConsumer] = {}  # by queue, to tell one it has room again
         # Per queue: this worker's index among the queue's live workers, and how many there are
         # (refreshed every heartbeat): which enqueue wake-ups it answers first (storage/wakeups.py).

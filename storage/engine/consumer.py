@@ -47,8 +47,9 @@ class LamplighterConsumer(Consumer):
         self.queue_name = queue_name
         self.prefetch = max(1, prefetch)
         self.settings = broker.settings
-        # dramatiq's prefetch is twice the worker threads (shared by the queues a worker consumes).
-        self.threads = max(1, self.prefetch // 2)
+        # The worker's threads (shared by the queues it consumes); without a booted worker,
+        # dramatiq's default prefetch is twice the threads.
+        self.threads = broker.worker_threads or max(1, self.prefetch // 2)
         # Jobs this consumer may hold (claimed, queued in the worker, or running) while jobs are
         # short: dramatiq's prefetch or one claim batch, whichever is larger. Bounded: a worker
         # holds only what it is about to run, whatever the backlog.

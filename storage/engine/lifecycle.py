@@ -36,6 +36,7 @@ class Lifecycle(Middleware):
         return set(ACTOR_COLUMN_OPTIONS)
 
     def before_worker_boot(self, broker, worker):
+        broker.worker_threads = worker.worker_threads  # before the consumers: they claim for free threads
         broker.stopping = False
         broker.stop_requested_at = None
         broker.stop_deadline = None
