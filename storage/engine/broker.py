@@ -282,6 +282,8 @@ class LamplighterBroker(PostgresBroker):
                 consumer = self.consumers.get(claim.queue_name)
                 if consumer is not None:
                     consumer.released(claim.message_id)
+                if self.finisher is not None:  # rescued already: matches nothing; else back at once
+                    self.finisher.submit("release", {"message_id": claim.message_id, "token": claim.token})
             else:
                 running += 1
         log.error("worker_declared_dead", worker_id=old, new_worker_id=self.worker_id,

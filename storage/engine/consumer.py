@@ -205,6 +205,16 @@ class LamplighterConsumer(Consumer):
             proxy = self._to_proxy(row, token, now)
             if proxy is not None:
                 proxies.append(proxy)
+        if params["worker_id"] != self.broker.worker_id:
+            # Fenced while this claim ran (claims.py): it took rows under the identity declared
+            # dead. Checked after the claims are in inflight, so either the fence gave them up or
+            # this does; they go back at once.
+            for proxy in proxies:
+                claim = self.broker.inflight.pop(proxy.message_id, None)
+                self.released(proxy.message_id)
+                if claim is not None and claim.give_up():
+                    self.broker.finisher.submit("release", {"message_id": claim.message_id, "token": claim.token})
+            return [], False
         return proxies, len(found) >= limit
 
     def _release_lost_claims(self, cur) -> None:
