@@ -169,6 +169,16 @@ def broker(database_url):
     actors.broker.settings = settings_module.get()
     actors.broker.stopping = False
     actors.broker.inflight.clear()
+    # A live worker row, as a started worker has: claims take nothing for a worker without one.
+    from storage import workers
+
+    conn = connection.raw_connection("tests-register")
+    try:
+        conn.autocommit = True
+        workers.register(conn, worker_id=actors.broker.worker_id, hostname="tests", pid=os.getpid(), queues=[],
+                         version="tests")
+    finally:
+        conn.close()
     yield actors.broker
     actors.broker.inflight.clear()
 

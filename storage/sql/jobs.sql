@@ -114,7 +114,10 @@ SELECT pg_notify(%(channel)s, p) FROM unnest(%(payloads)s::text[]) AS p;
 -- The message comes back as text (the worker measures it before decoding), with the job's age
 -- by the database clock (an unknown actor's grace is measured by it).
 WITH gate AS (
-    SELECT NOT EXISTS (SELECT 1 FROM lamplighter.queues p WHERE p.name = %(queue)s AND p.paused) AS yes
+    -- The queue is not paused, and this worker is alive: a worker declared dead (its row gone)
+    -- claims nothing until it has fenced itself and registered under a new id.
+    SELECT NOT EXISTS (SELECT 1 FROM lamplighter.queues p WHERE p.name = %(queue)s AND p.paused)
+           AND EXISTS (SELECT 1 FROM lamplighter.workers w WHERE w.id = %(worker_id)s) AS yes
 ), unkeyed AS (
     SELECT q.message_id, q.concurrency_key, q.concurrency_limit, q.priority, q.available_at
     FROM dramatiq.queue q
@@ -195,6 +198,7 @@ FROM (SELECT j.message_id
         AND j.queue_name = %(queue)s
         AND j.available_at <= lamplighter.now()
         AND NOT EXISTS (SELECT 1 FROM lamplighter.queues p WHERE p.name = %(queue)s AND p.paused)
+        AND EXISTS (SELECT 1 FROM lamplighter.workers w WHERE w.id = %(worker_id)s)
       ORDER BY j.priority, j.available_at
       LIMIT 1
       FOR UPDATE SKIP LOCKED) AS chosen

@@ -195,7 +195,7 @@ def _claim_plan(sql, worker_id):
                            {"queue": "tests-faults", "limit": 50, "worker_id": worker_id, "token": 1}).decode()
         cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text)
         plan = cur.fetchone()[0][0]
-        claimed = cur.rowcount
+        claimed = plan["Plan"].get("Actual Rows", 0)
         conn.rollback()
     finally:
         conn.close()
@@ -219,6 +219,7 @@ def test_a_saturated_keys_backlog_costs_a_claim_nothing(broker, sql):
     free = [gated.send(f"free-{i}").message_id for i in range(10)]
     plan, _ = _claim_plan(sql, broker.worker_id)
     root = plan["Plan"]
+    assert root["Actual Rows"] == 10  # it did claim the ten free jobs (rolled back)
     assert _plan_totals(root, "Rows Removed by Filter") < 1000
     assert _plan_totals(root, "Actual Rows") < 2000
     claimed = sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'queued' AND message_id = ANY(%s::uuid[])",

@@ -454,12 +454,16 @@ def test_concurrency_limit_is_exact_under_racing_claimers(broker, sql):
 
     def claimer():
         conn = connection.raw_connection("test-claimer")
+        worker_id = str(uuid.uuid4())
         try:
+            with conn:
+                conn.cursor().execute("INSERT INTO lamplighter.workers (id, hostname, pid, queues, version) "
+                                      "VALUES (%s, 'tests', 1, '{}', 'tests')", (worker_id,))
             barrier.wait()
             for _ in range(20):
                 with conn:
                     conn.cursor().execute(jobs.SQL["job_claim_batch"],
-                                          {"queue": "tests", "limit": 50, "worker_id": str(uuid.uuid4()), "token": 1})
+                                          {"queue": "tests", "limit": 50, "worker_id": worker_id, "token": 1})
         except Exception as exc:  # collected and asserted below
             errors.append(exc)
         finally:
