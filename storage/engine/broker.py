@@ -38,7 +38,7 @@ from dramatiq_pg import PostgresBroker
 from storage import clock as clock_module
 from storage import connection, jobs, logs, workers
 from storage import settings as settings_module
-from storage.engine import codec, context, lifecycle
+from storage.engine import claims, codec, context, lifecycle
 from storage.engine import columns as columns_module
 from storage.engine.columns import ACTOR_COLUMN_OPTIONS, COLUMN_OPTIONS
 from storage.engine.claims import Claim
@@ -168,7 +168,7 @@ class LamplighterBroker(PostgresBroker):
                 self.logger.critical("Unexpected failure in %s of %r.", name, middleware, exc_info=True)
 
     def enqueue(self, message, *, delay=None):
-        claim = self.inflight.get(message.message_id)
+        claim = claims.of(self.inflight, message)
         if claim is not None and isinstance(message, MessageProxy):
             # dramatiq's Retries re-sends the running message with a delay. Record it on the
             # claim instead: the finish then stores the failure, its history row and the next
@@ -311,13 +311,13 @@ class LamplighterBroker(PostgresBroker):
         """How the running attempt of ``message`` ends, when it is not plain success or retry:
         ``dead`` (no retry), ``cancelled``, or ``handback`` (interrupted by shutdown: back to
         the queue, attempt not consumed)."""
-        claim = self.inflight.get(message.message_id)
+        claim = claims.of(self.inflight, message)
         if claim is not None:
             claim.verdict = verdict
 
     def finish(self, message, *, failed: bool) -> None:
-        claim = self.inflight.get(message.message_id)
-        if claim is None:
+        claim = claims.of(self.inflight, message)
+        if claim is None:  # not ours, or a stale copy of a job handed back and claimed again
             return
         if claim.given_up:  # handed back or rescued before it started: its row is not ours
             self.inflight.pop(message.message_id, None)

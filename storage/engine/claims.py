@@ -15,6 +15,18 @@ from typing import Any
 
 # Guards Claim.started_at / Claim.given_up transitions across worker, consumer and heartbeat threads.
 lock = threading.Lock()
+# The message option that carries the token of the claim a message was handed out by. A job handed
+# back and claimed again (by this worker) has a second message in dramatiq's work queue with the
+# same id: each message is matched to its own claim, never to the other's.
+TOKEN_OPTION = "lamplighter_claim_token"
+
+
+def of(inflight: dict, message) -> "Claim | None":
+    """The claim ``message`` was handed out by, if it is still held here."""
+    claim = inflight.get(message.message_id)
+    if claim is None or claim.token != message.options.get(TOKEN_OPTION):
+        return None
+    return claim
 
 
 def new_token() -> int:

@@ -91,10 +91,13 @@ class LamplighterConsumer(Consumer):
         if self.broker.stopping:
             time.sleep(min(0.1, self.settings.poll_interval))
             return None
-        if self.mine and len(self.mine) >= self.threads:
+        # The worker's threads run every queue's jobs: what the other consumers hold counts too.
+        held = sum(len(consumer.mine) for consumer in list(self.broker.consumers.values())) \
+            if len(self.broker.consumers) > 1 else len(self.mine)
+        if self.mine and held >= self.threads:
             self._hand_back_waiting()
         if self.long_jobs:  # claim only for free threads
-            capacity = min(self.window, self.threads) - len(self.mine)
+            capacity = min(self.window - len(self.mine), self.threads - held)
             due = capacity > 0
         else:  # claim a whole batch at a time, as soon as half the window is free
             capacity = self.window - len(self.mine)
@@ -254,6 +257,7 @@ class LamplighterConsumer(Consumer):
         # Retries decides from options.retries; the table's attempt count is the truth
         # (it includes attempts lost to a crash), so the message follows it.
         message.options["retries"] = row["attempt"]
+        message.options[claims.TOKEN_OPTION] = token
         self.broker.inflight[message_id] = Claim(
             message_id=message_id, token=token, queue_name=self.queue_name, actor_name=message.actor_name,
             attempt=row["attempt"], tenant_id=row["tenant_id"], digest=codec.args_digest(data),
@@ -354,9 +358,12 @@ class LamplighterConsumer(Consumer):
     def requeue(self, messages: Iterable[MessageProxy]):
         """dramatiq hands back messages it will not run (shutdown, consumer restart)."""
         for message in messages:
-            claim = self.broker.inflight.pop(message.message_id, None)
+            claim = claims.of(self.broker.inflight, message)
+            if claim is None:
+                continue  # a stale copy: its claim was given up already
+            self.broker.inflight.pop(message.message_id, None)
             self.released(message.message_id)
-            if claim is not None and self.broker.finisher is not None and claim.give_up():
+            if self.broker.finisher is not None and claim.give_up():
                 self.broker.finisher.submit("release", {"message_id": claim.message_id, "token": claim.token})
 
     def close(self):

@@ -13,7 +13,7 @@ import structlog
 from dramatiq.middleware import Middleware, Shutdown, SkipMessage
 
 from storage import logs
-from storage.engine import context
+from storage.engine import claims, context
 from storage.engine.claims import Claim
 from storage.engine.columns import ACTOR_COLUMN_OPTIONS
 
@@ -58,8 +58,11 @@ class Lifecycle(Middleware):
         restore_signal_handler(broker)
 
     def before_process_message(self, broker, message):
-        claim = broker.inflight.get(message.message_id)
+        claim = claims.of(broker.inflight, message)
         if claim is None:
+            if message.options.get(claims.TOKEN_OPTION) is not None:
+                # Handed back (or rescued) and claimed again: the current claim has its own message.
+                raise SkipMessage("a stale copy of a job claimed again")
             return
         if broker.stopping:
             # Claimed before the stop request but not started: it goes back untouched.
@@ -84,7 +87,7 @@ class Lifecycle(Middleware):
         job_log.debug("job_started")
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
-        claim = broker.inflight.get(message.message_id)
+        claim = claims.of(broker.inflight, message)
         if claim is not None and exception is None:
             claim.result = result
 
