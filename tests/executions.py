@@ -100,10 +100,13 @@ def over_limit(executions: list[Execution], tags: set[str], limit: int,
     return found
 
 
-def send(broker, path: Path, jobs) -> dict[str, str]:
-    """Enqueue timed jobs, ``jobs`` = [(actor, tag, seconds)], in one statement; returns
-    {tag: job id}."""
-    sent = broker.enqueue_many([actor.message(str(path), tag, seconds) for actor, tag, seconds in jobs])
+def send(broker, path: Path, jobs, *, queue: str | None = None) -> dict[str, str]:
+    """Enqueue timed jobs, ``jobs`` = [(actor, tag, seconds)], in one statement, on their actor's
+    queue or on ``queue``; returns {tag: job id}."""
+    messages = [actor.message(str(path), tag, seconds) for actor, tag, seconds in jobs]
+    if queue is not None:
+        messages = [message.copy(queue_name=queue) for message in messages]
+    sent = broker.enqueue_many(messages)
     return {tag: message.message_id for (_, tag, _), message in zip(jobs, sent)}
 
 

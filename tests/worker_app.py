@@ -107,3 +107,9 @@ def timed(path: str, tag: str, seconds: float) -> None:
 def timed_limited(path: str, tag: str, seconds: float) -> None:
     """tests.timed, at most two at once across every worker process."""
     _run_timed(path, tag, seconds)
+
+
+# A second queue for tests.timed jobs, sent to it by name as `lamplighter enqueue --queue` does:
+# the outage tests give a worker process a queue of its own.
+OTHER_OUTAGE_QUEUE = "tests-outage-2"
+broker.declare_queue(OTHER_OUTAGE_QUEUE)

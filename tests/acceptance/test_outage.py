@@ -30,10 +30,10 @@ pytestmark = pytest.mark.acceptance
 
 LEASE = 3.0
 OUTAGE = 8.0
-# A claim batch of 8: each process holds at most 16 jobs (dramatiq's prefetch, twice its 8
-# threads): 8 running and 8 waiting their turn.
-TIMINGS = {"LAMPLIGHTER_LEASE_TIMEOUT": f"{LEASE:g}", "LAMPLIGHTER_HEARTBEAT_INTERVAL": "0.5",
-           "LAMPLIGHTER_CLAIM_BATCH": "8"}
+TIMINGS = {"LAMPLIGHTER_LEASE_TIMEOUT": f"{LEASE:g}", "LAMPLIGHTER_HEARTBEAT_INTERVAL": "0.5"}
+# Each worker process is given its jobs on a queue only it consumes (or consumes first), so that
+# which process holds which jobs does not depend on how a claim spreads them.
+QUEUE, OTHER_QUEUE = "tests-outage", "tests-outage-2"
 
 
 def _waiting(cluster, worker_processes, condition, *, timeout: float, message: str):
@@ -67,13 +67,12 @@ def test_live_workers_keep_their_jobs_through_an_outage_longer_than_the_lease(cl
     from actors import broker
 
     path = tmp_path / "executions.log"
-    # A window of 8 (dramatiq's prefetch, here equal to the threads): each process holds what it runs.
-    timings = {**TIMINGS, "dramatiq_queue_prefetch": "8"}
-    first = worker_processes.start("a", cluster.url, cluster.sql, **timings)
-    second = worker_processes.start("b", cluster.url, cluster.sql, **timings)
+    first = worker_processes.start("a", cluster.url, cluster.sql, queues=[QUEUE], **TIMINGS)
+    second = worker_processes.start("b", cluster.url, cluster.sql, queues=[OTHER_QUEUE], **TIMINGS)
     # 16 s: they start before the outage and end about 7 s after the server is back, when every
     # connection of both workers is back too (reconnects back off up to 5 s between tries).
-    tags = send(broker, path, [(app.timed, f"job{i}", 16.0) for i in range(16)])
+    tags = send(broker, path, [(app.timed, f"job{i}", 16.0) for i in range(8)], queue=QUEUE)
+    tags.update(send(broker, path, [(app.timed, f"job{i}", 16.0) for i in range(8, 16)], queue=OTHER_QUEUE))
     _waiting(cluster, worker_processes,
              lambda: all(len(held_by(cluster.sql, w.worker_id)[0]) == 8 for w in (first, second)),
              timeout=30, message="8 jobs running in each worker")
@@ -107,19 +106,20 @@ def test_an_outage_longer_than_the_lease_with_one_worker_paused_through_it(clust
 
     path = tmp_path / "executions.log"
     sql = cluster.sql
-    # The live worker holds only what its threads run (a window of 8), so that the jobs sent after
-    # its own go to the other one, which claims everything it can (a window of 50).
-    survivor = worker_processes.start("survivor", cluster.url, sql, **TIMINGS, dramatiq_queue_prefetch="8")
-    # Its own jobs outlive the outage: they end 2 s after the server is back.
-    own = send(broker, path, [(app.timed, f"s{i}", 14.0) for i in range(8)])
-    _waiting(cluster, worker_processes, lambda: len(held_by(sql, survivor.worker_id)[0]) == 8, timeout=30,
-             message="the live worker's 8 jobs running")
-    paused = worker_processes.start("paused", cluster.url, sql, **{**TIMINGS, "LAMPLIGHTER_CLAIM_BATCH": "50"})
-    # 8 run at once, 8 wait in the process; 4 of the 6 limited jobs find no free slot and stay queued.
+    # The worker to pause has the first queue to itself while its jobs are claimed: 8 run, the
+    # rest wait in the process (a claim batch takes them all); 4 of the 6 limited jobs find no free
+    # slot and stay queued.
+    paused = worker_processes.start("paused", cluster.url, sql, queues=[QUEUE], **TIMINGS)
     tags = send(broker, path, [(app.timed, f"p{i}", 5.0) for i in range(14)]
                 + [(app.timed_limited, f"lim{i}", 2.0) for i in range(6)])
     _waiting(cluster, worker_processes, lambda: len(held_by(sql, paused.worker_id)[0]) == 8, timeout=30,
              message="8 jobs running in the worker to pause")
+    # The live worker consumes that queue too, and has its own jobs on the second one: they
+    # outlive the outage (they end 2 s after the server is back).
+    survivor = worker_processes.start("survivor", cluster.url, sql, queues=[QUEUE, OTHER_QUEUE], **TIMINGS)
+    own = send(broker, path, [(app.timed, f"s{i}", 14.0) for i in range(8)], queue=OTHER_QUEUE)
+    _waiting(cluster, worker_processes, lambda: len(held_by(sql, survivor.worker_id)[0]) == 8, timeout=30,
+             message="the live worker's 8 jobs running")
     tags.update(own)
     running, waiting = held_by(sql, paused.worker_id)
     ids = {i: t for t, i in tags.items()}

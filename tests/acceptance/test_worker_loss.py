@@ -68,7 +68,8 @@ def test_a_worker_declared_dead_does_not_run_what_it_had_claimed(database_url, b
         return any(process_of.get(worker_id, paused.pid) == execution.pid and abs(started - execution.started) < 0.5
                    for _, _, worker_id, started in rows.get(tags[execution.tag], []))
 
-    problems = []
+    problems = [f"job {a.tag} ran twice at once: {a} | {b}"
+                for a, b in executions.runs_at_once(runs, worker_processes.frozen())]
     unstarted = {ids[i] for i in waiting}
     stale = [e for e in runs if e.pid == paused.pid and e.started > resumed and e.tag in unstarted and not recorded(e)]
     if stale:
