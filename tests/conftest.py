@@ -169,6 +169,8 @@ def broker(database_url):
     actors.broker.settings = settings_module.get()
     actors.broker.stopping = False
     actors.broker.inflight.clear()
+    actors.broker.consumers.clear()
+    actors.broker.worker_threads = None
     # A live worker row, as a started worker has: claims take nothing for a worker without one.
     from storage import workers
 

@@ -369,6 +369,8 @@ class LamplighterConsumer(Consumer):
     def close(self):
         self.requeue(list(self.buffer))
         self.buffer.clear()
+        if self.broker.consumers.get(self.queue_name) is self:
+            del self.broker.consumers[self.queue_name]
         self.claim_conn.close()
         self.listen_conn.close()
 
