@@ -50,7 +50,7 @@ def test_send_survives_a_lost_prepared_statement_on_its_connection(broker, sql):
 def test_comments_do_not_count_as_parameters():
     # job_claim_batch's comment names %(limit)s before the body does; numbering follows the body.
     statement = queries_module.prepared_statement("jobs", "job_claim_batch")
-    assert statement.execute.endswith("(%(queue)s, %(limit)s, %(worker_id)s, %(token)s)")
+    assert statement.execute.endswith("(%(queue)s, %(worker_id)s, %(limit)s, %(token)s)")
     assert "--" not in statement.prepare
 
 
