@@ -262,3 +262,30 @@ def test_sql_enqueue_works_right_after_migrate(database_url, sql):
     [(job_id,)] = sql("SELECT lamplighter.enqueue('maintenance.ping', '{\"note\": \"hi\"}')")
     assert sql("SELECT actor_name, state FROM dramatiq.queue WHERE message_id = %s", (job_id,)) == [
         ("maintenance.ping", "queued")]
+
+
+def test_the_heartbeat_hands_back_rows_this_worker_holds_but_no_longer_runs(broker, sql):
+    """A finish the database kept refusing until the finisher gave up leaves the row 'running'
+    under a live worker: the heartbeat's reconciliation sends it back to the queue as a lost
+    attempt. Rows the worker still runs, or has a write pending for, are left alone."""
+    from storage.engine.presence import Presence
+
+    stray, running, pending = (actors.maintenance.ping.send(note=n).message_id for n in ("stray", "run", "pend"))
+    sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, claim_token = 5, attempt = 1, "
+        "started_at = now() - interval '1 hour', claimed_at = now() - interval '1 hour'", (broker.worker_id,))
+    presence = Presence(broker, ["maintenance"])
+    broker.inflight[running] = object()  # only its key matters to the reconciliation
+
+    class Pending:
+        unrecorded = {pending}
+
+    broker.finisher, finisher = Pending(), broker.finisher
+    try:
+        presence.reconcile(presence.conn.get())
+    finally:
+        broker.finisher = finisher
+        broker.inflight.pop(running, None)
+        presence.conn.close()
+    states = dict(sql("SELECT message_id::text, state FROM dramatiq.queue"))
+    assert (states[stray], states[running], states[pending]) == ("queued", "running", "running")
+    assert sql("SELECT attempt, outcome FROM lamplighter.job_history WHERE job_id = %s", (stray,)) == [(1, "lost")]
