@@ -68,6 +68,11 @@ class Finisher(threading.Thread):
         # Items the database refused even on their own: (when to try again, tries, item).
         # Only this thread touches them.
         self.parked_items: list[tuple[float, int, tuple]] = []
+        # Worker threads wait before starting a job while this many finishes are unrecorded: what
+        # a kill -9 runs again is at most that, plus the jobs running (lifecycle.py).
+        self.unrecorded_cap = 3 * (broker.worker_threads or 8)
+        self.caught_up = threading.Condition()
+        self.starts_waiting = 0
         self.last_flush_seconds = 0.0
         self.tries: dict[int, int] = {}
 
@@ -211,10 +216,25 @@ class Finisher(threading.Thread):
     def recorded(self, batch: list) -> None:
         """The batch is committed (or given up): its jobs no longer count against any window."""
         self.unrecorded.difference_update(p["message_id"] for k, p, _ in batch if k in ENDING_KINDS)
+        if self.starts_waiting:
+            with self.caught_up:
+                self.caught_up.notify_all()
         self.broker.wake_consumers()
         for _, _, done in batch:
             if done is not None:
                 done.set()
+
+    def wait_to_start(self) -> None:
+        """For a worker thread about to start a job: while unrecorded finishes are at the cap,
+        wait for the next commit (a few milliseconds; never longer than a second)."""
+        deadline = time.monotonic() + 1.0
+        with self.caught_up:
+            self.starts_waiting += 1
+            try:
+                while len(self.unrecorded) >= self.unrecorded_cap and time.monotonic() < deadline:
+                    self.caught_up.wait(0.05)
+            finally:
+                self.starts_waiting -= 1
 
     def stop(self) -> None:
         self.items.append(None)

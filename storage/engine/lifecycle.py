@@ -73,6 +73,9 @@ class Lifecycle(Middleware):
             # away): another worker may have declared this one dead and rescued the job. Start
             # nothing until a heartbeat says which.
             presence.wait_fresh(lambda: broker.stopping)
+        finisher = broker.finisher
+        if finisher is not None and len(finisher.unrecorded) >= finisher.unrecorded_cap:
+            finisher.wait_to_start()  # bounds what a kill -9 runs again (finisher.py)
         if not claim.start(broker.clock.timestamp(), time.monotonic()):
             raise SkipMessage("handed back or rescued before it started")
         message_id = message.message_id
