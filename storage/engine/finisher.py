@@ -73,6 +73,7 @@ class Finisher(threading.Thread):
         self.unrecorded_cap = 3 * (broker.worker_threads or 8)
         self.caught_up = threading.Condition()
         self.starts_waiting = 0
+        self.hurry = threading.Event()
         self.last_flush_seconds = 0.0
         self.tries: dict[int, int] = {}
 
@@ -104,8 +105,9 @@ class Finisher(threading.Thread):
             # previous flush's own time counts: under load the items gather while it runs, and a
             # sleep on top only leaves more jobs finished-but-unrecorded for a kill -9 to re-run.
             gather = interval - self.last_flush_seconds
-            if gather > 0:
-                time.sleep(gather)
+            if gather > 0 and not self.starts_waiting:
+                self.hurry.wait(gather)  # cut short when a worker thread waits on this commit
+            self.hurry.clear()
             flush_started = time.monotonic()
             batch, stop = self._due_parked(), False
             while items and len(batch) < 2000:
@@ -230,6 +232,7 @@ class Finisher(threading.Thread):
         deadline = time.monotonic() + 1.0
         with self.caught_up:
             self.starts_waiting += 1
+            self.hurry.set()
             try:
                 while len(self.unrecorded) >= self.unrecorded_cap and time.monotonic() < deadline:
                     self.caught_up.wait(0.05)
