@@ -276,7 +276,6 @@ class LamplighterBroker(PostgresBroker):
         old, self.worker_id = self.worker_id, str(uuid.uuid4())
         dropped, running = 0, 0
         for claim in list(self.inflight.values()):
-            claim.fenced = True
             if claim.give_up():
                 dropped += 1
                 consumer = self.consumers.get(claim.queue_name)

@@ -51,7 +51,6 @@ class Claim:
     started_at: float | None = None  # epoch seconds, by the broker's clock
     started_mono: float | None = None
     given_up: bool = False  # handed back or fenced before it started: it must not start here
-    fenced: bool = False  # this worker was declared dead while it held the job
     retry_delay_ms: int | None = None
     result: Any = None
     verdict: str | None = None  # dead | cancelled | handback, from the Retries middleware
