@@ -137,15 +137,19 @@ def _stale(cursor, statement_name: str, exc: Exception) -> StalePreparedStatemen
     return StalePreparedStatement(f"{statement_name}: {str(exc).strip().splitlines()[0]}")
 
 
-def execute_together(cursor, concern: str, calls: list[tuple[str, dict]], *, prepare: bool = True):
+def execute_together(cursor, concern: str, calls: list[tuple[str, dict]], *, prepare: bool = True,
+                     before_send=None):
     """Run several named queries as one simple-query message: one round trip, and, on an
     autocommit connection, one implicit transaction (all or nothing). The cursor holds the
     last statement's result. Each lock wait, round trip and commit costs a busy worker thread
-    the GIL twice; one message instead of BEGIN + N statements + COMMIT saves N + 1 of them."""
+    the GIL twice; one message instead of BEGIN + N statements + COMMIT saves N + 1 of them.
+    ``before_send`` is called once the message is built, just before it goes out."""
     if not calls:
         return cursor
     if not prepare:
         text = b";\n".join(cursor.mogrify(queries(concern)[name], params or {}) for name, params in calls)
+        if before_send is not None:
+            before_send()
         cursor.execute(text)
         return cursor
     statements = [prepared_statement(concern, name) for name, _ in calls]
@@ -153,6 +157,8 @@ def execute_together(cursor, concern: str, calls: list[tuple[str, dict]], *, pre
         _ensure_prepared(cursor, statement)
     text = b";\n".join(cursor.mogrify(statement.execute, params or {})
                        for statement, (_, params) in zip(statements, calls))
+    if before_send is not None:
+        before_send()
     try:
         cursor.execute(text)
     except (psycopg2.errors.InvalidSqlStatementName, psycopg2.errors.FeatureNotSupported) as exc:

@@ -74,7 +74,7 @@ class Lifecycle(Middleware):
             # nothing until a heartbeat says which.
             presence.wait_fresh(lambda: broker.stopping)
         finisher = broker.finisher
-        if finisher is not None and len(finisher.unrecorded) >= finisher.unrecorded_cap:
+        if finisher is not None and finisher.unsent() >= finisher.unsent_cap:
             finisher.wait_to_start()  # bounds what a kill -9 runs again (finisher.py)
         if not claim.start(broker.clock.timestamp(), time.monotonic()):
             raise SkipMessage("handed back or rescued before it started")

@@ -224,6 +224,9 @@ WHERE q.message_id = s.message_id AND q.claim_token = s.token AND q.attempt = s.
 -- Re-running the same statement after a COMMIT whose outcome was unknown is harmless for the
 -- same reason. state is queued (retry at delay_ms), completed, dead or cancelled; started_at
 -- and finished_at are epoch seconds (the worker's clock).
+-- It answers one row, the number of attempts recorded, and only after the last row is written:
+-- the server sends nothing before its COMMIT, so a worker killed while the statement runs
+-- cannot make it fail half-way (PostgreSQL runs a received statement to its end).
 WITH f AS (
     SELECT *
     FROM jsonb_to_recordset(%(finishes)s::jsonb) AS f(
@@ -254,16 +257,18 @@ WITH f AS (
     FROM finished
     WHERE finished.concurrency_key IS NOT NULL AND s.key = finished.concurrency_key
       AND s.holder = finished.message_id
+), recorded AS (
+    INSERT INTO lamplighter.job_history (
+        job_id, attempt, actor_name, queue_name, tenant_id, args_digest, worker_id, started_at,
+        finished_at, duration_ms, outcome, error_type, error_message, traceback, result_summary)
+    SELECT f.message_id, f.attempt, finished.actor_name, finished.queue_name, finished.tenant_id,
+           f.args_digest, %(worker_id)s, to_timestamp(f.started_at), to_timestamp(f.finished_at), f.duration_ms,
+           f.outcome, f.error_type, f.error_message, f.traceback, f.result_summary
+    FROM finished JOIN f USING (message_id)
+    ON CONFLICT (job_id, attempt) DO NOTHING
+    RETURNING job_id
 )
-INSERT INTO lamplighter.job_history (
-    job_id, attempt, actor_name, queue_name, tenant_id, args_digest, worker_id, started_at,
-    finished_at, duration_ms, outcome, error_type, error_message, traceback, result_summary)
-SELECT f.message_id, f.attempt, finished.actor_name, finished.queue_name, finished.tenant_id,
-       f.args_digest, %(worker_id)s, to_timestamp(f.started_at), to_timestamp(f.finished_at), f.duration_ms, f.outcome,
-       f.error_type, f.error_message, f.traceback, f.result_summary
-FROM finished JOIN f USING (message_id)
-ON CONFLICT (job_id, attempt) DO NOTHING
-RETURNING job_id;
+SELECT count(*) AS recorded FROM recorded;
 
 -- name: job_reject_undecodable --
 -- A row that never ran because its message cannot be run (not decodable, unknown actor after

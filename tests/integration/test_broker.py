@@ -206,7 +206,7 @@ def test_a_late_finish_cannot_overwrite_a_newer_attempt(broker, sql):
     with conn:
         cur = conn.cursor()
         cur.execute(jobs.SQL["job_finish_many"], {"finishes": json.dumps(late), "worker_id": broker.worker_id})
-        assert cur.rowcount == 0
+        assert cur.fetchone() == (0,)
     assert _state(message.message_id) == "running"
     assert sql("SELECT count(*) FROM lamplighter.job_history") == [(0,)]
 
