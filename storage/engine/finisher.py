@@ -65,18 +65,21 @@ class Finisher(threading.Thread):
         # Jobs that ran but whose finish is not committed yet. Consumers stop claiming while
         # there are two windows of them.
         self.unrecorded: set[str] = set()
-        # How many of them the statement in flight carries (this thread writes it, worker threads
-        # read it). PostgreSQL runs a statement it has received to its end, client gone or not,
-        # and job_finish_many answers nothing before its COMMIT: a kill -9 after the send re-runs
-        # none of them. What a kill -9 re-runs is the jobs running plus the finishes not yet sent.
+        # How many of them the statement being sent carries (this thread writes it, worker threads
+        # read it), from the moment the message is built. PostgreSQL runs a statement it has
+        # received to its end, client gone or not, and job_finish_many answers nothing before its
+        # COMMIT: a kill -9 once the message is out re-runs none of them. What a kill -9 re-runs is
+        # the jobs running plus the finishes not yet sent. (Between the mark and the send this
+        # thread may wait for the GIL: the gate's count is close, not exact; w6 measures it.)
         self.sending = 0
         # Items the database refused even on their own: (when to try again, tries, item).
         # Only this thread touches them.
         self.parked_items: list[tuple[float, int, tuple]] = []
         # Worker threads wait before starting a job while this many finishes are not yet sent: what
-        # a kill -9 runs again is at most that, plus the jobs running (lifecycle.py). Two per
-        # thread: 2 x 8 threads drain 2.6x as fast as PgQueuer and a kill -9 of both re-runs at
-        # most 2 x (8 running + 16 - 1 + 8 finishing past the gate) (README, "Delivery and crashes").
+        # a kill -9 runs again is about that, plus the jobs running (lifecycle.py). Two per thread:
+        # on 2 x 8 a kill -9 of both processes re-ran 18-36 jobs in 6 runs of bench w6 (target: at
+        # most 40; three per thread: 22-50), and the drain is 2.5-2.6x PgQueuer's (README,
+        # "Delivery and crashes" and "After the engine's second pass").
         self.unsent_cap = 2 * (broker.worker_threads or 8)
         self.caught_up = threading.Condition()
         self.starts_waiting = 0
