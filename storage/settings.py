@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 
 class SettingsError(ValueError):
@@ -52,6 +52,11 @@ class Settings:
     prune_batch_size: int = 5000  # rows deleted per transaction by the pruning actor
     http_connect_timeout: float = 5.0  # actors' outbound calls (actors/outbound.py)
     http_read_timeout: float = 30.0
+    # Largest response body an outbound call reads (decompressed); a larger one fails the call.
+    http_max_response_bytes: int = 10 * 1024 * 1024
+    # Host names, addresses and networks outbound calls may reach although the SSRF guard
+    # refuses them otherwise (loopback, private, link-local...); actors/outbound_guard.py.
+    outbound_allow: tuple[str, ...] = ()
 
     # Operations.
     port: int = 8000
@@ -167,6 +172,26 @@ def validate_queue_name(name: str, variable: str = "queue") -> str:
     return name
 
 
+def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
+    """LAMPLIGHTER_OUTBOUND_ALLOW's entries (comma-separated, or already split): host names,
+    addresses and networks; anything else is a SettingsError naming the variable."""
+    import ipaddress
+
+    entries = tuple(e.strip() for e in (raw.split(",") if isinstance(raw, str) else raw) if e.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry.strip("[]"), strict=False)
+            continue
+        except ValueError:
+            pass
+        labels = entry.rstrip(".").split(".")
+        if len(entry) > 253 or not all(0 < len(label) <= 63 and label.isascii()
+                                       and label.replace("-", "").replace("_", "").isalnum() for label in labels):
+            raise SettingsError(f"LAMPLIGHTER_OUTBOUND_ALLOW: {entry!r} is neither a host name nor an address "
+                                "or network (e.g. hooks.internal, 127.0.0.1, 10.1.0.0/16)")
+    return entries
+
+
 def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     """Read and validate the environment. ``overrides`` (from CLI flags) win over env."""
     env = os.environ if env is None else env
@@ -196,6 +221,9 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         prune_batch_size=_number(env, "LAMPLIGHTER_PRUNE_BATCH_SIZE", 5000, kind=int, minimum=1),
         http_connect_timeout=_number(env, "LAMPLIGHTER_HTTP_CONNECT_TIMEOUT", 5.0, minimum=0.01),
         http_read_timeout=_number(env, "LAMPLIGHTER_HTTP_READ_TIMEOUT", 30.0, minimum=0.01),
+        http_max_response_bytes=_number(env, "LAMPLIGHTER_HTTP_MAX_RESPONSE_BYTES", 10 * 1024 * 1024, kind=int,
+                                        minimum=1024),
+        outbound_allow=outbound_allow_entries(env.get("LAMPLIGHTER_OUTBOUND_ALLOW", "")),
         port=_number(env, "PORT", 8000, kind=int, minimum=0),
         log_format=_choice(env, "LAMPLIGHTER_LOG_FORMAT", "auto", ("auto", "json", "console")),
         log_level=_choice(env, "LAMPLIGHTER_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
