@@ -58,6 +58,15 @@ class Settings:
     # refuses them otherwise (loopback, private, link-local...); actors/outbound_guard.py.
     outbound_allow: tuple[str, ...] = ()
 
+    # Files (storage/files.py): file:///path or s3://bucket/prefix. Empty: a directory under
+    # data_dir when embedded; with DATABASE_URL set, jobs that must persist files fail.
+    files_url: str = ""
+    files_s3_endpoint: str = ""  # an S3-compatible server's URL; empty: AWS
+    files_s3_region: str = ""
+    files_s3_access_key_id: str = ""  # empty: boto3's own chain (AWS_* variables, instance role)
+    files_s3_secret_access_key: str = field(default="", repr=False)
+    files_s3_addressing: str = "auto"  # auto (path-style with an endpoint) | path | virtual
+
     # Operations.
     port: int = 8000
     log_format: str = "auto"  # auto | json | console
@@ -94,6 +103,8 @@ class Settings:
                 value = "(set)" if value else "(unset)"
             elif f.name == "database_url":
                 value = redact_url(value) if value else "(embedded)"
+            elif f.name in ("files_url", "files_s3_endpoint"):
+                value = redact_url(value)
             elif isinstance(value, Path):
                 value = str(value)
             shown[f.name] = value
@@ -192,6 +203,39 @@ def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
     return entries
 
 
+def _s3_endpoint(raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    if url and not re.match(r"^https?://[^/]+", url):
+        raise SettingsError(f"LAMPLIGHTER_FILES_S3_ENDPOINT={redact_url(url)!r}: expected http(s)://host[:port]")
+    return url
+
+
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def _files_url(raw: str) -> str:
+    """file:///absolute/path or s3://bucket[/prefix]; checked here so a typo stops start-up."""
+    from urllib.parse import urlsplit
+
+    url = raw.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: expected file:///absolute/path")
+        return url
+    if parts.scheme == "s3":
+        if not _S3_BUCKET.match(parts.netloc):
+            raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: expected s3://bucket/prefix "
+                                "(bucket: 3-63 lowercase letters, digits, '.', '-')")
+        if any(segment in (".", "..") for segment in parts.path.split("/")) or parts.query or parts.fragment:
+            raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: the prefix may not hold '.', '..', "
+                                "a query or a fragment")
+        return url
+    raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: expected file:///path or s3://bucket/prefix")
+
+
 def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     """Read and validate the environment. ``overrides`` (from CLI flags) win over env."""
     env = os.environ if env is None else env
@@ -224,6 +268,12 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         http_max_response_bytes=_number(env, "LAMPLIGHTER_HTTP_MAX_RESPONSE_BYTES", 10 * 1024 * 1024, kind=int,
                                         minimum=1024),
         outbound_allow=outbound_allow_entries(env.get("LAMPLIGHTER_OUTBOUND_ALLOW", "")),
+        files_url=_files_url(env.get("LAMPLIGHTER_FILES_URL", "")),
+        files_s3_endpoint=_s3_endpoint(env.get("LAMPLIGHTER_FILES_S3_ENDPOINT", "")),
+        files_s3_region=env.get("LAMPLIGHTER_FILES_S3_REGION", "").strip(),
+        files_s3_access_key_id=env.get("LAMPLIGHTER_FILES_S3_ACCESS_KEY_ID", "").strip(),
+        files_s3_secret_access_key=env.get("LAMPLIGHTER_FILES_S3_SECRET_ACCESS_KEY", ""),
+        files_s3_addressing=_choice(env, "LAMPLIGHTER_FILES_S3_ADDRESSING", "auto", ("auto", "path", "virtual")),
         port=_number(env, "PORT", 8000, kind=int, minimum=0),
         log_format=_choice(env, "LAMPLIGHTER_LOG_FORMAT", "auto", ("auto", "json", "console")),
         log_level=_choice(env, "LAMPLIGHTER_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
