@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 
 class SettingsError(ValueError):
@@ -52,6 +52,20 @@ class Settings:
     prune_batch_size: int = 5000  # rows deleted per transaction by the pruning actor
     http_connect_timeout: float = 5.0  # actors' outbound calls (actors/outbound.py)
     http_read_timeout: float = 30.0
+    # Largest response body an outbound call reads (decompressed); a larger one fails the call.
+    http_max_response_bytes: int = 10 * 1024 * 1024
+    # Host names, addresses and networks outbound calls may reach although the SSRF guard
+    # refuses them otherwise (loopback, private, link-local...); actors/outbound_guard.py.
+    outbound_allow: tuple[str, ...] = ()
+
+    # Files (storage/files.py): file:///path or s3://bucket/prefix. Empty: a directory under
+    # data_dir when embedded; with DATABASE_URL set, jobs that must persist files fail.
+    files_url: str = ""
+    files_s3_endpoint: str = ""  # an S3-compatible server's URL; empty: AWS
+    files_s3_region: str = ""
+    files_s3_access_key_id: str = ""  # empty: boto3's own chain (AWS_* variables, instance role)
+    files_s3_secret_access_key: str = field(default="", repr=False)
+    files_s3_addressing: str = "auto"  # auto (path-style with an endpoint) | path | virtual
 
     # Operations.
     port: int = 8000
@@ -89,6 +103,8 @@ class Settings:
                 value = "(set)" if value else "(unset)"
             elif f.name == "database_url":
                 value = redact_url(value) if value else "(embedded)"
+            elif f.name in ("files_url", "files_s3_endpoint"):
+                value = redact_url(value)
             elif isinstance(value, Path):
                 value = str(value)
             shown[f.name] = value
@@ -167,6 +183,59 @@ def validate_queue_name(name: str, variable: str = "queue") -> str:
     return name
 
 
+def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
+    """LAMPLIGHTER_OUTBOUND_ALLOW's entries (comma-separated, or already split): host names,
+    addresses and networks; anything else is a SettingsError naming the variable."""
+    import ipaddress
+
+    entries = tuple(e.strip() for e in (raw.split(",") if isinstance(raw, str) else raw) if e.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry.strip("[]"), strict=False)
+            continue
+        except ValueError:
+            pass
+        labels = entry.rstrip(".").split(".")
+        if len(entry) > 253 or not all(0 < len(label) <= 63 and label.isascii()
+                                       and label.replace("-", "").replace("_", "").isalnum() for label in labels):
+            raise SettingsError(f"LAMPLIGHTER_OUTBOUND_ALLOW: {entry!r} is neither a host name nor an address "
+                                "or network (e.g. hooks.internal, 127.0.0.1, 10.1.0.0/16)")
+    return entries
+
+
+def _s3_endpoint(raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    if url and not re.match(r"^https?://[^/]+", url):
+        raise SettingsError(f"LAMPLIGHTER_FILES_S3_ENDPOINT={redact_url(url)!r}: expected http(s)://host[:port]")
+    return url
+
+
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def _files_url(raw: str) -> str:
+    """file:///absolute/path or s3://bucket[/prefix]; checked here so a typo stops start-up."""
+    from urllib.parse import urlsplit
+
+    url = raw.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: expected file:///absolute/path")
+        return url
+    if parts.scheme == "s3":
+        if not _S3_BUCKET.match(parts.netloc):
+            raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: expected s3://bucket/prefix "
+                                "(bucket: 3-63 lowercase letters, digits, '.', '-')")
+        if any(segment in (".", "..") for segment in parts.path.split("/")) or parts.query or parts.fragment:
+            raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: the prefix may not hold '.', '..', "
+                                "a query or a fragment")
+        return url
+    raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: expected file:///path or s3://bucket/prefix")
+
+
 def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     """Read and validate the environment. ``overrides`` (from CLI flags) win over env."""
     env = os.environ if env is None else env
@@ -196,6 +265,15 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         prune_batch_size=_number(env, "LAMPLIGHTER_PRUNE_BATCH_SIZE", 5000, kind=int, minimum=1),
         http_connect_timeout=_number(env, "LAMPLIGHTER_HTTP_CONNECT_TIMEOUT", 5.0, minimum=0.01),
         http_read_timeout=_number(env, "LAMPLIGHTER_HTTP_READ_TIMEOUT", 30.0, minimum=0.01),
+        http_max_response_bytes=_number(env, "LAMPLIGHTER_HTTP_MAX_RESPONSE_BYTES", 10 * 1024 * 1024, kind=int,
+                                        minimum=1024),
+        outbound_allow=outbound_allow_entries(env.get("LAMPLIGHTER_OUTBOUND_ALLOW", "")),
+        files_url=_files_url(env.get("LAMPLIGHTER_FILES_URL", "")),
+        files_s3_endpoint=_s3_endpoint(env.get("LAMPLIGHTER_FILES_S3_ENDPOINT", "")),
+        files_s3_region=env.get("LAMPLIGHTER_FILES_S3_REGION", "").strip(),
+        files_s3_access_key_id=env.get("LAMPLIGHTER_FILES_S3_ACCESS_KEY_ID", "").strip(),
+        files_s3_secret_access_key=env.get("LAMPLIGHTER_FILES_S3_SECRET_ACCESS_KEY", ""),
+        files_s3_addressing=_choice(env, "LAMPLIGHTER_FILES_S3_ADDRESSING", "auto", ("auto", "path", "virtual")),
         port=_number(env, "PORT", 8000, kind=int, minimum=0),
         log_format=_choice(env, "LAMPLIGHTER_LOG_FORMAT", "auto", ("auto", "json", "console")),
         log_level=_choice(env, "LAMPLIGHTER_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
