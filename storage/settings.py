@@ -18,6 +18,41 @@ class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
 
 
+# ---- sections (settings by noun: ``settings.smtp.host``) -------------------------------------
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """E-mail for the notification outbox, from LAMPLIGHTER_SMTP_URL and LAMPLIGHTER_SMTP_FROM.
+
+    ``smtp://user:password@host:port`` speaks STARTTLS and refuses a server that does not offer
+    it; ``?starttls=0`` sends in the clear (a relay on the same host or network); ``smtps://``
+    is TLS from the first byte (implicit TLS, port 465 by default). User and password are
+    percent-decoded."""
+
+    url: str = ""  # shown with its password masked
+    from_address: str = ""
+    host: str = ""
+    port: int = 0
+    username: str = ""
+    password: str = field(default="", repr=False)
+    implicit_tls: bool = False
+    starttls: bool = True
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Who hears about alerts (domain/alerts.py): e-mail recipients as kind:value
+    (LAMPLIGHTER_ALERT_RECIPIENTS, default role:superadmin) and, optionally, a webhook."""
+
+    recipients: tuple[str, ...] = ("role:superadmin",)
+    webhook_url: str = field(default="", repr=False)  # a Slack hook's path is its secret
+    webhook_format: str = "json"  # json | slack
+
+
 @dataclass(frozen=True)
 class Settings:
     # Where the data lives. Empty database_url means: start/use the embedded PostgreSQL.
@@ -76,6 +111,10 @@ class Settings:
     scheduler_poll_interval: float = 1.0  # seconds between lease renewals / due-schedule checks
     scheduler_tick_retention: float = 90 * 86400.0  # tick rows older than this are pruned
 
+    # Notifications and alerts (domain/notifications.py, domain/alerts.py).
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+
     @property
     def embedded(self) -> bool:
         return not self.database_url
@@ -85,6 +124,15 @@ class Settings:
         shown: dict[str, object] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):  # a section: smtp.url, smtp.password, ...
+                for sf in dataclasses.fields(value):
+                    inner = getattr(value, sf.name)
+                    if not sf.repr:
+                        inner = "(set)" if inner else "(unset)"
+                    elif sf.name.endswith("url"):
+                        inner = redact_url(inner)
+                    shown[f"{f.name}.{sf.name}"] = inner
+                continue
             if not f.repr:
                 value = "(set)" if value else "(unset)"
             elif f.name == "database_url":
@@ -167,6 +215,72 @@ def validate_queue_name(name: str, variable: str = "queue") -> str:
     return name
 
 
+_EMAIL_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+def _smtp(env: Mapping[str, str]) -> SmtpSettings:
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    raw = env.get("LAMPLIGHTER_SMTP_URL", "").strip()
+    sender = env.get("LAMPLIGHTER_SMTP_FROM", "").strip()
+    if sender and not _EMAIL_ADDRESS.match(sender.rsplit("<", 1)[-1].rstrip(">").strip()):
+        raise SettingsError(f"LAMPLIGHTER_SMTP_FROM={sender!r}: expected an e-mail address (or Name <address>)")
+    if not raw:
+        return SmtpSettings(from_address=sender)
+    shown = redact_url(raw)
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise SettingsError(f"LAMPLIGHTER_SMTP_URL={shown!r}: not a URL (smtp://user:password@host:port)") from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise SettingsError(f"LAMPLIGHTER_SMTP_URL={shown!r}: expected smtp://[user:password@]host[:port] "
+                            "or smtps://...")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"starttls"}
+    if unknown:
+        raise SettingsError(f"LAMPLIGHTER_SMTP_URL={shown!r}: unknown parameter(s) {', '.join(sorted(unknown))} "
+                            "(only starttls=0|1)")
+    starttls = _boolean({"LAMPLIGHTER_SMTP_URL starttls": query.get("starttls", "")},
+                        "LAMPLIGHTER_SMTP_URL starttls", parts.scheme == "smtp")
+    implicit_tls = parts.scheme == "smtps"
+    if implicit_tls and starttls:
+        raise SettingsError(f"LAMPLIGHTER_SMTP_URL={shown!r}: smtps:// is TLS already; starttls does not apply")
+    if not sender:
+        raise SettingsError("LAMPLIGHTER_SMTP_FROM: required with LAMPLIGHTER_SMTP_URL (the sender's address)")
+    return SmtpSettings(url=shown, from_address=sender, host=parts.hostname, port=port or (465 if implicit_tls else 587),
+                        username=unquote(parts.username or ""), password=unquote(parts.password or ""),
+                        implicit_tls=implicit_tls, starttls=starttls)
+
+
+RECIPIENT_KINDS = ("user", "role", "tenant_owner", "address")
+
+
+def recipient_spec(raw: str, variable: str) -> tuple[str, str]:
+    """``kind:value`` (role:superadmin, user:42, address:ops@example.org) as (kind, value)."""
+    kind, _, value = raw.strip().partition(":")
+    if kind not in RECIPIENT_KINDS or not value.strip():
+        raise SettingsError(f"{variable}: {raw.strip()!r} is not a recipient (expected kind:value, kind one of "
+                            f"{', '.join(RECIPIENT_KINDS)}; e.g. role:superadmin)")
+    return kind, value.strip()
+
+
+def _alerts(env: Mapping[str, str]) -> AlertSettings:
+    raw = env.get("LAMPLIGHTER_ALERT_RECIPIENTS", "").strip()
+    if not raw:
+        recipients = AlertSettings.recipients
+    elif raw.lower() == "none":
+        recipients = ()
+    else:
+        recipients = tuple(":".join(recipient_spec(item, "LAMPLIGHTER_ALERT_RECIPIENTS"))
+                           for item in raw.split(",") if item.strip())
+    webhook_url = env.get("LAMPLIGHTER_ALERT_WEBHOOK_URL", "").strip()
+    if webhook_url and not re.match(r"^https?://[^/\s]+", webhook_url):
+        raise SettingsError("LAMPLIGHTER_ALERT_WEBHOOK_URL: expected an http(s):// URL")
+    return AlertSettings(recipients=recipients, webhook_url=webhook_url,
+                         webhook_format=_choice(env, "LAMPLIGHTER_ALERT_WEBHOOK_FORMAT", "json", ("json", "slack")))
+
+
 def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     """Read and validate the environment. ``overrides`` (from CLI flags) win over env."""
     env = os.environ if env is None else env
@@ -214,6 +328,8 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         scheduler_poll_interval=_number(env, "LAMPLIGHTER_SCHEDULER_POLL_INTERVAL", 1.0, minimum=0.05),
         scheduler_tick_retention=_number(env, "LAMPLIGHTER_SCHEDULER_TICK_RETENTION", 90 * 86400.0,
                                          minimum=86400.0),
+        smtp=_smtp(env),
+        alerts=_alerts(env),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(
