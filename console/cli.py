@@ -85,13 +85,13 @@ def queue_name(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from console.verbs import accounts, config, jobs, processes, queues, schedule, stats, workers
-    from console.verbs import notifications
+    from console.verbs import alerts, notifications
 
     parser = Parser(prog="lamplighter", description="Background jobs on PostgreSQL: run, inspect and operate.")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     verbs.required = True
     # The order `lamplighter --help` lists the verbs in: processes first, then what operators use most.
-    for noun in (processes, jobs, stats, workers, queues, schedule, notifications, accounts, config):
+    for noun in (processes, jobs, stats, workers, queues, schedule, alerts, notifications, accounts, config):
         noun.register(verbs)
     return parser
 
