@@ -501,7 +501,8 @@ SELECT cancel_requested FROM dramatiq.queue WHERE message_id = %(message_id)s;
 
 -- name: job_prune_finished --
 -- One bounded batch of pruning: jobs in %(states)s finished before the retention, with their
--- history and events. Safe to re-run; SKIP LOCKED keeps it off rows anything else touches.
+-- history. Their events (lamplighter.job_events) are audit rows: they stay until their month is
+-- archived. Safe to re-run; SKIP LOCKED keeps it off rows anything else touches.
 WITH doomed AS (
     SELECT message_id
     FROM dramatiq.queue
@@ -516,9 +517,5 @@ WITH doomed AS (
 ), history AS (
     DELETE FROM lamplighter.job_history h USING gone WHERE h.job_id = gone.message_id
     RETURNING 1
-), events AS (
-    DELETE FROM lamplighter.job_events e USING gone WHERE e.job_id = gone.message_id
-    RETURNING 1
 )
-SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM history) AS history_rows,
-       (SELECT count(*) FROM events) AS events;
+SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM history) AS history_rows;
