@@ -52,10 +52,6 @@ class Principal:
     queues: frozenset[str] | None = None  # enqueue: only these queues (None: any)
 
 
-def platform_superadmin(actor: str) -> Principal:
-    return Principal(actor=actor, scopes=ROLES["superadmin"])
-
-
 def scopes_of_role(role: str) -> frozenset[str]:
     try:
         return ROLES[role]

@@ -401,9 +401,12 @@ ORDER BY mtime DESC
 LIMIT %(limit)s;
 
 -- name: job_events_for_job --
-SELECT at, event, requested_by, detail
-FROM lamplighter.job_events
-WHERE job_id = %(job_id)s
+-- A job's events are its rows of the audit log (lamplighter.job_events is the same as a view).
+-- Read from the log itself: the view's job_id is a cast of target_id, which the index on
+-- (target_type, target_id) cannot serve.
+SELECT at, substr(action, 5) AS event, actor AS requested_by, details AS detail
+FROM lamplighter.audit_log
+WHERE target_type = 'job' AND target_id = %(job_id)s::uuid::text
 ORDER BY at, id;
 
 -- name: job_requeue --

@@ -149,6 +149,17 @@ def test_job_events_are_audit_rows_with_the_jobs_tenant(broker, sql):
     assert sql("SELECT count(*) FROM lamplighter.audit_log") == [(2,)]
 
 
+def test_a_jobs_events_are_read_through_the_target_index(database_url, sql):
+    from storage.queries import queries
+
+    sql("INSERT INTO lamplighter.audit_log (actor, action, target_type, target_id) "
+        "SELECT 'x', 'job.redriven', 'job', gen_random_uuid()::text FROM generate_series(1, 5000)")
+    sql("ANALYZE lamplighter.audit_log")
+    plan = "\n".join(row[0] for row in sql("EXPLAIN " + queries("jobs")["job_events_for_job"],
+                                             {"job_id": "6c4f3a0e-8f7b-4f0e-9d7e-2b8b7c1d2e3f"}))
+    assert "target_type_target_id_at_idx" in plan, plan
+
+
 def test_queue_and_schedule_controls_are_audited(broker, sql, monkeypatch, capsys):
     from scheduler import sync, ticks
     from storage.schedules import Definition

@@ -42,7 +42,7 @@ CROSS_TENANT = {
              "job_defer_unknown_actor", "job_release_unstarted", "job_release_lost_claim", "job_hand_back_started",
              "slot_free_stray", "job_cancel_requested", "worker_rescue_lost", "worker_reconcile"],
     ENQUEUE: ["job_insert_one", "job_insert_many", "job_copy_in"],
-    OPERATOR_VIEW: ["job_get", "job_list", "history_for_job", "queue_stats", "job_requeue", "job_requeue_matching",
+    OPERATOR_VIEW: ["job_get", "job_list", "job_events_for_job", "history_for_job", "queue_stats", "job_requeue", "job_requeue_matching",
                     "job_cancel_waiting", "job_cancel_running", "worker_list", "audit_partitions"],
     MAINTENANCE: ["job_prune_finished", "token_prune_ended"],
     AUTHENTICATION: ["user_find_for_login", "user_record_login", "token_authenticate", "session_resolve"],

@@ -157,3 +157,11 @@ def test_a_taken_address_fails_with_exit_1(database_url, monkeypatch, capsys):
     assert run_cli(monkeypatch, capsys, *argv)[0] == 0
     code, _, err = run_cli(monkeypatch, capsys, *argv)
     assert code == 1 and "already exists" in err
+
+
+def test_a_password_on_the_command_line_is_refused_before_anything_runs(monkeypatch, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(monkeypatch, capsys, "users", "create", "--email", "z@example.com", "--name", "Z", "--role", "viewer",
+                "--password", "on-the-command-line-1")
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "unrecognized arguments" in err and len(err.strip().splitlines()) == 1
