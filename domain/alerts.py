@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from domain import notifications
+from domain import audit, notifications
 from domain.notifications import Recipient
 from storage import alerts as alert_rows
 from storage import settings as settings_module
@@ -125,9 +125,9 @@ def resolve(rule: str, subject: "Subject | tuple[str, str] | str", *, audience: 
     return alert
 
 
-def resolve_by_hand(alert_id: int, *, by: str, audience: Audience | None = None) -> Alert:
-    """An operator closes an open incident (`lamplighter alerts resolve ID`); notified like a
-    resolution the rule saw, and logged with who did it."""
+def resolve_by_hand(alert_id: int, *, by: str, source: str | None = None, audience: Audience | None = None) -> Alert:
+    """An operator closes an open incident (`lamplighter alerts resolve ID`): notified like a
+    resolution the rule saw, and audited (``alert.resolved``) in the same transaction."""
     with transaction():
         alert = alert_rows.resolve_by_id(alert_id, by=by)
         if alert is None:
@@ -137,6 +137,9 @@ def resolve_by_hand(alert_id: int, *, by: str, audience: Audience | None = None)
             raise AlertNotOpen(f"alert {alert_id} is already resolved (at {existing.resolved_at:%Y-%m-%d %H:%M:%S %Z}"
                                f" by {existing.resolved_by})")
         _notify(alert, "resolved", audience)
+        audit.record(by, "alert.resolved", target_type="alert", target_id=alert.id, source=source,
+                     details={"rule": alert.rule, "subject": f"{alert.subject_kind}:{alert.subject}",
+                              "count": alert.count})
     log.warning("alert_resolved_by_hand", alert_id=alert.id, rule=alert.rule,
                 subject=f"{alert.subject_kind} {alert.subject}", by=by)
     return alert

@@ -14,8 +14,11 @@ a permanent error, ``failed``. Retries are the delivering job's: this module rai
 vocabulary (domain.outcomes) and the actor's ``retry_schedule`` times the next attempt.
 
 Recipients: an ``address`` is an e-mail address (or, for webhooks, the URL) as it is; a
-``user``, a ``role`` (every enabled user with it) and a ``tenant_owner`` are resolved at delivery,
-through the ``resolve`` port, so a message reaches whoever holds the role when it is sent.
+``user`` (id, ``user:<id>`` or e-mail), a ``role`` (every enabled user with it, of the
+notification's tenant, or platform users for a notification without one) and a
+``tenant_owner`` (the tenant's enabled superadmins) are resolved at delivery, through the
+``resolve`` port (storage.notifications.addresses over issue 15's users), so a message reaches
+whoever holds the role when it is sent.
 """
 from __future__ import annotations
 
@@ -25,9 +28,11 @@ from typing import Callable, Protocol
 
 import structlog
 
+from domain import audit
 from domain.outcomes import PermanentFailure, RetryLater
 from storage import notifications as notification_rows
-from storage.notifications import CHANNELS, RECIPIENT_KINDS, WEBHOOK_FORMATS, Notification, RecipientsUnavailable
+from storage.notifications import CHANNELS, RECIPIENT_KINDS, WEBHOOK_FORMATS, Notification
+from storage.queries import transaction
 
 log = structlog.get_logger("lamplighter.notifications")
 
@@ -137,7 +142,7 @@ class Channels(Protocol):
     def post_webhook(self, url: str, payload: dict) -> None: ...
 
 
-Resolve = Callable[[str, str], list[str]]
+Resolve = Callable[[str, str, "str | None"], list[str]]  # (recipient kind, recipient, tenant) -> addresses
 
 
 def webhook_payload(row: Notification) -> dict:
@@ -191,14 +196,11 @@ def deliver(notification_id: int, channels: Channels, *, max_attempts: int,
 
 
 def _addresses(row: Notification, resolve: Resolve) -> tuple[str, ...]:
-    try:
-        found = resolve(row.recipient_kind, row.recipient)
-    except RecipientsUnavailable as exc:
-        raise PermanentFailure(str(exc)) from None
-    addresses = tuple(dict.fromkeys(a for a in found if a))
+    addresses = tuple(dict.fromkeys(a for a in resolve(row.recipient_kind, row.recipient, row.tenant_id) if a))
     if not addresses:
-        raise PermanentFailure(f"no e-mail address for {row.recipient_kind} {row.recipient!r} "
-                               "(no such user, or nobody enabled holds it)")
+        whose = f" in tenant {row.tenant_id}" if row.recipient_kind == "role" and row.tenant_id else ""
+        raise PermanentFailure(f"no e-mail address for {row.recipient_kind} {row.recipient!r}{whose} "
+                               "(no such enabled user, or no enabled user holds it)")
     return addresses
 
 
@@ -221,9 +223,14 @@ def requeue_undelivered(*, min_age: float = 60.0, limit: int = 1000) -> dict:
 
 
 def retry(notification_id: int, *, by: str) -> str | None:
-    """A failed notification pending again with a fresh allowance of attempts; its job id, or
-    None when it is not failed."""
-    job_id = notification_rows.retry(notification_id)
+    """A failed notification pending again with a fresh allowance of attempts (audited); its
+    job id, or None when it is not failed."""
+    with transaction():
+        job_id = notification_rows.retry(notification_id)
+        if job_id is not None:
+            row = notification_rows.get(notification_id)
+            audit.record(by, "notification.retried", target_type="notification", target_id=notification_id,
+                         tenant_id=row.tenant_id, details={"kind": row.kind, "job_id": job_id})
     if job_id is not None:
         log.info("notification_retried", notification_id=notification_id, by=by, job_id=job_id)
     return job_id

@@ -22,10 +22,6 @@ RECIPIENT_KINDS = ("user", "role", "tenant_owner", "address")
 WEBHOOK_FORMATS = ("json", "slack")
 
 
-class RecipientsUnavailable(LookupError):
-    """The recipient kind needs tables this database does not have (issue 15's users)."""
-
-
 @dataclass(frozen=True)
 class Notification:
     id: int
@@ -116,12 +112,18 @@ def requeue_pending(*, min_age: float, limit: int) -> tuple[int, int]:
     return len(found), sum(1 for _, requeued in found if requeued)
 
 
-def addresses(recipient_kind: str, recipient: str) -> list[str]:
-    """The e-mail addresses a recipient stands for. An address is itself; users, roles and
-    tenant owners are looked up in issue 15's users table."""
+def addresses(recipient_kind: str, recipient: str, tenant_id: str | None = None) -> list[str]:
+    """The e-mail addresses a recipient stands for now: an address is itself; a user (id,
+    ``user:<id>`` or e-mail) its address; a role every enabled user with it in ``tenant_id``
+    (None: platform users); a tenant's owner its enabled superadmins. Disabled users get nothing."""
     if recipient_kind == "address":
         return [recipient]
-    if not execute("notification_users_table").fetchone()[0]:
-        raise RecipientsUnavailable(f"recipient kind {recipient_kind!r} needs issue #15's users table, "
-                                    "which this database does not have yet")
-    raise RecipientsUnavailable(f"recipient kind {recipient_kind!r} is not resolved by this release")
+    if recipient_kind == "user":
+        found = execute("notification_recipient_user", {"ref": recipient})
+    elif recipient_kind == "role":
+        found = execute("notification_recipient_role", {"role": recipient, "tenant_id": tenant_id})
+    elif recipient_kind == "tenant_owner":
+        found = execute("notification_recipient_tenant_owner", {"tenant": recipient})
+    else:
+        raise ValueError(f"unknown recipient kind {recipient_kind!r}")
+    return [email for (email,) in found.fetchall()]

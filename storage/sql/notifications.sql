@@ -94,6 +94,24 @@ FROM queued
 WHERE n.id = queued.id
 RETURNING n.id, queued.job_id IS DISTINCT FROM queued.previous_job_id AS requeued;
 
--- name: notification_users_table --
--- Whether issue 15's users table exists (recipients by user, role and tenant owner need it).
-SELECT to_regclass('lamplighter.users') IS NOT NULL;
+-- Recipients, resolved when a notification is sent (issue 15's users). Across tenants by design:
+-- the row names whom it is for; a role's users are the notification's tenant's (platform users
+-- for a notification without one), so a tenant's superadmin never gets the platform's alerts.
+
+-- name: notification_recipient_user --
+-- An enabled user by id, by 'user:<id>' (the audit log's actor form) or by e-mail address.
+SELECT email FROM lamplighter.users
+WHERE disabled_at IS NULL
+  AND (id::text = %(ref)s OR 'user:' || id = %(ref)s OR lower(email) = lower(%(ref)s));
+
+-- name: notification_recipient_role --
+-- Every enabled user with the role, of the notification's tenant (NULL: platform users).
+SELECT email FROM lamplighter.users
+WHERE disabled_at IS NULL AND role = %(role)s AND tenant_id IS NOT DISTINCT FROM %(tenant_id)s
+ORDER BY id;
+
+-- name: notification_recipient_tenant_owner --
+-- A tenant's owners: its enabled superadmins (the users who manage the tenant).
+SELECT email FROM lamplighter.users
+WHERE disabled_at IS NULL AND role = 'superadmin' AND tenant_id = %(tenant)s
+ORDER BY id;

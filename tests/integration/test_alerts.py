@@ -100,10 +100,18 @@ def test_the_audience_hears_by_email_and_webhook(database_url, smtp_server, http
     assert request.get_json()["text"].startswith("*Alert: health.database on check primary*\n")
 
 
-def test_default_audience_is_the_superadmins(database_url, sql):
+def test_default_audience_is_the_platform_superadmins(database_url, smtp_server, sql):  # noqa: F811
+    use_database(database_url, LAMPLIGHTER_SMTP_URL=smtp_server.url(), LAMPLIGHTER_SMTP_FROM="ll@example.org")
+    sql("INSERT INTO lamplighter.tenants (id, name) VALUES ('acme', 'Acme')")
+    sql("INSERT INTO lamplighter.users (email, display_name, role, tenant_id) VALUES "
+        "('ada@example.org', 'Ada', 'superadmin', NULL), ('ops@example.org', 'Ops', 'operator', NULL), "
+        "('dora@acme.example', 'Dora', 'superadmin', 'acme')")
     alerts.open_or_touch(RULE, ("queue", "q"))
     assert [(k, r) for k, r, _ in outbox(sql)] == [("alert.opened", "superadmin")]
-    assert sql("SELECT recipient_kind FROM lamplighter.notifications") == [("role",)]
+    [notice] = notification_rows.list_notifications()
+    assert (notice.recipient_kind, notice.tenant_id) == ("role", None)
+    actors.notifications.deliver.fn(notice.id)
+    assert [m.rcpt_tos for m in smtp_server.mailbox.received] == [["ada@example.org"]]
 
 
 @pytest.mark.parametrize("rule,subject", [("Jobs Failure", ("queue", "q")), (RULE, ("Queue!", "q")),
@@ -136,6 +144,10 @@ def test_cli_lists_alerts_and_resolves_one_by_hand(database_url, sql):
     assert f"alert {opened.id} (jobs.failure_rate on queue:accounts) resolved" in resolved.stdout
     [alert] = [a for a in alerts.list_alerts() if a.id == opened.id]
     assert alert.resolved_by.startswith("cli:")
+    [(actor, target, details)] = sql("SELECT actor, target_id, details FROM lamplighter.audit_log "
+                                     "WHERE action = 'alert.resolved'")
+    assert (actor, target) == (alert.resolved_by, str(alert.id))
+    assert details == {"rule": RULE, "subject": "queue:accounts", "count": 1}
     assert '"event": "alert_resolved_by_hand"' in resolved.stderr and alert.resolved_by in resolved.stderr
     assert [k for k, _, _ in outbox(sql)][-1] == "alert.resolved"
 

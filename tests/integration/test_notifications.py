@@ -202,12 +202,43 @@ def test_unconfigured_email_fails_with_what_to_set(database_url):
     assert notification_rows.get(notification_id).status == "failed"
 
 
-def test_users_roles_and_tenant_owners_need_issue_15s_tables(mail):
-    for n, recipient in enumerate([Recipient.user(3), Recipient.role("superadmin"), Recipient.tenant_owner("acme")]):
-        notification_id = write(f"k-{n}", recipient=recipient)
-        with pytest.raises(PermanentFailure, match=f"recipient kind '{recipient.kind}' needs issue #15's users"):
-            deliver(notification_id)
-        assert notification_rows.get(notification_id).status == "failed"
+def add_user(sql, email, role, tenant=None, disabled=False) -> int:
+    if tenant:
+        sql("INSERT INTO lamplighter.tenants (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (tenant, tenant))
+    [(user_id,)] = sql("INSERT INTO lamplighter.users (email, display_name, role, tenant_id, disabled_at) "
+                       "VALUES (%s, %s, %s, %s, CASE WHEN %s THEN now() END) RETURNING id",
+                       (email, email.split("@")[0], role, tenant, disabled))
+    return user_id
+
+
+def test_users_roles_and_tenant_owners_are_resolved_when_sent(mail, sql):
+    """A role is every enabled user with it (platform users, or the notification's tenant's); a
+    tenant's owners are its enabled superadmins; a user is found by id, user:<id> or address."""
+    add_user(sql, "ada@example.org", "superadmin")
+    add_user(sql, "bob@example.org", "superadmin")
+    add_user(sql, "carl@example.org", "superadmin", disabled=True)
+    add_user(sql, "dora@acme.example", "superadmin", tenant="acme")
+    eve = add_user(sql, "eve@example.org", "operator")
+    cases = [(Recipient.role("superadmin"), None, ["ada@example.org", "bob@example.org"]),
+             (Recipient.role("superadmin"), "acme", ["dora@acme.example"]),
+             (Recipient.tenant_owner("acme"), "acme", ["dora@acme.example"]),
+             (Recipient.user(eve), None, ["eve@example.org"]),
+             (Recipient.user(f"user:{eve}"), None, ["eve@example.org"]),
+             (Recipient.user("EVE@example.org"), None, ["eve@example.org"])]
+    for n, (recipient, tenant, expected) in enumerate(cases):
+        assert deliver(write(f"k-{n}", recipient=recipient, tenant_id=tenant))["status"] == "delivered"
+        assert mail.received[-1].rcpt_tos == expected, recipient
+    assert mail.received[0].message["To"] == "ada@example.org, bob@example.org"
+
+
+@pytest.mark.parametrize("recipient", [Recipient.user("admin-3"), Recipient.role("viewer"),
+                                       Recipient.tenant_owner("nobody"), Recipient.user("carl@example.org")])
+def test_a_recipient_nobody_answers_to_fails_at_once(mail, sql, recipient):
+    add_user(sql, "carl@example.org", "superadmin", disabled=True)
+    notification_id = write(recipient=recipient)
+    with pytest.raises(PermanentFailure, match=f"no e-mail address for {recipient.kind} '{recipient.value}'"):
+        deliver(notification_id)
+    assert notification_rows.get(notification_id).status == "failed"
     assert mail.received == []
 
 
@@ -320,6 +351,9 @@ def test_cli_lists_the_outbox_and_retries_a_failed_notification(database_url, sq
     row = notification_rows.get(address)
     assert (row.status, row.attempts) == ("pending", 0)
     assert f"job {row.job_id}" in retried.stdout
+    [(actor, target, details)] = sql("SELECT actor, target_id, details FROM lamplighter.audit_log "
+                                     "WHERE action = 'notification.retried'")
+    assert actor.startswith("cli:") and target == str(address) and details["job_id"] == row.job_id
     again = cli("retry", str(address))
     assert again.returncode == 1 and "is pending, not failed" in again.stderr
     assert cli("retry", "999").returncode == 1

@@ -27,6 +27,8 @@ NOT_TENANT_OWNED = {
     "lamplighter.job_history": "a job's attempts, with the job's tenant label copied in",
     "lamplighter.audit_log": "the record outlives tenants (deleting one must not delete what it did) and platform "
                              "actions have no tenant",
+    "lamplighter.notifications": "a label, like a job's: notices about jobs of tenants this database may not have "
+                                 "must still go out, what was said outlives the tenant, and alerts have none",
 }
 
 ENGINE = "the queue engine claims, starts, finishes, hands back and rescues every tenant's jobs"
@@ -36,6 +38,8 @@ OPERATOR_VIEW = ("an operator's view over every tenant (the CLI holds the databa
 MAINTENANCE = "maintenance over every tenant's rows, in bounded batches"
 AUTHENTICATION = "authentication finds a credential or a user before any tenant is known"
 SCHEDULER = "the scheduler looks at the jobs its schedules enqueued (overlap, last run), which belong to no tenant"
+OUTBOX = ("the outbox writes and delivers every tenant's notifications by row id or dedupe key, and resolves "
+          "the recipients a row names (a role within the row's tenant)")
 
 CROSS_TENANT = {
     ENGINE: ["job_claim_batch", "job_claim_woken", "job_mark_started", "job_finish_many", "job_reject_undecodable",
@@ -43,10 +47,15 @@ CROSS_TENANT = {
              "slot_free_stray", "job_cancel_requested", "worker_rescue_lost", "worker_reconcile"],
     ENQUEUE: ["job_insert_one", "job_insert_many", "job_copy_in"],
     OPERATOR_VIEW: ["job_get", "job_list", "job_events_for_job", "history_for_job", "queue_stats", "job_requeue", "job_requeue_matching",
-                    "job_cancel_waiting", "job_cancel_running", "worker_list", "audit_partitions"],
+                    "job_cancel_waiting", "job_cancel_running", "worker_list", "audit_partitions",
+                    "notification_list", "notification_retry"],
     MAINTENANCE: ["job_prune_finished", "token_prune_ended"],
     AUTHENTICATION: ["user_find_for_login", "user_record_login", "token_authenticate", "session_resolve"],
     SCHEDULER: ["schedule_list", "schedule_run_active"],
+    OUTBOX: ["notification_insert", "notification_set_job", "notification_get", "notification_get_by_dedupe_key",
+             "notification_begin_attempt", "notification_record_delivered", "notification_record_failure",
+             "notification_requeue_pending", "notification_recipient_user", "notification_recipient_role",
+             "notification_recipient_tenant_owner"],
 }
 SWEEPS = {name: reason for reason, names in CROSS_TENANT.items() for name in names}
 TENANT_FILTER = re.compile(r"%\(every_tenant\)s\s+OR\s+(?:\w+\.)?tenant_id\s*=\s*%\(tenant_id\)s")
