@@ -195,6 +195,16 @@ def test_a_permanent_smtp_refusal_fails_at_once(mail):
     assert (row.status, row.attempts) == ("failed", 1)
 
 
+def test_smtp_without_starttls_offered_is_refused_unless_the_url_says_so(mail, smtp_server, database_url):  # noqa: F811
+    """smtp:// requires STARTTLS: a server that does not offer it gets no password and no mail."""
+    use_database(database_url, LAMPLIGHTER_SMTP_URL=smtp_server.url().replace("?starttls=0", ""),
+                 LAMPLIGHTER_SMTP_FROM=FROM)
+    notification_id = write()
+    with pytest.raises(PermanentFailure, match=r"STARTTLS is required unless the URL says \?starttls=0"):
+        deliver(notification_id)
+    assert (notification_rows.get(notification_id).status, mail.received) == ("failed", [])
+
+
 def test_unconfigured_email_fails_with_what_to_set(database_url):
     notification_id = write()
     with pytest.raises(PermanentFailure, match="set LAMPLIGHTER_SMTP_URL"):
