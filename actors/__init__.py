@@ -51,3 +51,5 @@ dramatiq.set_broker(broker)
 from actors import maintenance  # noqa: E402,F401
 from actors import jobs  # noqa: E402,F401
 from actors import accounts, invitations  # noqa: E402,F401
+from actors import audit, sessions, tokens  # noqa: E402,F401
+from actors import notifications  # noqa: E402,F401

@@ -15,14 +15,15 @@ from storage.schedules import schedule
                 periodic=schedule("maintenance.prune_jobs", cron("17 * * * *"), overlap="skip"))
 def prune_jobs(max_batches: int = 1000) -> dict:
     """Delete completed and cancelled jobs older than LAMPLIGHTER_COMPLETED_RETENTION and dead
-    jobs older than LAMPLIGHTER_DEAD_RETENTION, with their history and events."""
+    jobs older than LAMPLIGHTER_DEAD_RETENTION, with their history. Their events are audit rows
+    (lamplighter.job_events is a view over the audit log) and stay until their month is archived."""
     current = settings_module.get()
 
     def batch(states, retention_seconds):
         def run():
             done = jobs.prune_batch(states=states, retention_seconds=retention_seconds,
                                     batch_size=current.prune_batch_size)
-            return done.jobs, done.history_rows, done.events
+            return done.jobs, done.history_rows
         return run
 
     return retention.prune({

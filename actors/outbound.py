@@ -243,7 +243,13 @@ def _chain(exc: BaseException):
         pending += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
 
 
-def smtp(host: str, port: int = 587, *, timeout: float | None = None) -> smtplib.SMTP:
-    """An SMTP connection whose every socket operation is bounded by the read timeout."""
+def smtp(host: str, port: int = 587, *, timeout: float | None = None, implicit_tls: bool = False,
+         context: ssl.SSLContext | None = None) -> smtplib.SMTP:
+    """An SMTP connection whose every socket operation is bounded by the read timeout;
+    ``implicit_tls``: TLS from the first byte (smtps, port 465), verified against ``context``
+    (default: the system's trust store)."""
     current = settings_module.get()
-    return smtplib.SMTP(host, port, timeout=min(timeout or current.http_read_timeout, current.http_read_timeout))
+    bound = min(timeout or current.http_read_timeout, current.http_read_timeout)
+    if implicit_tls:
+        return smtplib.SMTP_SSL(host, port, timeout=bound, context=context or ssl.create_default_context())
+    return smtplib.SMTP(host, port, timeout=bound)

@@ -31,7 +31,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
-from storage import settings as settings_module
+from storage import settings_sections
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (host, port) -> the addresses the name resolves to, as strings.
@@ -106,7 +106,7 @@ def parse_allow(entries: Iterable[str]) -> tuple[frozenset[str], tuple]:
     """Allow-list entries as (host names, networks), by LAMPLIGHTER_OUTBOUND_ALLOW's rules
     (storage/settings.py): a bad entry raises SettingsError."""
     hosts, networks = set(), []
-    for entry in settings_module.outbound_allow_entries(entries):
+    for entry in settings_sections.outbound_allow_entries(entries):
         try:
             networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
         except ValueError:

@@ -14,10 +14,11 @@ import dataclasses
 import getpass
 import json
 import os
+import re
 import socket
 import sys
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 DATABASE_ERRORS: tuple = ()
 EXIT_FAILURE = 1
@@ -83,14 +84,69 @@ def queue_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
+def tenant_id(text: str) -> str:
+    if not re.match(r"^[a-z0-9][a-z0-9_-]{0,62}$", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a tenant id (1 to 63 lowercase letters, digits, '-', '_')")
+    return text
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``12h``, ``7d``."""
+    match = _RELATIVE.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 90s, 30m, 12h, 7d)")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def instant(text: str) -> datetime:
+    """An ISO 8601 date or time (UTC unless it says otherwise)."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time (e.g. 2026-12-01 or "
+                                         "2026-12-01T09:30+01:00)") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def moment_or_age(text: str) -> datetime | timedelta:
+    """An instant (ISO 8601), or an age (``24h``, ``7d``: that long ago)."""
+    if _RELATIVE.match(text.strip()):
+        return duration(text)
+    try:
+        return instant(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an age (e.g. 24h, 7d) nor an ISO 8601 date or "
+                                         "time (e.g. 2026-12-01)") from None
+
+
+def read_secret(prompt: str, *, what: str = "password") -> str:
+    """A password from a prompt (asked twice) or, when stdin is not a terminal, its first line.
+    Never from the command line, where other users and the shell history would see it."""
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"{prompt}: ")
+        if value != getpass.getpass("Repeat it: "):
+            raise UsageError(f"the {what}s do not match")
+    else:
+        value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        raise UsageError(f"no {what} given (type it at the prompt, or pipe it on stdin)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from console.verbs import accounts, config, jobs, processes, queues, schedule, stats, workers
+    from console.verbs import (accounts, alerts, audit, config, jobs, notifications, processes, queues, schedule,
+                               stats, tenants, tokens, users, workers)
 
     parser = Parser(prog="lamplighter", description="Background jobs on PostgreSQL: run, inspect and operate.")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     verbs.required = True
     # The order `lamplighter --help` lists the verbs in: processes first, then what operators use most.
-    for noun in (processes, jobs, stats, workers, queues, schedule, accounts, config):
+    for noun in (processes, jobs, stats, workers, queues, schedule, alerts, notifications, accounts, users, tokens,
+                 tenants, audit, config):
         noun.register(verbs)
     return parser
 
@@ -160,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     import peewee
     import psycopg2
 
+    from domain import errors as domain_errors
     from scheduler import ticks
     from storage import connection, jobs, logs
     from storage import settings as settings_module
@@ -193,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     except (ticks.ScheduleNotFound, ticks.ScheduleDisabled) as exc:
         print(f"lamplighter {args.verb}: {exc.args[0]}", file=sys.stderr)
+        return EXIT_FAILURE
+    except domain_errors.InvalidInput as exc:
+        print(f"lamplighter {args.verb}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except domain_errors.DomainError as exc:
+        print(f"lamplighter {args.verb}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except DATABASE_ERRORS as exc:
         from storage.settings import redact_url

@@ -98,15 +98,18 @@ def _install_handlers(supervisor: Supervisor) -> None:
 
 
 def release():
-    """The release step: check the schedules declared on the actors, migrate, sync them into
+    """The release step: check the schedules declared on the actors, migrate, create the audit
+    log's partitions for this month and the next ones (domain/audit.py), sync the schedules into
     the schedules table (scheduler/sync.py). A bad declaration raises DeclarationError before
     anything is written. Returns (migrations applied, sync report)."""
     from actors import broker
+    from domain import audit
     from scheduler import sync
     from storage import schema
 
     definitions = sync.definitions_from_broker(broker)
     applied = schema.migrate()
+    audit.ensure_partitions()
     report = sync.sync(definitions)
     broker.register_actors()  # SQL enqueue (lamplighter.enqueue) knows them before any worker starts
     return applied, report

@@ -22,6 +22,7 @@ from the provider are scrubbed of it before they are stored or logged.
 """
 from __future__ import annotations
 
+import html
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,10 +30,12 @@ from typing import Callable, Protocol
 
 import structlog
 
+from domain import notifications
 from storage import accounts as account_rows
 from storage import encryption
 from storage.accounts import AccountRequest, Outcome
 from storage.clock import Clock
+from storage.queries import transaction
 
 log = structlog.get_logger("lamplighter.accounts")
 
@@ -260,6 +263,29 @@ def _grant(request: AccountRequest, provider: IdentityProvider, config: Provider
 
 # ---- the sweep -------------------------------------------------------------------------------
 
+def admin_recipient(created_by: str) -> notifications.Recipient:
+    """Who ``created_by`` names: an e-mail address as it is, anything else a user (issue 15)."""
+    return (notifications.Recipient.address(created_by) if _EMAIL.match(created_by)
+            else notifications.Recipient.user(created_by))
+
+
+def finish(request: AccountRequest, outcome: Outcome) -> bool:
+    """Record an attempt's outcome and, in the same transaction, the admin's notification
+    through the outbox (once per request and kind: the dedupe key). False when another sweep
+    took the request back meanwhile (nothing is written then)."""
+    with transaction():
+        if not account_rows.finish(request, outcome):
+            return False
+        if outcome.notify is not None:
+            recipient, kind, message = outcome.notify
+            notifications.notify(
+                admin_recipient(recipient), kind=f"managed_account.{kind}",
+                dedupe_key=f"managed_account:{request.id}:{kind}",
+                subject=f"Managed account {request.username!r} could not be created",
+                text=message, html=f"<p>{html.escape(message)}</p>")
+    return True
+
+
 def release_stuck(processing_timeout: float, *, limit: int = 100) -> int:
     """Requests processing for longer than ``processing_timeout`` (their worker died mid-call)
     count as a transient failure: back to pending on the schedule, or failed when out of retries."""
@@ -267,7 +293,7 @@ def release_stuck(processing_timeout: float, *, limit: int = 100) -> int:
     for request in account_rows.stuck(processing_timeout, limit=limit):
         outcome = after_transient_failure(
             request, f"processing took longer than {processing_timeout:g} s (worker lost?)")
-        if account_rows.finish(request, outcome):
+        if finish(request, outcome):
             released += 1
             log.warning("managed_account_processing_timed_out", request_id=request.id, status=outcome.status)
     return released
@@ -289,7 +315,7 @@ def sweep(provider: IdentityProvider, config: ProviderSettings, *, processing_ti
         if request is None:
             break
         outcome = attempt(request, provider, config, decrypt=decrypt)
-        if not account_rows.finish(request, outcome):
+        if not finish(request, outcome):
             counts["superseded"] += 1
             log.warning("managed_account_claim_lost", request_id=request.id)
             continue

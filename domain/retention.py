@@ -1,13 +1,14 @@
 """Retention: finished jobs and their history are deleted in bounded batches (README "Pruning").
 
 Plain Python: the batches come in as callables, each deleting one batch in its own short
-transaction and returning ``(jobs, history_rows, events)`` it deleted.
+transaction and returning ``(jobs, history_rows)`` it deleted. A job's events are audit rows
+(domain/audit.py): they outlive the job.
 """
 from __future__ import annotations
 
 from typing import Callable, Mapping
 
-Batch = Callable[[], tuple[int, int, int]]
+Batch = Callable[[], tuple[int, int]]
 
 
 def prune(batches: Mapping[str, Batch], *, max_batches: int = 1000) -> dict[str, dict[str, int]]:
@@ -15,14 +16,13 @@ def prune(batches: Mapping[str, Batch], *, max_batches: int = 1000) -> dict[str,
     bounded; the next run continues). Returns the counts per kind, for the history row."""
     report = {}
     for kind, run_batch in batches.items():
-        totals = {"jobs": 0, "history_rows": 0, "events": 0, "batches": 0}
+        totals = {"jobs": 0, "history_rows": 0, "batches": 0}
         for _ in range(max_batches):
-            jobs, history_rows, events = run_batch()
+            jobs, history_rows = run_batch()
             if jobs == 0:
                 break
             totals["jobs"] += jobs
             totals["history_rows"] += history_rows
-            totals["events"] += events
             totals["batches"] += 1
         report[kind] = totals
     return report

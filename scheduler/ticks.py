@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from domain import audit
 from scheduler import policy
 from scheduler.cron import Cron, next_fire_time, next_fire_times, validate_zone
 from storage import connection, jobs, schedules
@@ -139,6 +140,8 @@ def run_now(key: str, *, by: str) -> TickResult:
                                      missed=1, recorded_by=by):
             raise ScheduleDisabled(f"schedule {key!r}: a run was recorded at this very instant; try again")
         jobs.enqueue_many([job])
+        audit.record(by, "schedule.run_now", target_type="schedule", target_id=key,
+                     details={"job_id": job.message_id, "fire_at": fire_at.isoformat()})
     log.info("schedule_tick", schedule=key, actor=row.actor_name, fire_at=fire_at.isoformat(), kind="manual",
              outcome="enqueued", job_id=job.message_id, missed=1, by=by)
     return TickResult(key, fire_at, "manual", "enqueued", job.message_id, 1, row.next_fire_at)
@@ -155,6 +158,7 @@ def set_paused(key: str, paused: bool, *, by: str) -> None:
         row, now = locked
         following = None if paused else next_fire_time(Cron.parse(row.cron), now, row.zone)
         schedules.set_paused(key, paused, by=by, next_fire_at=following)
+        audit.record(by, "schedule.paused" if paused else "schedule.resumed", target_type="schedule", target_id=key)
     log.info("schedule_paused" if paused else "schedule_resumed", schedule=key, by=by)
 
 

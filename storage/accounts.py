@@ -1,4 +1,6 @@
-"""Managed-account creation requests and their creators' notifications (queries in sql/accounts.sql).
+"""Managed-account creation requests (queries in sql/accounts.sql); what their creators were told
+is in the notification outbox (storage/notifications.py), read back here through the
+``lamplighter.managed_account_notifications`` view.
 
 The password column holds ``enc:v1:`` values from storage/encryption.py; it is registered in
 ``encryption.ENCRYPTED_COLUMNS`` so ``maintenance.rotate_encryption_keys`` re-encrypts it.
@@ -8,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from storage import connection, encryption
+from storage import encryption
 from storage.queries import queries, rows, runner
 
 SQL = queries("accounts")
@@ -90,22 +92,15 @@ def stuck(processing_timeout: float, *, limit: int = 100) -> list[AccountRequest
 
 
 def finish(request: AccountRequest, outcome: Outcome) -> bool:
-    """Record ``outcome`` (and its notification) in one transaction, if ``request``'s claim still
-    holds. Returns False when another sweep has taken the request back meanwhile."""
-    db = connection.init_database()
-    with db.atomic():
-        cursor = execute("account_request_finish", {
-            "id": request.id, "claimed_at": request.claimed_at, "status": outcome.status,
-            "retry_count": outcome.retry_count, "retry_delay": outcome.retry_delay,
-            "last_error_message": outcome.last_error_message, "idp_user_id": outcome.idp_user_id,
-            "erase_password": outcome.erase_password})
-        if cursor.fetchone() is None:
-            return False
-        if outcome.notify is not None:
-            recipient, kind, message = outcome.notify
-            execute("account_notification_insert", {"recipient": recipient, "request_id": request.id,
-                                                    "kind": kind, "message": message})
-    return True
+    """Record ``outcome`` if ``request``'s claim still holds (its notification is the caller's,
+    through the outbox, in the same transaction: domain/accounts.py). Returns False when another
+    sweep has taken the request back meanwhile."""
+    cursor = execute("account_request_finish", {
+        "id": request.id, "claimed_at": request.claimed_at, "status": outcome.status,
+        "retry_count": outcome.retry_count, "retry_delay": outcome.retry_delay,
+        "last_error_message": outcome.last_error_message, "idp_user_id": outcome.idp_user_id,
+        "erase_password": outcome.erase_password})
+    return cursor.fetchone() is not None
 
 
 def get(request_id: int) -> AccountRequest | None:

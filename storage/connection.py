@@ -96,3 +96,9 @@ def reset() -> None:
         _url = None
     if not database.deferred and not database.is_closed():
         database.close()
+
+
+def transaction():
+    """A transaction on peewee's connection (a savepoint inside one already open): storage
+    functions called in it join it. For the domain, which does not import peewee."""
+    return init_database().atomic()

@@ -25,6 +25,7 @@ class Attempt:
     traceback: str | None
     result_summary: Any
     args_digest: str | None
+    tenant_id: str | None = None  # the job's tenant, as the attempt recorded it
 
 
 def for_job(job_id: uuid.UUID | str) -> list[Attempt]:

@@ -325,12 +325,11 @@ def cancel_requested(job_id: uuid.UUID | str, *, conn=None) -> bool:
 class PruneBatch:
     jobs: int
     history_rows: int
-    events: int
 
 
 def prune_batch(*, states: Sequence[str], retention_seconds: float, batch_size: int) -> PruneBatch:
     """Delete one batch (its own short transaction) of jobs in ``states`` finished longer ago
-    than the retention, with their history and events."""
+    than the retention, with their history. Their events are audit rows and stay."""
     found = rows(execute("job_prune_finished", {"states": list(states), "retention_seconds": retention_seconds,
                                                 "batch_size": batch_size}))
     return PruneBatch(**found[0])

@@ -56,6 +56,15 @@ def run(sql: dict[str, str], name: str, params: dict | None = None, *, conn=None
     return connection.init_database().execute_sql(text, params or {})
 
 
+def transaction():
+    """A transaction (a savepoint inside the caller's) on peewee's connection, for domain code
+    that makes several storage calls one unit without importing peewee:
+    ``with transaction(): rows_a.change(...); notifications.notify(...)``."""
+    from storage import connection
+
+    return connection.init_database().atomic()
+
+
 def runner(concern: str):
     """``execute(name, params=None, *, conn=None)`` for the queries of storage/sql/<concern>.sql:
     what a storage module binds once (``execute = runner("accounts")``)."""

@@ -11,11 +11,46 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 
 class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
+
+
+# ---- sections (settings by noun: ``settings.smtp.host``) -------------------------------------
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """E-mail for the notification outbox, from LAMPLIGHTER_SMTP_URL and LAMPLIGHTER_SMTP_FROM.
+
+    ``smtp://user:password@host:port`` speaks STARTTLS and refuses a server that does not offer
+    it; ``?starttls=0`` sends in the clear (a relay on the same host or network); ``smtps://``
+    is TLS from the first byte (implicit TLS, port 465 by default). User and password are
+    percent-decoded."""
+
+    url: str = ""  # shown with its password masked
+    from_address: str = ""
+    host: str = ""
+    port: int = 0
+    username: str = ""
+    password: str = field(default="", repr=False)
+    implicit_tls: bool = False
+    starttls: bool = True
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Who hears about alerts (domain/alerts.py): e-mail recipients as kind:value
+    (LAMPLIGHTER_ALERT_RECIPIENTS, default role:superadmin) and, optionally, a webhook."""
+
+    recipients: tuple[str, ...] = ("role:superadmin",)
+    webhook_url: str = field(default="", repr=False)  # a Slack hook's path is its secret
+    webhook_format: str = "json"  # json | slack
 
 
 @dataclass(frozen=True)
@@ -90,6 +125,10 @@ class Settings:
     scheduler_poll_interval: float = 1.0  # seconds between lease renewals / due-schedule checks
     scheduler_tick_retention: float = 90 * 86400.0  # tick rows older than this are pruned
 
+    # Notifications and alerts (domain/notifications.py, domain/alerts.py).
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+
     @property
     def embedded(self) -> bool:
         return not self.database_url
@@ -99,6 +138,15 @@ class Settings:
         shown: dict[str, object] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):  # a section: smtp.url, smtp.password, ...
+                for sf in dataclasses.fields(value):
+                    inner = getattr(value, sf.name)
+                    if not sf.repr:
+                        inner = "(set)" if inner else "(unset)"
+                    elif sf.name.endswith("url"):
+                        inner = redact_url(inner)
+                    shown[f"{f.name}.{sf.name}"] = inner
+                continue
             if not f.repr:
                 value = "(set)" if value else "(unset)"
             elif f.name == "database_url":
@@ -183,61 +231,9 @@ def validate_queue_name(name: str, variable: str = "queue") -> str:
     return name
 
 
-def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
-    """LAMPLIGHTER_OUTBOUND_ALLOW's entries (comma-separated, or already split): host names,
-    addresses and networks; anything else is a SettingsError naming the variable."""
-    import ipaddress
-
-    entries = tuple(e.strip() for e in (raw.split(",") if isinstance(raw, str) else raw) if e.strip())
-    for entry in entries:
-        try:
-            ipaddress.ip_network(entry.strip("[]"), strict=False)
-            continue
-        except ValueError:
-            pass
-        labels = entry.rstrip(".").split(".")
-        if len(entry) > 253 or not all(0 < len(label) <= 63 and label.isascii()
-                                       and label.replace("-", "").replace("_", "").isalnum() for label in labels):
-            raise SettingsError(f"LAMPLIGHTER_OUTBOUND_ALLOW: {entry!r} is neither a host name nor an address "
-                                "or network (e.g. hooks.internal, 127.0.0.1, 10.1.0.0/16)")
-    return entries
-
-
-def _s3_endpoint(raw: str) -> str:
-    url = raw.strip().rstrip("/")
-    if url and not re.match(r"^https?://[^/]+", url):
-        raise SettingsError(f"LAMPLIGHTER_FILES_S3_ENDPOINT={redact_url(url)!r}: expected http(s)://host[:port]")
-    return url
-
-
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-
-
-def _files_url(raw: str) -> str:
-    """file:///absolute/path or s3://bucket[/prefix]; checked here so a typo stops start-up."""
-    from urllib.parse import urlsplit
-
-    url = raw.strip()
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: expected file:///absolute/path")
-        return url
-    if parts.scheme == "s3":
-        if not _S3_BUCKET.match(parts.netloc):
-            raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: expected s3://bucket/prefix "
-                                "(bucket: 3-63 lowercase letters, digits, '.', '-')")
-        if any(segment in (".", "..") for segment in parts.path.split("/")) or parts.query or parts.fragment:
-            raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: the prefix may not hold '.', '..', "
-                                "a query or a fragment")
-        return url
-    raise SettingsError(f"LAMPLIGHTER_FILES_URL={redact_url(url)!r}: expected file:///path or s3://bucket/prefix")
-
-
 def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     """Read and validate the environment. ``overrides`` (from CLI flags) win over env."""
+    from storage import settings_sections as sections  # its parsers use this module's helpers
     env = os.environ if env is None else env
     queues_raw = env.get("LAMPLIGHTER_QUEUES", "")
     queues = tuple(
@@ -267,9 +263,9 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         http_read_timeout=_number(env, "LAMPLIGHTER_HTTP_READ_TIMEOUT", 30.0, minimum=0.01),
         http_max_response_bytes=_number(env, "LAMPLIGHTER_HTTP_MAX_RESPONSE_BYTES", 10 * 1024 * 1024, kind=int,
                                         minimum=1024),
-        outbound_allow=outbound_allow_entries(env.get("LAMPLIGHTER_OUTBOUND_ALLOW", "")),
-        files_url=_files_url(env.get("LAMPLIGHTER_FILES_URL", "")),
-        files_s3_endpoint=_s3_endpoint(env.get("LAMPLIGHTER_FILES_S3_ENDPOINT", "")),
+        outbound_allow=sections.outbound_allow_entries(env.get("LAMPLIGHTER_OUTBOUND_ALLOW", "")),
+        files_url=sections.files_url(env.get("LAMPLIGHTER_FILES_URL", "")),
+        files_s3_endpoint=sections.s3_endpoint(env.get("LAMPLIGHTER_FILES_S3_ENDPOINT", "")),
         files_s3_region=env.get("LAMPLIGHTER_FILES_S3_REGION", "").strip(),
         files_s3_access_key_id=env.get("LAMPLIGHTER_FILES_S3_ACCESS_KEY_ID", "").strip(),
         files_s3_secret_access_key=env.get("LAMPLIGHTER_FILES_S3_SECRET_ACCESS_KEY", ""),
@@ -292,6 +288,8 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         scheduler_poll_interval=_number(env, "LAMPLIGHTER_SCHEDULER_POLL_INTERVAL", 1.0, minimum=0.05),
         scheduler_tick_retention=_number(env, "LAMPLIGHTER_SCHEDULER_TICK_RETENTION", 90 * 86400.0,
                                          minimum=86400.0),
+        smtp=sections.smtp(env),
+        alerts=sections.alerts(env),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(

@@ -94,6 +94,11 @@ def template_database(server_url):
     admin.close()
 
 
+# The SSRF guard (actors/outbound_guard.py) refuses loopback: tests whose outbound calls go to a
+# local server on 127.0.0.1 pass LAMPLIGHTER_OUTBOUND_ALLOW=LOOPBACK.
+LOOPBACK = "127.0.0.1,::1,localhost"
+
+
 def use_database(url: str, **env) -> settings_module.Settings:
     """Point settings and connections of this process at ``url``."""
     connection.reset()

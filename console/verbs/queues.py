@@ -13,7 +13,7 @@ def register(verbs) -> None:
 
 
 def cmd_queue(args, settings) -> int:
-    from storage import queues
+    from domain import queues
 
     queues.set_paused(args.queue, args.action == "pause", by=cli.operator())
     print(f"queue {args.queue} {'paused' if args.action == 'pause' else 'resumed'}")

@@ -1,9 +1,10 @@
--- Managed-account creation requests (lamplighter.queued_managed_account_creations) and the
--- notifications of their creators. The sweep's times (due, claimed, stuck, next try) come from
--- lamplighter.now(), the database's clock, like every other comparison with a stored time: a
--- worker whose clock runs ahead would otherwise claim early and take back requests another
--- worker is still calling Zitadel for. Only account_request_insert still takes the caller's
--- "now" (domain.accounts.request_account is given a clock).
+-- Managed-account creation requests (lamplighter.queued_managed_account_creations) and what
+-- their creators were told (written through the notification outbox). The sweep's times (due,
+-- claimed, stuck, next try) come from lamplighter.now(), the database's clock, like every other
+-- comparison with a stored time: a worker whose clock runs ahead would otherwise claim early
+-- and take back requests another worker is still calling Zitadel for. Only
+-- account_request_insert still takes the caller's "now" (domain.accounts.request_account is
+-- given a clock).
 
 -- name: account_request_insert --
 INSERT INTO lamplighter.queued_managed_account_creations
@@ -66,12 +67,8 @@ LIMIT %(limit)s;
 SELECT count(*) FROM lamplighter.queued_managed_account_creations
 WHERE status = 'pending' AND next_retry_at <= lamplighter.now();
 
--- name: account_notification_insert --
-INSERT INTO lamplighter.managed_account_notifications (recipient, request_id, kind, message, created_at)
-VALUES (%(recipient)s, %(request_id)s, %(kind)s, %(message)s, lamplighter.now())
-ON CONFLICT (request_id, kind) DO NOTHING;
-
 -- name: account_notification_list --
+-- What an admin was told, from the outbox (the view of migration 0010); read_at: delivered.
 SELECT id, recipient, request_id, kind, message, created_at, read_at
 FROM lamplighter.managed_account_notifications
 WHERE recipient = %(recipient)s AND (NOT %(unread_only)s OR read_at IS NULL)

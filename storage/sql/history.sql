@@ -2,7 +2,7 @@
 
 -- name: history_for_job --
 SELECT attempt, outcome, worker_id, started_at, finished_at, duration_ms, error_type,
-       error_message, traceback, result_summary, args_digest
+       error_message, traceback, result_summary, args_digest, tenant_id
 FROM lamplighter.job_history
 WHERE job_id = %(job_id)s
 ORDER BY attempt;

@@ -401,9 +401,12 @@ ORDER BY mtime DESC
 LIMIT %(limit)s;
 
 -- name: job_events_for_job --
-SELECT at, event, requested_by, detail
-FROM lamplighter.job_events
-WHERE job_id = %(job_id)s
+-- A job's events are its rows of the audit log (lamplighter.job_events is the same as a view).
+-- Read from the log itself: the view's job_id is a cast of target_id, which the index on
+-- (target_type, target_id) cannot serve.
+SELECT at, substr(action, 5) AS event, actor AS requested_by, details AS detail
+FROM lamplighter.audit_log
+WHERE target_type = 'job' AND target_id = %(job_id)s::uuid::text
 ORDER BY at, id;
 
 -- name: job_requeue --
@@ -501,7 +504,8 @@ SELECT cancel_requested FROM dramatiq.queue WHERE message_id = %(message_id)s;
 
 -- name: job_prune_finished --
 -- One bounded batch of pruning: jobs in %(states)s finished before the retention, with their
--- history and events. Safe to re-run; SKIP LOCKED keeps it off rows anything else touches.
+-- history. Their events (lamplighter.job_events) are audit rows: they stay until their month is
+-- archived. Safe to re-run; SKIP LOCKED keeps it off rows anything else touches.
 WITH doomed AS (
     SELECT message_id
     FROM dramatiq.queue
@@ -516,9 +520,5 @@ WITH doomed AS (
 ), history AS (
     DELETE FROM lamplighter.job_history h USING gone WHERE h.job_id = gone.message_id
     RETURNING 1
-), events AS (
-    DELETE FROM lamplighter.job_events e USING gone WHERE e.job_id = gone.message_id
-    RETURNING 1
 )
-SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM history) AS history_rows,
-       (SELECT count(*) FROM events) AS events;
+SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM history) AS history_rows;

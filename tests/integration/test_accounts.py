@@ -25,6 +25,7 @@ from storage import accounts as account_rows
 from storage import encryption, jobs, logs
 from storage.queries import queries
 from tests.conftest import DatabaseClock, lamplighter_env, use_database, wait_for
+from tests.smtp_server import smtp_server  # noqa: F401  (fixture)
 
 PASSWORD = "Tr0ub4dor&3-never-logged"
 PAT = "pat-secret-123"
@@ -516,3 +517,31 @@ def test_cli_reads_the_password_from_stdin_and_never_shows_it(configured, sql):
     assert [r["username"] for r in json.loads(listed.stdout)] == ["gus", "fia"]
     for output in (made, missing, listed):
         assert PASSWORD not in output.stdout + output.stderr and "enc:v1:" not in output.stdout + output.stderr
+
+
+def test_the_admin_is_told_by_email_end_to_end(configured, zitadel, smtp_server, broker, run_worker,  # noqa: F811
+                                               database_url):
+    """A request that fails for good, through real workers: the sweep fails it and writes the
+    admin's notification in the same transaction; notifications.deliver mails it to a real SMTP
+    server; the old managed_account_notifications name shows it, read once delivered."""
+    settings = use_database(
+        database_url, LAMPLIGHTER_ENCRYPTION_KEYS=configured.encryption_keys, ZITADEL_URL=configured.zitadel_url,
+        ZITADEL_PAT=PAT, ZITADEL_ORG_ID=ORG, ZITADEL_PROJECT_ID="proj-1", ZITADEL_TIMEOUT="0.5",
+        ZITADEL_USER_ID_PREFIX="ll-test-", LAMPLIGHTER_ACCOUNT_PROCESSING_TIMEOUT="120",
+        LAMPLIGHTER_SMTP_URL=smtp_server.url(), LAMPLIGHTER_SMTP_FROM="Lamplighter <lamplighter@example.org>")
+    broker.settings = settings
+    request_id = new_request(DatabaseClock(), username="not valid", email="nv@example.org",
+                             created_by="admin@example.org")
+    run_worker()
+    actors.accounts.retry_managed_account_creations.send()
+    [mail] = wait_for(lambda: smtp_server.mailbox.received, message="the admin's e-mail")
+    assert mail.rcpt_tos == ["admin@example.org"]
+    assert mail.message["Subject"] == "Managed account 'not valid' could not be created"
+    text = mail.message.get_body(("plain",)).get_content()
+    assert "Username is invalid (V2-bAqE2)" in text and "organization family-7" in text
+    assert "Username is invalid" in mail.message.get_body(("html",)).get_content()
+    assert account_rows.get(request_id).status == "failed"
+    [notice] = wait_for(lambda: account_rows.notifications("admin@example.org", unread_only=False)[0].read_at
+                        and account_rows.notifications("admin@example.org", unread_only=False), message="read_at")
+    assert (notice.request_id, notice.kind) == (request_id, "creation_failed")
+    assert account_rows.notifications("admin@example.org") == []  # delivered counts as read

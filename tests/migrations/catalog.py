@@ -1,7 +1,11 @@
 """A description of Lamplighter's schema read from PostgreSQL's catalog: tables, columns,
-constraints, indexes, storage options, functions and triggers of the lamplighter and dramatiq
-schemas, one line each, sorted. tests/migrations/declared_schema.txt is the declared schema;
-after adding a migration, regenerate it and review the diff:
+constraints, indexes, storage options, functions, triggers and views of the lamplighter and
+dramatiq schemas, one line each, sorted. A view is described by its columns (the text PostgreSQL
+prints for it differs between versions). A partitioned table is described once, as its parent
+(columns, constraints, indexes, triggers, partition key) and its default partition: the monthly
+partitions depend on the month the database was migrated in, so they are left out.
+tests/migrations/declared_schema.txt is the declared schema; after adding a migration,
+regenerate it and review the diff:
 
     DATABASE_URL=postgresql://... python -m tests.migrations.catalog --write
 """
@@ -23,17 +27,18 @@ QUERIES = {
         JOIN pg_class c ON c.oid = a.attrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped""",
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition
+          AND a.attnum > 0 AND NOT a.attisdropped""",
     "constraint": """
         SELECT c.relname || ' ' || co.conname || ' ' || pg_get_constraintdef(co.oid)
         FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = ANY(%(schemas)s)
+        WHERE n.nspname = ANY(%(schemas)s) AND NOT c.relispartition
           AND co.contype <> 'n'  -- PostgreSQL 18 lists NOT NULL here too; columns already say it""",
     "index": """
         SELECT pg_get_indexdef(i.indexrelid)
         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%(schemas)s)""",
+        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%(schemas)s) AND NOT c.relispartition""",
     "table_options": """
         SELECT n.nspname || '.' || c.relname || ' ' || array_to_string(c.reloptions, ',')
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -47,7 +52,20 @@ QUERIES = {
         SELECT pg_get_triggerdef(t.oid)
         FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = ANY(%(schemas)s) AND NOT t.tgisinternal""",
+        WHERE n.nspname = ANY(%(schemas)s) AND NOT t.tgisinternal AND NOT c.relispartition""",
+    "partitioned": """
+        SELECT n.nspname || '.' || c.relname || ' ' || pg_get_partkeydef(c.oid)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'p'""",
+    "default_partition": """
+        SELECT n.nspname || '.' || c.relname || ' OF ' || p.relname
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_inherits i ON i.inhrelid = c.oid JOIN pg_class p ON p.oid = i.inhparent
+        WHERE n.nspname = ANY(%(schemas)s) AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'""",
+    "view": """
+        SELECT n.nspname || '.' || c.relname
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'v'""",
 }
 
 

@@ -27,7 +27,10 @@ def test_database_shown_carries_no_password(url, shown):
 
 
 def _config(*args):
-    env = lamplighter_env(DATABASE_URL=URL, ZITADEL_PAT="pat-secret", LAMPLIGHTER_ENCRYPTION_KEYS="k1:fernet-key")
+    env = lamplighter_env(DATABASE_URL=URL, ZITADEL_PAT="pat-secret", LAMPLIGHTER_ENCRYPTION_KEYS="k1:fernet-key",
+                          LAMPLIGHTER_SMTP_URL="smtp://mailer:smtp-secret@mail.example:587",
+                          LAMPLIGHTER_SMTP_FROM="lamplighter@example.org",
+                          LAMPLIGHTER_ALERT_WEBHOOK_URL="https://hooks.example/services/hook-secret")
     return subprocess.run([sys.executable, "-m", "console", "config", *args], env=env, capture_output=True,
                           text=True, timeout=60)
 
@@ -36,7 +39,12 @@ def test_config_lists_every_setting_with_secrets_redacted():
     shown = _config("--json")
     assert shown.returncode == 0, shown.stderr
     values = json.loads(shown.stdout)
-    assert list(values) == [f.name for f in fields(Settings)]
+    # Sections (settings by noun) show field by field: smtp.url, smtp.password, ...
+    sections = ("smtp", "alerts")
+    assert list(values) == [f"{f.name}.{sf.name}" if f.name in sections else f.name for f in fields(Settings)
+                            for sf in (fields(getattr(Settings(), f.name)) if f.name in sections else [f])]
+    assert values["smtp.url"] == "smtp://mailer:***@mail.example:587"
+    assert (values["smtp.password"], values["alerts.webhook_url"]) == ("(set)", "(set)")
     assert values["database_url"] == "postgresql://app:***@db.example:5432/app?sslmode=require&password=***"
     assert (values["zitadel_pat"], values["encryption_keys"]) == ("(set)", "(set)")
     assert values["finish_flush_interval"] == 0.005
@@ -44,5 +52,5 @@ def test_config_lists_every_setting_with_secrets_redacted():
     assert table.returncode == 0, table.stderr
     assert table.stdout.startswith("SETTING")
     assert re.search(r"^finish_flush_interval +0\.005$", table.stdout, re.MULTILINE)  # not 0.0
-    for secret in ("hunter2", "qs-secret", "pat-secret", "fernet-key"):
+    for secret in ("hunter2", "qs-secret", "pat-secret", "fernet-key", "smtp-secret", "hook-secret"):
         assert secret not in shown.stdout + shown.stderr + table.stdout + table.stderr

@@ -15,6 +15,11 @@ EXPECTED_ACTORS = {
     "accounts.retry_managed_account_creations": {"queue_name": "accounts", "time_limit": 300_000, "max_retries": 0},
     "invitations.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
     "maintenance.prune_jobs": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
+    "audit.create_partitions": {"queue_name": "maintenance", "time_limit": 300_000, "max_retries": 3},
+    "sessions.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
+    "tokens.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
+    "notifications.deliver": {"queue_name": "notifications", "time_limit": 120_000, "max_retries": 6},
+    "notifications.requeue_undelivered": {"queue_name": "notifications", "time_limit": 300_000, "max_retries": 0},
 }
 
 

@@ -43,3 +43,40 @@ def test_printed_settings_hide_secrets():
     assert "hunter2" not in text and "abc" not in text and "pat-secret" not in text
     assert shown["encryption_keys"] == "(set)"
     assert redact_url("postgresql://a:b@c/d") == "postgresql://a:***@c/d"
+
+
+def test_smtp_url_by_scheme_and_parameter():
+    plain = load({"LAMPLIGHTER_SMTP_URL": "smtp://u%40x:p%3Ass@mail.example?starttls=0",
+                  "LAMPLIGHTER_SMTP_FROM": "Lamp <lamp@example.org>"}).smtp
+    assert (plain.host, plain.port, plain.username, plain.password, plain.starttls, plain.implicit_tls) == \
+        ("mail.example", 587, "u@x", "p:ss", False, False)
+    assert plain.url == "smtp://u%40x:***@mail.example?starttls=0"  # the settings never hold the URL's password
+    starttls = load({"LAMPLIGHTER_SMTP_URL": "smtp://mail.example:2525", "LAMPLIGHTER_SMTP_FROM": "a@b.c"}).smtp
+    assert (starttls.port, starttls.starttls, starttls.implicit_tls) == (2525, True, False)
+    tls = load({"LAMPLIGHTER_SMTP_URL": "smtps://u:p@mail.example", "LAMPLIGHTER_SMTP_FROM": "a@b.c"}).smtp
+    assert (tls.port, tls.starttls, tls.implicit_tls) == (465, False, True)
+    assert not load({}).smtp.configured
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"LAMPLIGHTER_SMTP_URL": "http://mail.example"}, "LAMPLIGHTER_SMTP_URL='http://mail.example': expected smtp://"),
+    ({"LAMPLIGHTER_SMTP_URL": "smtp://u:secret@mail.example"}, "LAMPLIGHTER_SMTP_FROM: required"),
+    ({"LAMPLIGHTER_SMTP_URL": "smtp://u:secret@mail.example?tls=1", "LAMPLIGHTER_SMTP_FROM": "a@b.c"},
+     r"unknown parameter\(s\) tls"),
+    ({"LAMPLIGHTER_SMTP_URL": "smtps://mail.example?starttls=1", "LAMPLIGHTER_SMTP_FROM": "a@b.c"}, "TLS already"),
+    ({"LAMPLIGHTER_SMTP_FROM": "not an address"}, "LAMPLIGHTER_SMTP_FROM='not an address'"),
+    ({"LAMPLIGHTER_ALERT_RECIPIENTS": "superadmins"}, "LAMPLIGHTER_ALERT_RECIPIENTS: 'superadmins' is not a recipient"),
+    ({"LAMPLIGHTER_ALERT_WEBHOOK_URL": "hooks.example"}, "LAMPLIGHTER_ALERT_WEBHOOK_URL: expected an http"),
+    ({"LAMPLIGHTER_ALERT_WEBHOOK_FORMAT": "teams"}, "LAMPLIGHTER_ALERT_WEBHOOK_FORMAT='teams'"),
+])
+def test_bad_notification_settings_name_the_variable_and_hide_the_password(env, message):
+    with pytest.raises(SettingsError, match=message) as refused:
+        load(env)
+    assert "secret" not in str(refused.value)
+
+
+def test_alert_recipients():
+    assert load({}).alerts.recipients == ("role:superadmin",)
+    assert load({"LAMPLIGHTER_ALERT_RECIPIENTS": "none"}).alerts.recipients == ()
+    assert load({"LAMPLIGHTER_ALERT_RECIPIENTS": " role:operator , address:ops@example.org"}).alerts.recipients == \
+        ("role:operator", "address:ops@example.org")

@@ -1,0 +1,112 @@
+"""Tenants and what their billing status allows. Every module that asks "may this tenant
+write? upload?" asks here; none compares status strings itself.
+
+    status      read  write  upload
+    active       yes   yes    yes
+    grace        yes   yes    no     (payment overdue: nothing breaks, nothing new is stored)
+    read_only    yes   no     no
+    suspended    no    no     no
+
+A grace period that has ended counts as suspended (:func:`effective_status`), whether or not the
+job that suspends such tenants has run yet.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import structlog
+
+from domain import audit
+from domain.errors import Conflict, InvalidInput, NotFound
+from storage import connection
+from storage import tenants as tenant_rows
+from storage.tenants import Tenant
+
+log = structlog.get_logger("lamplighter.tenants")
+
+STATUSES = ("active", "grace", "read_only", "suspended")
+_RIGHTS = {
+    "active": frozenset({"read", "write", "upload"}),
+    "grace": frozenset({"read", "write"}),
+    "read_only": frozenset({"read"}),
+    "suspended": frozenset(),
+}
+_TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def effective_status(status: str, grace_period_ends_at: datetime | None, now: datetime) -> str:
+    """The status that counts now: a grace period past its end is a suspension."""
+    if status == "grace" and grace_period_ends_at is not None and grace_period_ends_at <= now:
+        return "suspended"
+    return status
+
+
+def _rights(status: str) -> frozenset[str]:
+    try:
+        return _RIGHTS[status]
+    except KeyError:
+        raise InvalidInput(f"unknown billing status {status!r} (one of {', '.join(STATUSES)})") from None
+
+
+def may_read(status: str) -> bool:
+    return "read" in _rights(status)
+
+
+def may_write(status: str) -> bool:
+    return "write" in _rights(status)
+
+
+def may_upload(status: str) -> bool:
+    return "upload" in _rights(status)
+
+
+def check_tenant_id(tenant_id: str) -> str:
+    if not isinstance(tenant_id, str) or not _TENANT_ID.match(tenant_id):
+        raise InvalidInput(f"tenant id {tenant_id!r}: use 1 to 63 lowercase letters, digits, '-' or '_', "
+                           "starting with a letter or digit")
+    return tenant_id
+
+
+def create_tenant(tenant_id: str, name: str, *, by: str, source: str | None = None) -> Tenant:
+    check_tenant_id(tenant_id)
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("a tenant needs a name")
+    with connection.transaction():
+        tenant = tenant_rows.insert(tenant_id, name.strip())
+        if tenant is None:
+            raise Conflict(f"tenant {tenant_id!r} already exists")
+        audit.record(by, "tenant.created", target_type="tenant", target_id=tenant.id, tenant_id=tenant.id,
+                     source=source, details={"name": tenant.name})
+    log.info("tenant_created", tenant_id=tenant.id, by=by)
+    return tenant
+
+
+def get_tenant(tenant_id: str) -> Tenant:
+    tenant = tenant_rows.get(tenant_id)
+    if tenant is None:
+        raise NotFound(f"no tenant {tenant_id!r}")
+    return tenant
+
+
+def list_tenants() -> list[Tenant]:
+    return tenant_rows.list_all()
+
+
+def set_status(tenant_id: str, status: str, *, grace_period_ends_at: datetime | None = None, by: str,
+               source: str | None = None) -> Tenant:
+    """A new billing status; ``grace`` needs the end of its grace period, the others take none."""
+    _rights(status)
+    if (status == "grace") != (grace_period_ends_at is not None):
+        raise InvalidInput("a grace period needs its end (and only grace has one)")
+    with connection.transaction():
+        change = tenant_rows.set_status(tenant_id, status, grace_period_ends_at)
+        if change is None:
+            raise NotFound(f"no tenant {tenant_id!r}")
+        details = {"from": change.previous_status, "to": status}
+        if grace_period_ends_at is not None:
+            details["grace_period_ends_at"] = grace_period_ends_at.isoformat()
+        audit.record(by, "tenant.status_changed", target_type="tenant", target_id=tenant_id, tenant_id=tenant_id,
+                     source=source, details=details)
+    log.info("tenant_status_changed", tenant_id=tenant_id, previous=change.previous_status, status=status, by=by)
+    return change.tenant

@@ -1,0 +1,36 @@
+-- Tenants (lamplighter.tenants). The table's id is the tenant: it has no tenant_id column, and
+-- every tenant's row is every platform operator's to read. Their billing status means what
+-- domain/tenants.py says it means.
+
+-- name: tenant_insert --
+-- A new tenant, active; nothing when the id is taken.
+INSERT INTO lamplighter.tenants (id, name)
+VALUES (%(id)s, %(name)s)
+ON CONFLICT (id) DO NOTHING
+RETURNING id, name, billing_status, grace_period_ends_at, created_at, updated_at;
+
+-- name: tenant_get --
+SELECT id, name, billing_status, grace_period_ends_at, created_at, updated_at
+FROM lamplighter.tenants
+WHERE id = %(id)s;
+
+-- name: tenant_list --
+SELECT id, name, billing_status, grace_period_ends_at, created_at, updated_at
+FROM lamplighter.tenants
+ORDER BY id;
+
+-- name: tenant_set_status --
+-- A new billing status (and the end of its grace period, for grace), with the status it
+-- replaced, for the audit row.
+WITH previous AS (
+    SELECT id, billing_status, grace_period_ends_at
+    FROM lamplighter.tenants
+    WHERE id = %(id)s
+    FOR UPDATE
+)
+UPDATE lamplighter.tenants t
+SET billing_status = %(status)s, grace_period_ends_at = %(grace_period_ends_at)s, updated_at = lamplighter.now()
+FROM previous
+WHERE t.id = previous.id
+RETURNING t.id, t.name, t.billing_status, t.grace_period_ends_at, t.created_at, t.updated_at,
+          previous.billing_status AS previous_status, previous.grace_period_ends_at AS previous_grace_period_ends_at;

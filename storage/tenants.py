@@ -1,0 +1,96 @@
+"""Tenants (lamplighter.tenants), and the tenant scope every query of a tenant's rows takes.
+
+A query that reads or changes rows carrying a ``tenant_id`` filters them with
+
+    AND (%(every_tenant)s OR <table>.tenant_id = %(tenant_id)s)
+
+and its storage function takes ``scope: TenantScope`` as a required keyword, turned into those
+two parameters by :func:`scoped`. There is no default: a caller says whose rows it means, one
+tenant's (``TenantScope.of("acme")``) or, for platform operators, every tenant's
+(``TenantScope.every()``). A scope bound to no tenant and not "every" matches nothing, so a
+mistake shows as an empty answer, never as another tenant's rows. tests/integration/
+test_tenancy.py checks every named query that touches a table with a ``tenant_id`` column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from storage.queries import rows, runner
+
+execute = runner("tenants")
+
+
+@dataclass(frozen=True)
+class TenantScope:
+    """Whose rows a query may see: one tenant's, or every tenant's (platform principals)."""
+
+    tenant_id: str | None
+    every_tenant: bool = False
+
+    @classmethod
+    def of(cls, tenant_id: str) -> "TenantScope":
+        if not isinstance(tenant_id, str) or not tenant_id:
+            raise ValueError(f"a tenant scope needs a tenant id, not {tenant_id!r}")
+        return cls(tenant_id=tenant_id)
+
+    @classmethod
+    def every(cls) -> "TenantScope":
+        return cls(tenant_id=None, every_tenant=True)
+
+    def allows(self, tenant_id: str | None) -> bool:
+        """Whether a row of ``tenant_id`` (None: a platform row) is inside this scope."""
+        return self.every_tenant or (tenant_id is not None and tenant_id == self.tenant_id)
+
+
+def scoped(scope: TenantScope, **params) -> dict:
+    """A query's parameters with the scope's (``tenant_id``, ``every_tenant``)."""
+    if not isinstance(scope, TenantScope):
+        raise TypeError(f"scope must be a storage.tenants.TenantScope, not {type(scope).__name__}")
+    if "tenant_id" in params or "every_tenant" in params:
+        raise TypeError("tenant_id and every_tenant come from the scope")
+    return {**params, "tenant_id": scope.tenant_id, "every_tenant": scope.every_tenant}
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    billing_status: str
+    grace_period_ends_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    tenant: Tenant
+    previous_status: str
+    previous_grace_period_ends_at: datetime | None
+
+
+def insert(tenant_id: str, name: str) -> Tenant | None:
+    """The new tenant, or None when the id is taken."""
+    found = rows(execute("tenant_insert", {"id": tenant_id, "name": name}))
+    return Tenant(**found[0]) if found else None
+
+
+def get(tenant_id: str) -> Tenant | None:
+    found = rows(execute("tenant_get", {"id": tenant_id}))
+    return Tenant(**found[0]) if found else None
+
+
+def list_all() -> list[Tenant]:
+    return [Tenant(**row) for row in rows(execute("tenant_list"))]
+
+
+def set_status(tenant_id: str, status: str, grace_period_ends_at: datetime | None) -> StatusChange | None:
+    """None when there is no such tenant."""
+    found = rows(execute("tenant_set_status", {"id": tenant_id, "status": status,
+                                               "grace_period_ends_at": grace_period_ends_at}))
+    if not found:
+        return None
+    row = found[0]
+    previous = row.pop("previous_status")
+    previous_end = row.pop("previous_grace_period_ends_at")
+    return StatusChange(Tenant(**row), previous, previous_end)
