@@ -13,7 +13,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import structlog
 
@@ -77,6 +77,8 @@ def create_token(*, name: str, scope_names, tenant_id: str | None = None, expire
         raise InvalidInput("a token's lifetime must be positive")
     if expires_at is not None and expires_at.tzinfo is None:
         raise InvalidInput("an expiry instant needs a time zone")
+    if expires_at is not None and expires_at <= datetime.now(timezone.utc):
+        raise InvalidInput(f"expiry {expires_at.isoformat()} has passed")
     secret = new_secret()
     with connection.transaction():
         if tenant_id is not None:

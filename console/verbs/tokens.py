@@ -64,7 +64,7 @@ def token_row(token, now: datetime) -> TokenRow:
              "expired" if token.expires_at is not None and token.expires_at <= now else "active")
     limits = "; ".join(f"{what}: {','.join(names)}" for what, names in (("actors", token.actors),
                                                                           ("queues", token.queues)) if names)
-    return TokenRow(id=token.id, name=token.name, prefix=token.display_prefix + "…", scopes=token.scopes,
+    return TokenRow(id=token.id, name=token.name, prefix=token.display_prefix + "...", scopes=token.scopes,
                     limits=limits or None, tenant=token.tenant_id, owner=token.owner, state=state,
                     expires=token.expires_at, last_used=token.last_used_at, created=token.created_at)
 

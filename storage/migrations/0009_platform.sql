@@ -138,10 +138,11 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON lamplighter.audit_log
 -- would). Rows of that month already in the default partition move into it, unchanged: the old
 -- default partition is detached, a new one attached, its rows inserted again, and the old one
 -- dropped, so no row is ever updated or deleted. Serialised by an advisory lock (the release
--- step and the daily job may run at once).
+-- step and the daily job may run at once). Its locks are waited for 5 s at most: queued behind a
+-- long transaction, the DDL would hold up every insert into the log; the daily job tries again.
 CREATE OR REPLACE FUNCTION lamplighter.audit_partition_create_v1(p_month date)
 RETURNS TABLE (partition_name text, created boolean, moved_rows bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
 DECLARE
     v_from  timestamptz := date_trunc('month', p_month::timestamp)::timestamp AT TIME ZONE 'UTC';
     v_to    timestamptz := (date_trunc('month', p_month::timestamp) + interval '1 month')::timestamp AT TIME ZONE 'UTC';
@@ -188,10 +189,11 @@ $$;
 
 -- Archiving: the month's partition leaves the log and stays a table of its own
 -- (lamplighter.audit_log_yYYYYmMM), to be exported and dropped. NULL when that month has no
--- partition. Refuses this month and later ones, which are still being written.
+-- partition. Refuses this month and later ones, which are still being written. Detaching locks
+-- the log briefly; as above, its lock is waited for 5 s at most.
 CREATE OR REPLACE FUNCTION lamplighter.audit_partition_detach_v1(p_month date)
 RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
 DECLARE
     v_name text := 'audit_log_' || to_char(date_trunc('month', p_month::timestamp), '"y"YYYY"m"MM');
 BEGIN

@@ -139,8 +139,8 @@ def test_tokens_verbs(database_url, sql, monkeypatch, capsys):
     who = tokens.authenticate(secret)
     assert who.tenant_id == "acme" and who.actors == {"reports.daily"}
     code, out, _ = run_cli(monkeypatch, capsys, "tokens", "list")
-    assert code == 0 and secret not in out and secret[:8] + "…" in out
-    assert out.splitlines()[1].split()[:7] == ["1", "ingest", secret[:8] + "…", "enqueue", "actors:", "reports.daily",
+    assert code == 0 and secret not in out and secret[:8] + "..." in out
+    assert out.splitlines()[1].split()[:7] == ["1", "ingest", secret[:8] + "...", "enqueue", "actors:", "reports.daily",
                                                "acme"]
     code, out, _ = run_cli(monkeypatch, capsys, "tokens", "revoke", "1")
     assert code == 0 and "revoked" in out
@@ -158,6 +158,7 @@ def test_tokens_verbs(database_url, sql, monkeypatch, capsys):
     (["tokens", "create", "--name", "x", "--role", "viewer", "--actor", "a.b"], 2, "apply to the enqueue scope"),
     (["tokens", "create", "--name", "x", "--role", "viewer", "--tenant", "ghost"], 1, "no tenant 'ghost'"),
     (["tokens", "revoke", "77"], 1, "no token 77"),
+    (["tokens", "create", "--name", "x", "--role", "viewer", "--expires-at", "2020-01-01"], 2, "has passed"),
 ])
 def test_tokens_verbs_refuse_bad_input_in_one_line(database_url, monkeypatch, capsys, argv, code, message):
     tenants.create_tenant("acme", "Acme", by="t")
