@@ -210,7 +210,22 @@ def print_rows(rows: list, columns: list[str], *, as_json: bool) -> None:
         print(table(rows, columns))
 
 
+# Flags a secret could be typed into. No verb has one (secrets come from a prompt or stdin); they
+# are refused before argparse, whose "unrecognized arguments" message would echo the value.
+SECRET_FLAGS = ("--password", "--passwd", "--secret", "--token", "--pat")
+
+
+def refuse_secret_flags(argv: list[str]) -> None:
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if flag in SECRET_FLAGS:
+            print(f"lamplighter: error: {flag} is not accepted: secrets are read from a prompt or the first line "
+                  "of stdin, never from the command line (its value was not shown)", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE)
+
+
 def main(argv: list[str] | None = None) -> int:
+    refuse_secret_flags(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     global DATABASE_ERRORS
     import peewee

@@ -164,4 +164,14 @@ def test_a_password_on_the_command_line_is_refused_before_anything_runs(monkeypa
         run_cli(monkeypatch, capsys, "users", "create", "--email", "z@example.com", "--name", "Z", "--role", "viewer",
                 "--password", "on-the-command-line-1")
     err = capsys.readouterr().err
-    assert stopped.value.code == 2 and "unrecognized arguments" in err and len(err.strip().splitlines()) == 1
+    assert stopped.value.code == 2 and "--password is not accepted" in err and len(err.strip().splitlines()) == 1
+    assert "on-the-command-line-1" not in err  # argparse's own message would echo it
+
+
+def test_no_secret_flag_form_is_echoed(monkeypatch, capsys):
+    for argv in (["tokens", "create", "--name", "x", "--token=llt_planted-secret-1"],
+                 ["users", "reset-password", "a@example.com", "--password=planted-secret-1"]):
+        with pytest.raises(SystemExit) as stopped:
+            run_cli(monkeypatch, capsys, *argv)
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and "planted-secret-1" not in err and "is not accepted" in err
