@@ -22,46 +22,48 @@ ROLE = "lamplighter_enqueue"
 ENQUEUE_FUNCTION = ("lamplighter.enqueue(text, jsonb, text, interval, integer, text, text, text, "
                     "timestamptz)")
 
-_GRANTS = [
-    # Again here, not only in the migration: a function recreated by hand (or restored from a
-    # dump taken without privileges) is executable by PUBLIC.
-    f"REVOKE ALL ON FUNCTION {ENQUEUE_FUNCTION} FROM PUBLIC",
-    f"GRANT USAGE ON SCHEMA lamplighter TO {ROLE}",
-    f"GRANT EXECUTE ON FUNCTION {ENQUEUE_FUNCTION} TO {ROLE}",
-]
+
+def _grants(role: str) -> list[str]:
+    return [
+        # Again here, not only in the migration: a function recreated by hand (or restored from a
+        # dump taken without privileges) is executable by PUBLIC.
+        f"REVOKE ALL ON FUNCTION {ENQUEUE_FUNCTION} FROM PUBLIC",
+        f"GRANT USAGE ON SCHEMA lamplighter TO {role}",
+        f"GRANT EXECUTE ON FUNCTION {ENQUEUE_FUNCTION} TO {role}",
+    ]
 
 
-def ensure(db) -> bool:
+def ensure(db, role: str = ROLE) -> bool:
     """Create the role if missing and grant it SQL enqueue. Idempotent, and safe while another
     database's release step on the same server does the same. Returns False (after a warning)
     when the role is missing and this login may not create it."""
     with db.atomic():
         cur = db.cursor()
-        if not _role_exists(cur) and not _create_role(cur):
+        if not _role_exists(cur, role) and not _create_role(cur, role):
             return False
-        for statement in _GRANTS:
+        for statement in _grants(role):
             cur.execute(statement)
-    log.info("enqueue_role_granted", role=ROLE, function=ENQUEUE_FUNCTION)
+    log.info("enqueue_role_granted", role=role, function=ENQUEUE_FUNCTION)
     return True
 
 
-def _role_exists(cur) -> bool:
-    cur.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s)", (ROLE,))
+def _role_exists(cur, role: str) -> bool:
+    cur.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s)", (role,))
     return cur.fetchone()[0]
 
 
-def _create_role(cur) -> bool:
+def _create_role(cur, role: str) -> bool:
     cur.execute("SAVEPOINT enqueue_role")
     try:
-        cur.execute(f"CREATE ROLE {ROLE} NOLOGIN")
+        cur.execute(f"CREATE ROLE {role} NOLOGIN")
     except (psycopg2.errors.DuplicateObject, psycopg2.errors.UniqueViolation):
         # Created meanwhile by a release step of another database on this server.
         cur.execute("ROLLBACK TO SAVEPOINT enqueue_role")
     except psycopg2.errors.InsufficientPrivilege:
         cur.execute("ROLLBACK TO SAVEPOINT enqueue_role")
-        log.warning("enqueue_role_not_created", role=ROLE,
+        log.warning("enqueue_role_not_created", role=role,
                     reason="the migrating role may not create roles (no CREATEROLE)",
-                    fix=f"as an administrator: CREATE ROLE {ROLE} NOLOGIN; then run the release step "
+                    fix=f"as an administrator: CREATE ROLE {role} NOLOGIN; then run the release step "
                         "again (`lamplighter migrate`), which grants it; until then only the "
                         "migrating role may call lamplighter.enqueue()")
         return False
