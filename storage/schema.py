@@ -1,5 +1,9 @@
 """Schema migrations: the release step (`lamplighter migrate`) and the readiness check.
 
+After the migrations it makes sure the `lamplighter_enqueue` role exists and may execute SQL
+enqueue (storage/enqueue_role.py), on every run: a role dropped or a database restored elsewhere
+gets it back at the next release.
+
 Migrations run under a transaction-scoped advisory lock held on a dedicated connection, so two
 release steps started together apply each migration once; the second waits, then finds nothing
 left to do.
@@ -9,7 +13,7 @@ from __future__ import annotations
 import structlog
 from playhouse.migrations import Runner
 
-from storage import connection
+from storage import connection, enqueue_role
 from storage.migrations import DIRECTORY
 
 log = structlog.get_logger(__name__)
@@ -31,6 +35,7 @@ def migrate() -> list[str]:
         db.execute_sql("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
             applied = _runner(db).up()
+            enqueue_role.ensure(db)
         finally:
             db.execute_sql("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     for name in applied:

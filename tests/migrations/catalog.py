@@ -46,6 +46,9 @@ QUERIES = {
     "function": """
         SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') '
                || pg_get_function_result(p.oid) || ' ' || md5(regexp_replace(p.prosrc, '\\s+', ' ', 'g'))
+               -- who a function runs as, and with which search_path, is part of what it does
+               || CASE WHEN p.prosecdef THEN ' SECURITY DEFINER' ELSE '' END
+               || coalesce(' SET ' || array_to_string(p.proconfig, ' '), '')
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = ANY(%(schemas)s)""",
     "trigger": """
