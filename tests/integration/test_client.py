@@ -3,6 +3,7 @@ on the caller's connection, in the caller's transaction; installed alone into a 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -110,7 +111,10 @@ def test_client_installed_alone_into_a_fresh_venv_enqueues_as_the_restricted_rol
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "DATABASE_URL")}
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(CLIENT), "psycopg[binary]"],
+    # Built from a copy: pip's build would leave build/ and *.egg-info in the checkout.
+    source = shutil.copytree(CLIENT, tmp_path / "client",
+                             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(source), "psycopg[binary]"],
                    check=True, env=env, timeout=300)
     script = textwrap.dedent("""
         import importlib.util, sys
