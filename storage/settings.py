@@ -159,9 +159,16 @@ class Settings:
         return shown
 
 
+# Query parameters that carry a secret in connection URLs (libpq's password=, sslpassword=;
+# tokens and keys in webhook and service URLs).
+_SECRET_PARAMETER = re.compile(r"([?&](?:[A-Za-z_]*password|passwd|pwd|secret|token|api_?key|key|sig|signature)=)"
+                               r"[^&#]*", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db; a password, token or key
+    given as a query parameter (?password=...) is hidden too."""
+    return _SECRET_PARAMETER.sub(r"\1***", re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url))
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, kind=float, minimum=0.0):

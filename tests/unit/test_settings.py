@@ -80,3 +80,21 @@ def test_alert_recipients():
     assert load({"LAMPLIGHTER_ALERT_RECIPIENTS": "none"}).alerts.recipients == ()
     assert load({"LAMPLIGHTER_ALERT_RECIPIENTS": " role:operator , address:ops@example.org"}).alerts.recipients == \
         ("role:operator", "address:ops@example.org")
+
+
+@pytest.mark.parametrize("url, secret", [
+    ("postgresql://app:s3cret-pw@db.internal:5432/app", "s3cret-pw"),
+    ("postgresql://app@db.internal/app?password=s3cret-pw&sslmode=require", "s3cret-pw"),
+    ("postgresql://app@db.internal/app?sslmode=require&sslpassword=s3cret-pw", "s3cret-pw"),
+    ("https://hooks.example.org/in?token=s3cret-pw#x", "s3cret-pw"),
+    ("https://api.example.org/v1?API_KEY=s3cret-pw", "s3cret-pw"),
+])
+def test_redact_url_hides_passwords_in_the_authority_and_in_the_query(url, secret):
+    shown = redact_url(url)
+    assert secret not in shown and "***" in shown
+    assert shown.replace("***", secret) == url  # only the secret is hidden
+
+
+def test_redact_url_leaves_other_parameters_alone():
+    url = "postgresql://app@db.internal/app?sslmode=require&application_name=web"
+    assert redact_url(url) == url
