@@ -11,6 +11,8 @@ from typing import Callable
 
 import structlog
 
+from domain.retention import until_done
+
 log = structlog.get_logger("lamplighter.invitations")
 
 # An expired invitation stays visible this long, so the invitee and the inviter can see why
@@ -24,17 +26,8 @@ def expire_and_prune(expire_batch: Callable[[], int], delete_batch: Callable[[ti
     ``retention`` ago, each step batch by batch until a batch finds nothing (or ``max_batches``,
     so one run stays bounded; the next run continues). Safe to run again. Returns the counts,
     for the job's history row."""
-    expired = _until_done(expire_batch, max_batches)
-    deleted = _until_done(lambda: delete_batch(retention), max_batches)
+    expired, _ = until_done(expire_batch, max_batches)
+    deleted, _ = until_done(lambda: delete_batch(retention), max_batches)
     log.info("invitations_pruned", expired=expired, deleted=deleted, retention_days=retention / timedelta(days=1))
     return {"expired": expired, "deleted": deleted}
 
-
-def _until_done(run_batch: Callable[[], int], max_batches: int) -> int:
-    total = 0
-    for _ in range(max_batches):
-        done = run_batch()
-        if done == 0:
-            break
-        total += done
-    return total

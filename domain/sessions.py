@@ -15,6 +15,7 @@ import structlog
 from domain import audit, users
 from domain import tenants as tenant_rules
 from domain.errors import Unauthenticated
+from domain.retention import until_done
 from domain.scopes import Principal
 from storage import sessions as session_rows
 from storage.users import User
@@ -68,13 +69,8 @@ def end(session_id: str) -> bool:
 
 def prune_expired(*, batch_size: int = 5000, max_batches: int = 100) -> dict[str, int]:
     """Delete expired sessions in batches."""
-    deleted = batches = 0
-    for _ in range(max_batches):
-        count = session_rows.prune_expired_batch(batch_size=batch_size)
-        if count == 0:
-            break
-        deleted += count
-        batches += 1
+    deleted, batches = until_done(lambda: session_rows.prune_expired_batch(batch_size=batch_size),
+                                  max_batches)
     if deleted:
         log.info("sessions_pruned", deleted=deleted, batches=batches)
     return {"deleted": deleted, "batches": batches}

@@ -20,6 +20,7 @@ import structlog
 from domain import audit, scopes
 from domain import tenants as tenant_rules
 from domain.errors import InvalidInput, NotFound, Unauthenticated
+from domain.retention import until_done
 from storage import connection
 from storage import tokens as token_rows
 from storage.tenants import TenantScope
@@ -144,13 +145,9 @@ def authenticate(secret: str, *, source: str | None = None) -> scopes.Principal:
 def prune_expired(*, retention: timedelta = ENDED_RETENTION, batch_size: int = 5000,
                   max_batches: int = 100) -> dict[str, int]:
     """Delete tokens that expired or were revoked longer than ``retention`` ago, in batches."""
-    deleted = batches = 0
-    for _ in range(max_batches):
-        count = token_rows.prune_ended_batch(retention_seconds=retention.total_seconds(), batch_size=batch_size)
-        if count == 0:
-            break
-        deleted += count
-        batches += 1
+    deleted, batches = until_done(
+        lambda: token_rows.prune_ended_batch(retention_seconds=retention.total_seconds(), batch_size=batch_size),
+        max_batches)
     if deleted:
         log.info("tokens_pruned", deleted=deleted, batches=batches)
     return {"deleted": deleted, "batches": batches}
