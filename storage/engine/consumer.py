@@ -127,10 +127,13 @@ class LamplighterConsumer(Consumer):
                                 else min(0.05, self.settings.poll_interval))
             return None
         self.answered = []  # no room: the stand-ins claim these tickets' jobs
-        # The window is full enough, or finishes are behind: wait for room.
+        # The window is full enough, the worker's threads are all taken (by this queue's jobs or
+        # another's), or finishes are behind: wait for room. Always wait: returning at once
+        # would spin this thread (and dramatiq's loop around it) until room appears. A release
+        # by this consumer's jobs sets `room`; a thread freed by another queue's job is seen
+        # within the 50 ms bound.
         self.room_wanted = True
-        if behind or len(self.mine) > self._low_water():
-            self.room.wait(min(0.05, self.settings.poll_interval))
+        self.room.wait(min(0.05, self.settings.poll_interval))
         self.room_wanted = False
         self.room.clear()
         return None

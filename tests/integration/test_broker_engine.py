@@ -286,3 +286,25 @@ def _wait_idle(broker, queue):
     wait_for(lambda: broker.places.get(queue) is not None, message="worker present")
     wait_for(lambda: getattr(broker.consumers.get(queue), "listening", False)
              and not broker.consumers[queue].mine, message="consumer listening, idle")
+
+
+def test_an_idle_queue_waits_while_another_queue_holds_every_thread(broker, monkeypatch):
+    """A worker's threads are shared by the queues it consumes. While one queue's jobs hold all
+    of them, the consumer of an idle queue has no room: it waits for room (50 ms at most) and
+    does not return at once, which spun its thread and dramatiq's loop around it."""
+    import time
+
+    monkeypatch.setattr(broker, "worker_threads", 2)
+    busy = broker.consume("tests-busy", prefetch=2)
+    idle = broker.consume("tests-idle", prefetch=2)
+    try:
+        busy.mine.update({"held-1", "held-2"})  # both threads taken by the busy queue's jobs
+        calls, deadline = 0, time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            assert next(idle) is None
+            calls += 1
+        assert calls <= 20, f"{calls} calls in 0.5 s: the idle consumer spins"
+        busy.mine.clear()
+    finally:
+        idle.close()
+        busy.close()
