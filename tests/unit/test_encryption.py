@@ -23,7 +23,8 @@ def test_rotation_moves_old_values_to_the_primary_key():
         old_ring.decrypt(rotated)
 
 
-@pytest.mark.parametrize("spec", ["", "nokey", f"bad id:{NEW}", "k1:not-a-fernet-key", f"k1:{NEW},k1:{OLD}"])
+@pytest.mark.parametrize("spec", ["", "nokey", f"bad id:{NEW}", "k1:not-a-fernet-key", f"k1:{NEW},k1:{OLD}"],
+                         ids=["empty", "no key", "bad id", "not a key", "id twice"])  # keys are random
 def test_bad_key_specs_are_refused_without_echoing_keys(spec):
     with pytest.raises(EncryptionError) as info:
         Keyring.parse(spec)
