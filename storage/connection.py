@@ -78,9 +78,11 @@ def tls_default(dsn: str, params: dict[str, str]) -> dict[str, str]:
     return {"sslmode": "require"}
 
 
-def raw_connection(application_name: str = "lamplighter") -> psycopg2.extensions.connection:
-    """A plain psycopg2 connection (broker consumer, LISTEN, migrations lock)."""
-    dsn, params = split_url(database_url())
+def raw_connection(application_name: str = "lamplighter", *, direct: bool = False) -> psycopg2.extensions.connection:
+    """A plain psycopg2 connection (broker consumer, LISTEN, migrations lock). ``direct``: to the
+    server itself (LAMPLIGHTER_DIRECT_DATABASE_URL) when DATABASE_URL goes through a pooler."""
+    direct_url = settings_module.get().direct_database_url if direct else ""
+    dsn, params = split_url(direct_url or database_url())
     params = {**tls_default(dsn, params), **params}
     kwargs = {**connect_kwargs(application_name), **params}
     try:

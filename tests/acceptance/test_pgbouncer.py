@@ -6,6 +6,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -13,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import psycopg2
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import ROOT, lamplighter_env, wait_for
 
 pytestmark = pytest.mark.acceptance
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -95,16 +96,25 @@ def pooler(database_url):
     started.stop()
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["polling", "listen-direct"])
 def test_a_drain_through_a_transaction_pooler_loses_nothing(database_url, pooler, broker, sql, worker_processes,
-                                                           tmp_path):
+                                                           tmp_path, direct):
+    """Without a direct URL the workers poll (LISTEN off); with LAMPLIGHTER_DIRECT_DATABASE_URL
+    they LISTEN on the server itself, and the release step takes its session lock there."""
     import dramatiq
 
+    env = {"LAMPLIGHTER_PREPARED_STATEMENTS": "false", "LAMPLIGHTER_LISTEN": "false"}
+    if direct:
+        env = {"LAMPLIGHTER_PREPARED_STATEMENTS": "false", "LAMPLIGHTER_DIRECT_DATABASE_URL": database_url}
+        release = subprocess.run([sys.executable, "-m", "console", "migrate"], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=60, env=lamplighter_env(DATABASE_URL=pooler.url, **env))
+        assert release.returncode == 0, release.stderr
+        assert sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
     executions = tmp_path / "executions.txt"
     messages = [dramatiq.Message(queue_name="tests-record", actor_name="tests.record", args=(str(executions),),
                                  kwargs={}, options={}) for _ in range(2000)]
     broker.enqueue_many(messages)
-    workers = [worker_processes.start(name, pooler.url, sql, threads=8, queues=("tests-record",),
-                                      LAMPLIGHTER_PREPARED_STATEMENTS="false", LAMPLIGHTER_LISTEN="false")
+    workers = [worker_processes.start(name, pooler.url, sql, threads=8, queues=("tests-record",), **env)
                for name in ("a", "b")]
 
     def drained():
@@ -116,5 +126,9 @@ def test_a_drain_through_a_transaction_pooler_loses_nothing(database_url, pooler
                "WHERE outcome = 'completed'") == [(2000, 2000)]
     ran = executions.read_text().split()
     assert len(ran) == 2000 and len(set(ran)) == 2000  # each once
+    # Sessions that LISTEN exist only with the direct URL (a pooled connection is not a session).
+    listening = sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND query LIKE 'LISTEN %%tests-record%%'")[0][0]
+    assert listening == (2 if direct else 0)
     for worker in workers:
         assert worker.stop() == 0, worker.log_tail()
