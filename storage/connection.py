@@ -62,9 +62,28 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunparse(parts._replace(query="")), params
 
 
-def raw_connection(application_name: str = "lamplighter") -> psycopg2.extensions.connection:
-    """A plain psycopg2 connection (broker consumer, LISTEN, migrations lock)."""
-    dsn, params = split_url(database_url())
+LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
+
+
+def tls_default(dsn: str, params: dict[str, str]) -> dict[str, str]:
+    """``sslmode=require`` for a server reached over the network, unless the URL says otherwise
+    (``?sslmode=verify-full``, or ``disable`` on a private network): a managed PostgreSQL's
+    password and rows must not cross a network in clear. Loopback and Unix sockets keep libpq's
+    default."""
+    if "sslmode" in params:
+        return {}
+    host = params.get("host") or urlparse(dsn).hostname or ""
+    if host in LOCAL_HOSTS or host.startswith("/"):
+        return {}
+    return {"sslmode": "require"}
+
+
+def raw_connection(application_name: str = "lamplighter", *, direct: bool = False) -> psycopg2.extensions.connection:
+    """A plain psycopg2 connection (broker consumer, LISTEN, migrations lock). ``direct``: to the
+    server itself (LAMPLIGHTER_DIRECT_DATABASE_URL) when DATABASE_URL goes through a pooler."""
+    direct_url = settings_module.get().direct_database_url if direct else ""
+    dsn, params = split_url(direct_url or database_url())
+    params = {**tls_default(dsn, params), **params}
     kwargs = {**connect_kwargs(application_name), **params}
     try:
         return psycopg2.connect(dsn, **kwargs)
@@ -80,6 +99,7 @@ def init_database(application_name: str = "lamplighter") -> peewee.PostgresqlDat
     if database.deferred or _initialised_for != (url, application_name):
         _initialised_for = (url, application_name)
         dsn, params = split_url(url)
+        params = {**tls_default(dsn, params), **params}
         # peewee treats a None name as "not initialised"; libpq lets the DSN's name win anyway.
         name = urlparse(dsn).path.lstrip("/") or params.get("dbname") or "postgres"
         # peewee's init() merges into the previous parameters: a host= from an earlier URL's

@@ -57,6 +57,9 @@ class AlertSettings:
 class Settings:
     # Where the data lives. Empty database_url means: start/use the embedded PostgreSQL.
     database_url: str = ""
+    # The server itself when DATABASE_URL goes through a transaction pooler (PgBouncer): the
+    # release step (a session advisory lock) and LISTEN need a session of their own.
+    direct_database_url: str = ""
     data_dir: Path = Path(".lamplighter")
 
     # Worker shape and queue behaviour.
@@ -151,6 +154,8 @@ class Settings:
                 value = "(set)" if value else "(unset)"
             elif f.name == "database_url":
                 value = redact_url(value) if value else "(embedded)"
+            elif f.name == "direct_database_url":
+                value = redact_url(value) if value else "(same as database_url)"
             elif f.name in ("files_url", "files_s3_endpoint"):
                 value = redact_url(value)
             elif isinstance(value, Path):
@@ -248,6 +253,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     )
     settings = Settings(
         database_url=normalize_database_url(env.get("DATABASE_URL", "")),
+        direct_database_url=normalize_database_url(env.get("LAMPLIGHTER_DIRECT_DATABASE_URL", "")),
         data_dir=Path(env.get("LAMPLIGHTER_DATA_DIR") or ".lamplighter").resolve(),
         worker_processes=_number(env, "LAMPLIGHTER_WORKER_PROCESSES", 2, kind=int, minimum=1),
         worker_threads=_number(env, "LAMPLIGHTER_WORKER_THREADS", 8, kind=int, minimum=1),

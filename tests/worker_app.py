@@ -113,3 +113,9 @@ def timed_limited(path: str, tag: str, seconds: float) -> None:
 # the outage tests give a worker process a queue of its own.
 OTHER_OUTAGE_QUEUE = "tests-outage-2"
 broker.declare_queue(OTHER_OUTAGE_QUEUE)
+
+
+@dramatiq.actor(broker=broker, actor_name="tests.query", queue_name="tests-db", max_retries=0, time_limit=60_000)
+def query(seconds: float = 0.2) -> None:
+    """Holds its thread's database connection for ``seconds`` (the connection budget's test)."""
+    connection.init_database().execute_sql("SELECT pg_sleep(%s)", (seconds,))

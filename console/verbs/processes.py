@@ -37,7 +37,15 @@ def _declarations_checked():
 
 
 def cmd_migrate(args, settings) -> int:
+    import dataclasses
+
     from console import processes
+    from storage import connection
+    from storage import settings as settings_module
+
+    if settings.direct_database_url:  # the release step's session lock must not go through a pooler
+        settings_module.configure(dataclasses.replace(settings, database_url=settings.direct_database_url))
+        connection.reset()
 
     with _declarations_checked():
         applied, report = processes.release()

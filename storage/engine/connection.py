@@ -49,9 +49,10 @@ def disconnected(exc: BaseException) -> bool:
 class ResilientConnection:
     """One psycopg2 connection that reconnects with backoff and logs an outage once."""
 
-    def __init__(self, application_name: str, *, autocommit: bool = False):
+    def __init__(self, application_name: str, *, autocommit: bool = False, direct: bool = False):
         self.application_name = application_name
         self.autocommit = autocommit
+        self.direct = direct  # to the server itself, past a pooler (LISTEN)
         self.conn = None
         self._down_since: float | None = None
         # When the connection last came back after it was lost (monotonic; None: never lost).
@@ -61,7 +62,7 @@ class ResilientConnection:
         delay = 0.2
         while self.conn is None or self.conn.closed:
             try:
-                self.conn = connection.raw_connection(self.application_name)
+                self.conn = connection.raw_connection(self.application_name, direct=self.direct)
                 self.conn.autocommit = self.autocommit
                 if self._down_since is not None:
                     self.back_since = time.monotonic()

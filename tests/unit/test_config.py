@@ -54,3 +54,19 @@ def test_config_lists_every_setting_with_secrets_redacted():
     assert re.search(r"^finish_flush_interval +0\.005$", table.stdout, re.MULTILINE)  # not 0.0
     for secret in ("hunter2", "qs-secret", "pat-secret", "fernet-key", "smtp-secret", "hook-secret"):
         assert secret not in shown.stdout + shown.stderr + table.stdout + table.stderr
+
+
+def test_tls_is_required_for_a_server_over_the_network_unless_the_url_says_otherwise():
+    from storage.connection import split_url, tls_default
+
+    def default(url):
+        return tls_default(*split_url(url))
+
+    assert default("postgres://u:p@db.example.com:5432/app") == {"sslmode": "require"}
+    assert default("postgres://u:p@10.0.0.5/app") == {"sslmode": "require"}
+    assert default("postgres://u:p@db.example.com/app?sslmode=verify-full") == {}
+    assert default("postgres://u:p@db.internal/app?sslmode=disable") == {}
+    assert default("postgresql://postgres@127.0.0.1:5432/postgres") == {}
+    assert default("postgresql://postgres@localhost/postgres") == {}
+    assert default("postgresql://postgres@[::1]/postgres") == {}
+    assert default("postgresql:///app?host=/run/postgresql") == {}  # Unix socket

