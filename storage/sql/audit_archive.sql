@@ -1,0 +1,37 @@
+-- Audit-log archival (domain/audit_archive.py): the progress of each month, and its rows read
+-- by the month's table name (functions in migration 0014).
+
+-- name: audit_archive_get --
+-- A month's archival progress; no row before it started.
+SELECT month, step, data_key, manifest_key, rows, sha256, started_at, updated_at
+FROM lamplighter.audit_archives WHERE month = %(month)s;
+
+-- name: audit_archive_save --
+-- Record the step that just finished for a month (with what the manifest says once written).
+INSERT INTO lamplighter.audit_archives AS a (month, step, data_key, manifest_key, rows, sha256)
+VALUES (%(month)s, %(step)s, %(data_key)s, %(manifest_key)s, %(rows)s, %(sha256)s)
+ON CONFLICT (month) DO UPDATE
+SET step = EXCLUDED.step, data_key = coalesce(EXCLUDED.data_key, a.data_key),
+    manifest_key = coalesce(EXCLUDED.manifest_key, a.manifest_key), rows = coalesce(EXCLUDED.rows, a.rows),
+    sha256 = coalesce(EXCLUDED.sha256, a.sha256), updated_at = lamplighter.now();
+
+-- name: audit_archive_months_due --
+-- Months to work on, oldest first: unfinished archivals, and months still in the log (or
+-- detached and left as tables) that are older than the cutoff.
+SELECT month FROM lamplighter.audit_archives WHERE step <> 'done'
+UNION
+SELECT to_date(right(c.relname, 7), 'YYYY"m"MM')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'lamplighter' AND c.relname ~ '^audit_log_y[0-9]{4}m[0-9]{2}$' AND c.relkind = 'r'
+  AND to_date(right(c.relname, 7), 'YYYY"m"MM') < %(cutoff)s
+ORDER BY 1;
+
+-- name: audit_archive_stats --
+-- Rows, id sum and id range of a month's table, and whether it is still in the log; no row
+-- once the table is gone.
+SELECT rows, id_sum, first_id, last_id, attached FROM lamplighter.audit_archive_stats_v1(%(month)s);
+
+-- name: audit_archive_rows --
+-- One batch of a month's rows, in id order, after an id.
+SELECT id, at, actor, action, target_type, target_id, tenant_id, host(source_address) AS source_address, details
+FROM lamplighter.audit_archive_rows_v1(%(month)s, %(after_id)s, %(limit)s);
