@@ -39,6 +39,9 @@ def progress(month: date) -> Progress | None:
 
 def save(month: date, step: str, *, data_key: str | None = None, manifest_key: str | None = None,
          rows: int | None = None, sha256: str | None = None) -> None:
+    if step == "started":
+        execute("audit_archive_start", {"month": month})
+        return
     execute("audit_archive_save", {"month": month, "step": step, "data_key": data_key, "manifest_key": manifest_key,
                                    "rows": rows, "sha256": sha256})
 

@@ -6,14 +6,18 @@
 SELECT month, step, data_key, manifest_key, rows, sha256, started_at, updated_at
 FROM lamplighter.audit_archives WHERE month = %(month)s;
 
+-- name: audit_archive_start --
+-- A month starts (or, changed since its export, starts again) at the export.
+INSERT INTO lamplighter.audit_archives (month, step) VALUES (%(month)s, 'started')
+ON CONFLICT (month) DO UPDATE SET step = 'started', updated_at = lamplighter.now();
+
 -- name: audit_archive_save --
 -- Record the step that just finished for a month (with what the manifest says once written).
-INSERT INTO lamplighter.audit_archives AS a (month, step, data_key, manifest_key, rows, sha256)
-VALUES (%(month)s, %(step)s, %(data_key)s, %(manifest_key)s, %(rows)s, %(sha256)s)
-ON CONFLICT (month) DO UPDATE
-SET step = EXCLUDED.step, data_key = coalesce(EXCLUDED.data_key, a.data_key),
-    manifest_key = coalesce(EXCLUDED.manifest_key, a.manifest_key), rows = coalesce(EXCLUDED.rows, a.rows),
-    sha256 = coalesce(EXCLUDED.sha256, a.sha256), updated_at = lamplighter.now();
+UPDATE lamplighter.audit_archives AS a
+SET step = %(step)s, data_key = coalesce(%(data_key)s, a.data_key),
+    manifest_key = coalesce(%(manifest_key)s, a.manifest_key), rows = coalesce(%(rows)s, a.rows),
+    sha256 = coalesce(%(sha256)s, a.sha256), updated_at = lamplighter.now()
+WHERE month = %(month)s;
 
 -- name: audit_archive_months_due --
 -- Months to work on, oldest first: unfinished archivals, and months still in the log (or
