@@ -33,6 +33,7 @@ COMPLIANCE = {
     "data deletions": ("*.deleted", "*.dropped", "*.purged", "audit.month_archived", "audit.month_dropped"),
 }
 ADMIN_ACTOR_KINDS = ("user", "cli", "token")
+NOT_ADMIN_ACTIONS = ("user.signed_in", "user.sign_in_failed")  # a person signing in is no admin action
 
 
 class Files(Protocol):
@@ -152,7 +153,7 @@ def build_compliance(period: Period) -> dict:
     since, until = period.bounds()
     categories = {name: {} for name in ["admin actions", *COMPLIANCE]}
     for row in report_rows.compliance_events(since, until):
-        if row["actor_kind"] in ADMIN_ACTOR_KINDS:
+        if row["actor_kind"] in ADMIN_ACTOR_KINDS and row["action"] not in NOT_ADMIN_ACTIONS:
             categories["admin actions"][row["action"]] = categories["admin actions"].get(row["action"], 0) + row["events"]
         category = _category(row["action"])
         if category:
