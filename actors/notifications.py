@@ -18,7 +18,6 @@ from periodiq import cron
 from actors.notification_channels import Channels
 from domain import credentials, notifications, security_alerts
 from storage import settings as settings_module
-from storage.clock import SystemClock
 from storage.schedules import schedule
 
 DELIVERY_RETRIES = 6  # also in migration 0010's lamplighter.actors row, refreshed by every release
@@ -46,7 +45,7 @@ def requeue_undelivered(limit: int = 1000) -> dict:
                 time_limit=10 * 60_000, max_retries=3, periodic=cron("0 9 * * *"))
 def expiring_credentials() -> dict:
     """Notices are written once per credential, threshold and recipient (the outbox's dedupe key)."""
-    return credentials.notify_expiring(SystemClock(settings_module.get().clock_offset))
+    return credentials.notify_expiring()  # "now" is the database's, as the credentials view reads it
 
 
 @dramatiq.actor(actor_name="notifications.security_alerts", queue_name="notifications", priority=30,

@@ -38,10 +38,12 @@ def items(credential) -> list[expiry.Expiring]:
     return found
 
 
-def notify_expiring(clock: Clock, *, limit: int = 10_000) -> dict[str, int]:
-    """Write the notices due now (each once); counts for the job's history row."""
+def notify_expiring(clock: Clock | None = None, *, limit: int = 10_000) -> dict[str, int]:
+    """Write the notices due now (each once); counts for the job's history row. ``clock``: by
+    default the database's, the one the credentials view is read with."""
     horizon = max(expiry.THRESHOLDS_DAYS)
     credentials = credential_rows.expiring(days=horizon, limit=limit)
     with transaction():
-        counts = expiry.notify_expiring([item for c in credentials for item in items(c)], now=clock.now())
+        now = clock.now() if clock is not None else credential_rows.database_now()
+        counts = expiry.notify_expiring([item for c in credentials for item in items(c)], now=now)
     return {"credentials": len(credentials), "notices_checked": counts["checked"], "notified": counts["notified"]}

@@ -21,3 +21,7 @@ class Credential:
 
 def expiring(*, days: int, limit: int) -> list[Credential]:
     return [Credential(**row) for row in rows(execute("credentials_expiring", {"days": days, "limit": limit}))]
+
+
+def database_now() -> datetime:
+    return execute("credentials_now").fetchone()[0]

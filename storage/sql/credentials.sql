@@ -8,3 +8,7 @@ FROM lamplighter.credentials
 WHERE expires_at > lamplighter.now() AND expires_at <= lamplighter.now() + make_interval(days => %(days)s)
 ORDER BY expires_at, kind, credential_id
 LIMIT %(limit)s;
+
+-- name: credentials_now --
+-- The database's clock, the one the view's expiry is compared with.
+SELECT lamplighter.now();

@@ -30,6 +30,15 @@ def attempt(sql, at: str, actor: str, outcome: str, tenant=None):
         " VALUES (gen_random_uuid(), 1, %s, 'maintenance', %s, %s, %s)", (actor, utc(at), outcome, tenant))
 
 
+SEEDED_HOURS = ["2026-11-25 12:00", "2026-11-29 22:00", "2026-11-29 23:00", "2026-11-30 05:00", "2026-11-30 10:00",
+                "2026-11-30 12:00", "2026-11-30 22:00"]
+
+
+def roll_up_seeded_hours():
+    for hour in SEEDED_HOURS:
+        analytics.rollup(now=utc(hour), hour=utc(hour))
+
+
 def seed(sql):
     event(sql, "2026-11-29 23:30", "user.signed_in", "user:1", "acme")  # Berlin: Nov 30, 00:30
     event(sql, "2026-11-29 22:30", "user.signed_in", "user:1", "acme")  # Berlin: Nov 29, 23:30
@@ -75,7 +84,7 @@ def _store(database_url, tmp_path):
 def test_daily_report_is_yesterday_in_the_zone_stored_rendered_and_replaced_on_rerun(database_url, sql, tmp_path):
     store = _store(database_url, tmp_path)
     seed(sql)
-    analytics.rollup(now=utc("2026-12-01 00:00"), hours=48)
+    roll_up_seeded_hours()
     now = datetime(2026, 12, 1, 0, 30, tzinfo=BERLIN)
     made = reports.generate("daily", store, now=now, zone="Europe/Berlin")
     assert {k: made[k] for k in ("kind", "period_start", "period_end", "zone")} == {
@@ -103,7 +112,7 @@ def test_daily_report_is_yesterday_in_the_zone_stored_rendered_and_replaced_on_r
 def test_weekly_report_compares_with_the_week_before(database_url, sql, tmp_path):
     store = _store(database_url, tmp_path)
     seed(sql)
-    analytics.rollup(now=utc("2026-12-06 01:00"), hours=15 * 24)
+    roll_up_seeded_hours()
     import actors
 
     made = reports.generate("weekly", store, now=datetime(2026, 12, 6, 2, 0, tzinfo=BERLIN), zone="Europe/Berlin")
