@@ -17,7 +17,7 @@ LIMIT %(limit)s;
 SELECT count(*) AS failures
 FROM lamplighter.audit_log
 WHERE action = 'user.sign_in_failed' AND target_type = 'user' AND target_id = %(user_id)s
-  AND at > %(until)s - make_interval(secs => %(window_seconds)s) AND at <= %(until)s;
+  AND at > %(until)s::timestamptz - make_interval(secs => %(window_seconds)s) AND at <= %(until)s::timestamptz;
 
 -- name: security_failed_logins_from_address --
 -- Failed sign-ins from one address in a window ending at an instant, leaving out those of
@@ -25,7 +25,7 @@ WHERE action = 'user.sign_in_failed' AND target_type = 'user' AND target_id = %(
 SELECT count(*) AS failures, count(DISTINCT target_id) AS accounts
 FROM lamplighter.audit_log
 WHERE action = 'user.sign_in_failed' AND source_address = %(source)s::inet
-  AND at > %(until)s - make_interval(secs => %(window_seconds)s) AND at <= %(until)s
+  AND at > %(until)s::timestamptz - make_interval(secs => %(window_seconds)s) AND at <= %(until)s::timestamptz
   AND (target_id IS NULL OR target_id <> ALL (%(burst_accounts)s::text[]));
 
 -- name: security_address_seen_before --
@@ -34,7 +34,7 @@ SELECT EXISTS (
     SELECT 1 FROM lamplighter.audit_log
     WHERE action = 'user.signed_in' AND target_type = 'user' AND target_id = %(user_id)s
       AND source_address = %(source)s::inet
-      AND at >= %(before)s - make_interval(days => %(days)s) AND at < %(before)s AND id <> %(event_id)s
+      AND at >= %(before)s::timestamptz - make_interval(days => %(days)s) AND at < %(before)s::timestamptz AND id <> %(event_id)s
 ) AS seen;
 
 -- name: security_user_role --
