@@ -57,6 +57,8 @@ class ArchiveStore:
     progress = staticmethod(archive_rows.progress)
     save = staticmethod(archive_rows.save)
     months_due = staticmethod(archive_rows.months_due)
+    default_partition_months = staticmethod(archive_rows.default_partition_months)
+    create_partition = staticmethod(audit.create_partition)
     stats = staticmethod(archive_rows.stats)
     rows_after = staticmethod(archive_rows.rows_after)
     current_month = staticmethod(audit_rows.current_month)
@@ -87,7 +89,10 @@ def archive(files: Files, *, retention_months: int = 12, max_months: int = 3, ba
     if retention_months < 1:
         raise ValueError("retention_months must be at least 1: the current month is still written")
     store = store or ArchiveStore()
-    due = store.months_due(cutoff(store.current_month(), retention_months))[:max_months]
+    first_kept = cutoff(store.current_month(), retention_months)
+    for month in store.default_partition_months(first_kept):
+        store.create_partition(month)  # its rows move out of the default partition into their month's table
+    due = store.months_due(first_kept)[:max_months]
     report = {"months": [], "rows": 0, "resumed": 0}
     for month in due:
         progress = store.progress(month)

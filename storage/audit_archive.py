@@ -50,6 +50,10 @@ def months_due(cutoff: date) -> list[date]:
     return [row[0] for row in execute("audit_archive_months_due", {"cutoff": cutoff}).fetchall()]
 
 
+def default_partition_months(cutoff: date) -> list[date]:
+    return [row[0] for row in execute("audit_archive_default_months", {"cutoff": cutoff}).fetchall()]
+
+
 def stats(month: date) -> MonthStats | None:
     found = rows(execute("audit_archive_stats", {"month": month}))
     if not found:

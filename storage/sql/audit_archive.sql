@@ -30,6 +30,14 @@ WHERE n.nspname = 'lamplighter' AND c.relname ~ '^audit_log_y[0-9]{4}m[0-9]{2}$'
   AND to_date(right(c.relname, 7), 'YYYY"m"MM') < %(cutoff)s
 ORDER BY 1;
 
+-- name: audit_archive_default_months --
+-- Months before the cutoff whose rows wait in the default partition (their month never had a
+-- partition of its own); the archive creates one, which takes them over, before archiving.
+SELECT DISTINCT date_trunc('month', at AT TIME ZONE 'UTC')::date AS month
+FROM lamplighter.audit_log_default
+WHERE at < %(cutoff)s::date::timestamp AT TIME ZONE 'UTC'
+ORDER BY 1;
+
 -- name: audit_archive_stats --
 -- Rows, id sum and id range of a month's table, and whether it is still in the log; no row
 -- once the table is gone.

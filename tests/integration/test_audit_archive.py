@@ -47,3 +47,16 @@ def test_the_current_months_are_never_archived(database_url, sql, tmp_path):
     report = audit_archive.archive(files.open_store(settings_module.get()), retention_months=1)
     assert report == {"months": [], "rows": 0, "resumed": 0}
     assert sql("SELECT count(*) FROM lamplighter.audit_archives") == [(0,)]
+
+
+def test_old_rows_waiting_in_the_default_partition_are_archived_with_their_month(database_url, sql, tmp_path):
+    use_database(database_url, LAMPLIGHTER_FILES_URL=f"file://{tmp_path}")
+    [(row_id,)] = sql("INSERT INTO lamplighter.audit_log (at, actor, action) "
+                      "VALUES ('2024-02-10 12:00+00', 't', 'user.signed_in') RETURNING id")
+    assert sql("SELECT tableoid::regclass::text FROM lamplighter.audit_log WHERE id = %s", (row_id,)) == [
+        ("lamplighter.audit_log_default",)]
+    report = audit_archive.archive(files.open_store(settings_module.get()))
+    assert report == {"months": ["2024-02"], "rows": 1, "resumed": 0}
+    assert sql("SELECT count(*) FROM lamplighter.audit_log WHERE id = %s", (row_id,)) == [(0,)]
+    data_key, _ = audit_archive.keys(datetime(2024, 2, 1).date())
+    assert archived_ids(files.open_store(settings_module.get()), data_key) == [row_id]
