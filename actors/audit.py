@@ -1,9 +1,8 @@
 """Audit-log actors: thin transport over domain.audit.
 
-Schedules (declared with the scheduler): audit.create_partitions daily at 00:20 UTC, audit.archive
-monthly, on the 1st at 04:00 UTC (domain/audit_archive.py). The release
-step creates the same partitions; the daily run keeps them ahead of the calendar between
-deploys. A missed run costs nothing: rows of a month without a partition wait in the default
+Schedules (declared with the scheduler): audit.create_partitions daily at 00:20 UTC; audit.archive
+monthly, on the 1st at 04:00 UTC (domain/audit_archive.py). The release step creates the same
+partitions; the daily run keeps them ahead of the calendar between deploys. A missed run costs nothing: rows of a month without a partition wait in the default
 partition and move into their month's when it is created.
 """
 from __future__ import annotations
