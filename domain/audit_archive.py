@@ -96,6 +96,12 @@ def archive(files: Files, *, retention_months: int = 12, max_months: int = 3, ba
     report = {"months": [], "rows": 0, "resumed": 0}
     for month in due:
         progress = store.progress(month)
+        if progress is not None and progress.step == "done":
+            # Its table is back (rows with an old time written after the archive): archiving it
+            # again would overwrite the archive at the month's key. Left for an operator, said loudly.
+            log.warning("audit_archive_month_reappeared", month=f"{month:%Y-%m}", archived_rows=progress.rows)
+            report.setdefault("reappeared", []).append(f"{month:%Y-%m}")
+            continue
         report["resumed"] += progress is not None
         rows = archive_month(files, month, store=store, by=by, batch_size=batch_size)
         report["months"].append(f"{month:%Y-%m}")

@@ -40,6 +40,10 @@ def test_an_old_month_is_archived_verified_detached_and_dropped_once(database_ur
     assert store.stat(data_key).sha256 == checksum
     assert sql("SELECT step, rows FROM lamplighter.audit_archives") == [("done", 1200)]
 
+    seed(sql, 1)  # the archived month's table is back, with a row: never overwrite its archive, say so
+    assert actors.audit.archive.fn() == {"months": [], "rows": 0, "resumed": 0, "reappeared": ["2025-10"]}
+    assert store.stat(data_key).sha256 == checksum
+
 
 def test_the_current_months_are_never_archived(database_url, sql, tmp_path):
     use_database(database_url, LAMPLIGHTER_FILES_URL=f"file://{tmp_path}")
