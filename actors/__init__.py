@@ -17,7 +17,7 @@ from storage.engine import LamplighterBroker
 from storage.schedules import PeriodicSchedules
 
 # dramatiq's Retries, extended with retry schedules and the domain's outcome vocabulary.
-from actors.middleware import Retries  # noqa: E402
+from actors.middleware import JobAlertOptions, Retries  # noqa: E402
 
 try:
     settings = settings_module.get()
@@ -38,6 +38,8 @@ def build_broker(current: settings_module.Settings) -> LamplighterBroker:
         Retries(max_retries=20),
         # Accepts `periodic=` (cron schedules; README "Scheduler"); never drops a message.
         PeriodicSchedules(),
+        # Accepts `critical=`, `failure_threshold=`, `failure_window=` (alerts.failed_jobs).
+        JobAlertOptions(),
         # Writes the per-job log lines still queued when the worker stops (storage/logs.py).
         logs.FlushLogsAtWorkerShutdown(),
     ]
@@ -53,3 +55,4 @@ from actors import jobs  # noqa: E402,F401
 from actors import accounts, invitations  # noqa: E402,F401
 from actors import audit, sessions, tokens  # noqa: E402,F401
 from actors import notifications  # noqa: E402,F401
+from actors import alerts, analytics, reports  # noqa: E402,F401

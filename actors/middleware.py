@@ -73,3 +73,33 @@ class Retries(DramatiqRetries):
             retries = message.options.get("retries", 0)  # attempts before this one
             return int(schedule[min(retries, len(schedule) - 1)] * 1000)
         return None
+
+
+class AlertOptionError(ValueError, MiddlewareError):
+    """A bad alerting option on an actor declaration (raised through dramatiq's declaration)."""
+
+
+class JobAlertOptions(dramatiq.Middleware):
+    """Makes dramatiq accept the alerting options that alerts.failed_jobs reads (domain/job_alerts.py):
+
+    * ``critical=True`` — an attempt that ends dead opens (or counts on) a ``jobs.critical_failed``
+      alert for the actor; its next completed attempt resolves it.
+    * ``failure_threshold=10, failure_window=3600`` — more failed, dead or lost attempts than the
+      threshold within the window (seconds) opens a ``jobs.failure_rate`` alert (these defaults
+      apply to every actor that declares nothing).
+
+    It checks them at declaration and has no message hooks.
+    """
+
+    @property
+    def actor_options(self):
+        return {"critical", "failure_threshold", "failure_window"}
+
+    def before_declare_actor(self, broker, actor):
+        options = actor.options
+        if not isinstance(options.get("critical", False), bool):
+            raise AlertOptionError(f"{actor.actor_name}: critical must be True or False")
+        for name, least in (("failure_threshold", 0), ("failure_window", 60)):
+            value = options.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise AlertOptionError(f"{actor.actor_name}: {name} must be an integer of at least {least}")

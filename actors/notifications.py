@@ -6,7 +6,9 @@ them (attempts, last_error) for `lamplighter notifications`. Its schedule: 30 s,
 1 h, then hourly; 7 attempts in all, after which the row is ``failed`` (retried by hand with
 `lamplighter notifications retry ID`).
 
-Schedule (declared with the scheduler): notifications.requeue_undelivered every 5 minutes.
+Schedules (declared with the scheduler), UTC: notifications.requeue_undelivered every 5 minutes,
+notifications.expiring_credentials daily at 09:00 (domain/credentials.py),
+notifications.security_alerts every 15 minutes (domain/security_alerts.py).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import dramatiq
 from periodiq import cron
 
 from actors.notification_channels import Channels
-from domain import notifications
+from domain import credentials, notifications, security_alerts
 from storage import settings as settings_module
 from storage.schedules import schedule
 
@@ -37,3 +39,17 @@ def deliver(notification_id: int) -> dict:
                                   misfire="skip", overlap="skip"))
 def requeue_undelivered(limit: int = 1000) -> dict:
     return notifications.requeue_undelivered(limit=limit)
+
+
+@dramatiq.actor(actor_name="notifications.expiring_credentials", queue_name="notifications", priority=30,
+                time_limit=10 * 60_000, max_retries=3, periodic=cron("0 9 * * *"))
+def expiring_credentials() -> dict:
+    """Notices are written once per credential, threshold and recipient (the outbox's dedupe key)."""
+    return credentials.notify_expiring()  # "now" is the database's, as the credentials view reads it
+
+
+@dramatiq.actor(actor_name="notifications.security_alerts", queue_name="notifications", priority=30,
+                time_limit=10 * 60_000, max_retries=3,
+                periodic=schedule("notifications.security_alerts", cron("*/15 * * * *"), overlap="skip"))
+def security_alerts_scan(settle_seconds: float = 5.0) -> dict:
+    return security_alerts.scan(settle_seconds=settle_seconds)

@@ -47,6 +47,9 @@ class Expiring:
     recipient: Recipient
     label: str
     tenant_id: str | None = None
+    # Set when one item is told to several recipients, each once: it ends the dedupe key
+    # ("owner", "admins").
+    audience: str = ""
 
 
 def notify_if_due(item: Expiring, *, now: datetime, thresholds: tuple[int, ...] = THRESHOLDS_DAYS) -> int | None:
@@ -60,7 +63,8 @@ def notify_if_due(item: Expiring, *, now: datetime, thresholds: tuple[int, ...] 
     text = (f"{item.label} expires at {when}. Renew or replace it before then; this is the {days}-day notice "
             f"(notices go out {', '.join(str(d) for d in sorted(thresholds, reverse=True))} days before).")
     return notifications.notify(item.recipient, kind=f"expiry.{item.kind}",
-                                dedupe_key=dedupe_key(item.kind, item.item_id, item.expires_at, days),
+                                dedupe_key=dedupe_key(item.kind, item.item_id, item.expires_at, days)
+                                + (f":{item.audience}" if item.audience else ""),
                                 subject=subject, text=text, tenant_id=item.tenant_id)
 
 

@@ -54,6 +54,14 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """The admin reports (domain/reports.py): the IANA zone their days, weeks and months are
+    counted in, and their schedules fire in (LAMPLIGHTER_REPORTS_ZONE, default UTC)."""
+
+    zone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the data lives. Empty database_url means: start/use the embedded PostgreSQL.
     database_url: str = ""
@@ -131,6 +139,7 @@ class Settings:
     # Notifications and alerts (domain/notifications.py, domain/alerts.py).
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
 
     @property
     def embedded(self) -> bool:
@@ -303,6 +312,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
                                          minimum=86400.0),
         smtp=sections.smtp(env),
         alerts=sections.alerts(env),
+        reports=sections.reports(env),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(

@@ -7,7 +7,7 @@ import re
 from typing import Iterable, Mapping
 
 from storage.notifications import RECIPIENT_KINDS
-from storage.settings import AlertSettings, SettingsError, SmtpSettings, _boolean, _choice, redact_url
+from storage.settings import AlertSettings, ReportSettings, SettingsError, SmtpSettings, _boolean, _choice, redact_url
 
 
 def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
@@ -122,3 +122,14 @@ def alerts(env: Mapping[str, str]) -> AlertSettings:
         raise SettingsError("LAMPLIGHTER_ALERT_WEBHOOK_URL: expected an http(s):// URL")
     return AlertSettings(recipients=recipients, webhook_url=webhook_url,
                          webhook_format=_choice(env, "LAMPLIGHTER_ALERT_WEBHOOK_FORMAT", "json", ("json", "slack")))
+
+
+def reports(env: Mapping[str, str]) -> ReportSettings:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    zone = env.get("LAMPLIGHTER_REPORTS_ZONE", "").strip() or "UTC"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"LAMPLIGHTER_REPORTS_ZONE={zone!r}: not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+    return ReportSettings(zone=zone)

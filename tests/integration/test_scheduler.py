@@ -336,8 +336,8 @@ BAD_DECLARATION = """
 import dramatiq, sys
 import actors
 from storage.schedules import schedule
-dramatiq.actor(lambda: None, actor_name="reports.weekly", queue_name="reports",
-               periodic=[schedule("reports.weekly.eu", "0 25 * * sun", zone="Europe/Berlin")])
+dramatiq.actor(lambda: None, actor_name="tests.weekly_digest", queue_name="reports",
+               periodic=[schedule("tests.weekly_digest.eu", "0 25 * * sun", zone="Europe/Berlin")])
 from console.cli import main
 sys.exit(main(["migrate"]))
 """
@@ -358,9 +358,9 @@ def test_a_bad_declaration_stops_the_release_step_with_one_line_naming_the_actor
         done = subprocess.run([sys.executable, "-c", BAD_DECLARATION], env=lamplighter_env(DATABASE_URL=url),
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2
-        assert done.stderr == ("lamplighter migrate: error: bad schedule declaration: reports.weekly: schedule "
-                               "'reports.weekly.eu': invalid cron expression '0 25 * * sun': hour field '25': "
-                               "25 is out of range 0-23\n")
+        assert done.stderr == ("lamplighter migrate: error: bad schedule declaration: tests.weekly_digest: "
+                               "schedule 'tests.weekly_digest.eu': invalid cron expression '0 25 * * sun': "
+                               "hour field '25': 25 is out of range 0-23\n")
         conn = psycopg2.connect(url)
         cur = conn.cursor()
         cur.execute("SELECT to_regclass('lamplighter.schedules')")

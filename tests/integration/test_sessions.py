@@ -49,3 +49,5 @@ def test_sessions_prune_expired_deletes_only_expired_sessions(broker, sql, db_cl
     assert actors.sessions.prune_expired.fn(batch_size=1) == {"deleted": 2, "batches": 2}
     assert sql("SELECT session_hash FROM lamplighter.sessions") == [
         (hashlib.sha256(kept.session_id.encode()).hexdigest(),)]
+    assert actors.sessions.prune_expired.fn(batch_size=1) == {"deleted": 0, "batches": 0}  # a re-run: no change
+    assert sql("SELECT count(*) FROM lamplighter.sessions") == [(1,)]

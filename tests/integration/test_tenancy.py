@@ -38,6 +38,8 @@ OPERATOR_VIEW = ("an operator's view over every tenant (the CLI holds the databa
 MAINTENANCE = "maintenance over every tenant's rows, in bounded batches"
 AUTHENTICATION = "authentication finds a credential or a user before any tenant is known"
 SCHEDULER = "the scheduler looks at the jobs its schedules enqueued (overlap, last run), which belong to no tenant"
+ADMIN = ("the admin jobs read every tenant's rows on purpose: rollups and reports count the whole platform "
+         "(per tenant), security alerts and expiry notices are the platform's, failed-job alerts read all history")
 OUTBOX = ("the outbox writes and delivers every tenant's notifications by row id or dedupe key, and resolves "
           "the recipients a row names (a role within the row's tenant)")
 
@@ -52,6 +54,10 @@ CROSS_TENANT = {
     MAINTENANCE: ["job_prune_finished", "token_prune_ended"],
     AUTHENTICATION: ["user_find_for_login", "user_record_login", "token_authenticate", "session_resolve"],
     SCHEDULER: ["schedule_list", "schedule_run_active"],
+    ADMIN: ["analytics_rollup_hour", "report_compliance_events", "report_compliance_days", "security_events_after",
+            "security_failed_logins_for_account", "security_failed_logins_from_address",
+            "security_address_seen_before", "security_user_role", "security_recent_failed_login",
+            "credentials_expiring", "job_alerts_history_after", "job_alerts_failures_in_window"],
     OUTBOX: ["notification_insert", "notification_set_job", "notification_get", "notification_get_by_dedupe_key",
              "notification_begin_attempt", "notification_record_delivered", "notification_record_failure",
              "notification_requeue_pending", "notification_recipient_user", "notification_recipient_role",

@@ -20,6 +20,14 @@ EXPECTED_ACTORS = {
     "tokens.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
     "notifications.deliver": {"queue_name": "notifications", "time_limit": 120_000, "max_retries": 6},
     "notifications.requeue_undelivered": {"queue_name": "notifications", "time_limit": 300_000, "max_retries": 0},
+    "audit.archive": {"queue_name": "maintenance", "time_limit": 3_600_000, "max_retries": 3},
+    "analytics.rollup": {"queue_name": "maintenance", "time_limit": 900_000, "max_retries": 3},
+    "reports.daily": {"queue_name": "maintenance", "time_limit": 900_000, "max_retries": 3},
+    "reports.weekly": {"queue_name": "maintenance", "time_limit": 900_000, "max_retries": 3},
+    "reports.monthly_compliance": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
+    "notifications.expiring_credentials": {"queue_name": "notifications", "time_limit": 600_000, "max_retries": 3},
+    "notifications.security_alerts": {"queue_name": "notifications", "time_limit": 600_000, "max_retries": 3},
+    "alerts.failed_jobs": {"queue_name": "maintenance", "time_limit": 300_000, "max_retries": 0},
 }
 
 

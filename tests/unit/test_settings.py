@@ -98,3 +98,14 @@ def test_redact_url_hides_passwords_in_the_authority_and_in_the_query(url, secre
 def test_redact_url_leaves_other_parameters_alone():
     url = "postgresql://app@db.internal/app?sslmode=require&application_name=web"
     assert redact_url(url) == url
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "../etc/passwd", "CEST"])
+def test_a_bad_reports_zone_names_the_variable(zone):
+    with pytest.raises(SettingsError, match=r"LAMPLIGHTER_REPORTS_ZONE=.*not an IANA time zone"):
+        load({"LAMPLIGHTER_REPORTS_ZONE": zone})
+
+
+def test_the_reports_zone_defaults_to_utc():
+    assert load({}).reports.zone == "UTC"
+    assert load({"LAMPLIGHTER_REPORTS_ZONE": " Europe/Berlin "}).reports.zone == "Europe/Berlin"

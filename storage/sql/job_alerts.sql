@@ -1,0 +1,19 @@
+-- alerts.failed_jobs (domain/job_alerts.py): the job history after a watermark, and failures
+-- per actor in a window.
+
+-- name: job_alerts_history_after --
+-- Attempts after an id, in id order, finished at least settle seconds ago (a finish committed
+-- late, with a lower id, is still ahead of the watermark when it is read).
+SELECT id, job_id::text AS job_id, actor_name, outcome, error_type, finished_at
+FROM lamplighter.job_history
+WHERE id > %(after_id)s AND finished_at <= lamplighter.now() - make_interval(secs => %(settle_seconds)s)
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: job_alerts_failures_in_window --
+-- Failed, dead and lost attempts per actor in the last window_seconds.
+SELECT actor_name, count(*) AS failures
+FROM lamplighter.job_history
+WHERE outcome IN ('failed', 'dead', 'lost')
+  AND finished_at > lamplighter.now() - make_interval(secs => %(window_seconds)s)
+GROUP BY actor_name;
