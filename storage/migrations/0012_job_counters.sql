@@ -44,6 +44,11 @@ FROM lamplighter.job_history
 WHERE NOT EXISTS (SELECT 1 FROM lamplighter.job_counters)
 GROUP BY 1, 2, 3;
 
+-- /metrics' dead jobs per queue (metrics_queue_depths) without reading each dead row's page: the
+-- other indexes on state (queue_finished_idx) do not hold the queue's name. Partial, so a job's
+-- claim, start and finish never write to it: only a job going dead does.
+CREATE INDEX IF NOT EXISTS queue_dead_idx ON dramatiq.queue (queue_name) WHERE state = 'dead';
+
 -- ---- the rescue, counting --------------------------------------------------------------------
 -- job_rescue_v1 (0007_claim_tokens.sql) with the counters' upsert on the attempts it records as
 -- lost. v1 stays for the workers of the previous release during a rolling deploy (their rescues
