@@ -4,6 +4,7 @@ read-scope token that protects the route."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from domain import tokens
 from domain.outcomes import Cancel, PermanentFailure, RetryLater
 from storage import alerts, connection, workers
 from storage import settings as settings_module
+from storage.queries import queries, run
 from tests.conftest import ROOT, lamplighter_env, wait_for
 
 tries: dict[str, int] = {}
@@ -182,3 +184,18 @@ def test_lost_attempts_rescued_from_a_dead_worker_are_counted(broker, sql):
     assert attempts == 1 and 110 < seconds < 300
     # A run of two minutes: bucket 13, i.e. 60 s <= run time < 300 s.
     assert sql("SELECT bucket FROM lamplighter.job_counters WHERE outcome = 'lost'") == [(13,)]
+
+
+def test_a_finish_sent_twice_counts_once(broker, sql):
+    """The finisher re-sends a batch whose COMMIT outcome it did not learn: the attempts it had
+    recorded are not recorded again, so they are not counted again."""
+    job = metered.send("ok").message_id
+    sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, claim_token = 5 WHERE message_id = %s",
+        (broker.worker_id, job))
+    finish = {"message_id": job, "token": 5, "attempt": 1, "state": "completed", "outcome": "completed",
+              "started_at": 1.0, "finished_at": 1.25, "duration_ms": 250.0}
+    params = {"finishes": json.dumps([finish]), "worker_id": broker.worker_id}
+    assert [run(queries("jobs"), "job_finish_many", params).fetchone()[0] for _ in range(2)] == [1, 0]
+    # 0.25 s is the sixth bound: a run time on a bound counts in the bucket above it (width_bucket).
+    assert sql("SELECT outcome, bucket, sum(attempts)::int, sum(run_seconds) FROM lamplighter.job_counters "
+               "WHERE actor_name = 'tests.metered' GROUP BY 1, 2") == [("completed", 6, 1, 0.25)]
