@@ -12,6 +12,7 @@ of their own (one database connection per process, whatever the request concurre
 from __future__ import annotations
 
 import asyncio
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import peewee
@@ -21,6 +22,7 @@ from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from domain import scopes, tokens
 from domain.errors import Forbidden, NotFound, Unauthenticated
@@ -91,30 +93,22 @@ def _outcome_families(counts: list[figures.OutcomeCount], bounds: list[float]):
                                    labels=["actor", "outcome"])
     run_time = HistogramMetricFamily("lamplighter_job_run_seconds", "Run time of finished attempts, per actor "
                                      "and outcome. Never decreases.", labels=["actor", "outcome"])
-    # (actor, outcome) -> [attempts per bucket index 0..len(bounds)], run seconds
-    grouped: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+    per_bucket: dict[tuple[str, str], list[int]] = {}  # attempts by bucket index 0..len(bounds)
+    run_seconds: dict[tuple[str, str], float] = {}
     for count in counts:
-        per_bucket, total = grouped.setdefault((count.actor_name, count.outcome), ([0] * (len(bounds) + 1), [0.0]))
-        per_bucket[min(max(count.bucket, 0), len(bounds))] += count.attempts
-        total[0] += count.run_seconds
-    for actor in sorted({actor for actor, _ in grouped}):
+        key = (count.actor_name, count.outcome)
+        per_bucket.setdefault(key, [0] * (len(bounds) + 1))[min(max(count.bucket, 0), len(bounds))] += count.attempts
+        run_seconds[key] = run_seconds.get(key, 0.0) + count.run_seconds
+    for actor in sorted({actor for actor, _ in per_bucket}):
         for outcome in OUTCOMES:
-            per_bucket, _ = grouped.get((actor, outcome), ([0], [0.0]))
-            outcomes.add_metric([actor, outcome], sum(per_bucket))
-    for (actor, outcome), (per_bucket, total) in sorted(grouped.items()):
-        # Bucket index j holds run times in [bounds[j-1], bounds[j]): "le bounds[k]" is j <= k.
-        cumulative, buckets = 0, []
-        for bound, attempts in zip(bounds, per_bucket):
-            cumulative += attempts
-            buckets.append((_le(bound), cumulative))
-        buckets.append(("+Inf", sum(per_bucket)))
-        run_time.add_metric([actor, outcome], buckets, total[0])
+            outcomes.add_metric([actor, outcome], sum(per_bucket.get((actor, outcome), ())))
+    for key in sorted(per_bucket):
+        # Bucket index j holds run times in [bounds[j-1], bounds[j]): "le bounds[k]" sums j <= k.
+        cumulative = list(itertools.accumulate(per_bucket[key]))
+        buckets = [(floatToGoString(bound), n) for bound, n in zip(bounds, cumulative)]
+        run_time.add_metric(list(key), buckets + [("+Inf", cumulative[-1])], run_seconds[key])
     yield outcomes
     yield run_time
-
-
-def _le(bound: float) -> str:
-    return f"{bound:g}" if bound < 1e6 else repr(bound)
 
 
 def exposition(snap: figures.Snapshot | None = None) -> bytes:

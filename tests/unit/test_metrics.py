@@ -36,7 +36,7 @@ def test_histogram_buckets_are_cumulative_and_every_outcome_is_shown():
     assert found[("lamplighter_job_run_seconds_count", label(actor="a.job", outcome="completed"))] == 9
     assert abs(found[("lamplighter_job_run_seconds_sum", label(actor="a.job", outcome="completed"))] - 0.1) < 1e-9
     # an hour or more: only in +Inf
-    assert (bucket("3600", "dead"), bucket("+Inf", "dead")) == (0, 1)
+    assert (bucket("3600.0", "dead"), bucket("+Inf", "dead")) == (0, 1)
     outcomes = {dict(labels)["outcome"]: value for (name, labels), value in found.items()
                 if name == "lamplighter_job_outcomes_total"}
     assert outcomes == {"completed": 9, "failed": 0, "dead": 1, "cancelled": 0, "lost": 0}
