@@ -49,10 +49,12 @@ class Snapshot:
     run_time_bounds: list[float]  # seconds, ascending: the histogram's finite "le" bounds
 
 
-def snapshot(*, lease_seconds: float) -> Snapshot:
-    """Everything /metrics reports, in one transaction. ``lease_seconds``: how recent a worker's
-    heartbeat must be for it to count as live (the workers' lease)."""
+def snapshot(*, lease_seconds: float, time_limit_seconds: float = 5.0) -> Snapshot:
+    """Everything /metrics reports, in one transaction of at most ``time_limit_seconds`` per
+    statement. ``lease_seconds``: how recent a worker's heartbeat must be for it to count as live
+    (the workers' lease)."""
     with transaction():
+        execute("metrics_time_limit", {"milliseconds": int(time_limit_seconds * 1000)})
         queues = [QueueDepth(**row) for row in rows(execute("metrics_queue_depths"))]
         [platform] = rows(execute("metrics_platform", {"lease_seconds": lease_seconds}))
         counts = [OutcomeCount(**row) for row in rows(execute("metrics_job_counters"))]

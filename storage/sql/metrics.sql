@@ -2,6 +2,11 @@
 -- the same values. Each query reads an index or a small table, never the whole history or every
 -- finished job: a scrape must stay fast with millions of them.
 
+-- name: metrics_time_limit --
+-- For the rest of the scrape's transaction: a database too slow to answer in time gets no pile of
+-- scrapes waiting on it (Prometheus gives up after its scrape_timeout anyway).
+SELECT set_config('statement_timeout', %(milliseconds)s::text, true);
+
 -- name: metrics_queue_depths --
 -- Jobs per queue that are waiting (available now), scheduled (available later), running or dead,
 -- and the age of the oldest waiting one. Each part reads a partial index, never the finished jobs:

@@ -63,3 +63,14 @@ def test_without_a_leader_or_lease_row():
     names = {name for name, _ in found}
     assert not names & {"lamplighter_scheduler_leader", "lamplighter_scheduler_lease_age_seconds",
                         "lamplighter_job_outcomes_total", "lamplighter_alerts_open"}
+
+
+def test_a_database_error_answers_503_without_the_address():
+    import psycopg2
+
+    def failing():
+        raise psycopg2.OperationalError('connection to server at "db.internal" (10.0.0.7), port 5432 failed')
+
+    answer = metrics._guarded(failing)
+    assert answer.status_code == 503
+    assert answer.body == b'{"error":"database_unreachable","message":"database unreachable"}'
