@@ -217,8 +217,8 @@ WHERE q.message_id = s.message_id AND q.claim_token = s.token AND q.attempt = s.
   AND q.state = 'running';
 
 -- name: job_finish_many --
--- Finish attempts: state change, history row, the freeing of concurrency slots and the outcome
--- counters in one statement. Each finish names (job, claim token, attempt): a late finish (after a rescue, by a
+-- Finish attempts: state change, history row and the freeing of concurrency slots in one
+-- statement. Each finish names (job, claim token, attempt): a late finish (after a rescue, by a
 -- worker declared dead) matches no row and writes nothing, so it can never overwrite the next
 -- claim's attempt, even one made by the same worker.
 -- Re-running the same statement after a COMMIT whose outcome was unknown is harmless for the
