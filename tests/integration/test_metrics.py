@@ -16,7 +16,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 import actors
-from domain import tokens
+from domain import tenants, tokens
 from domain.outcomes import Cancel, PermanentFailure, RetryLater
 from storage import alerts, connection, workers
 from storage import settings as settings_module
@@ -115,6 +115,8 @@ def test_two_web_processes_report_the_same_figures_and_pruning_leaves_the_counte
     alerts.open_or_touch("jobs.dead", "queue", "tests-metrics", {"dead": 1})
     reader = tokens.create_token(name="prometheus", scope_names=["read"], by="tests").secret
     enqueuer = tokens.create_token(name="service", scope_names=["enqueue"], by="tests").secret
+    tenants.create_tenant("acme", "Acme", by="tests")
+    tenant_reader = tokens.create_token(name="acme", scope_names=["read"], tenant_id="acme", by="tests").secret
     auth = {"Authorization": f"Bearer {reader}"}
 
     first, second = (requests.get(base + "/metrics", headers=auth, timeout=10) for base in web_processes)
@@ -163,6 +165,8 @@ def test_two_web_processes_report_the_same_figures_and_pruning_leaves_the_counte
                         timeout=10).status_code == 401
     forbidden = requests.get(base + "/metrics", headers={"Authorization": f"Bearer {enqueuer}"}, timeout=10)
     assert (forbidden.status_code, forbidden.json()["error"]) == (403, "forbidden")
+    tenant_bound = requests.get(base + "/metrics", headers={"Authorization": f"Bearer {tenant_reader}"}, timeout=10)
+    assert (tenant_bound.status_code, tenant_bound.json()["error"]) == (404, "not_found")  # every tenant's figures
 
 
 def test_lost_attempts_rescued_from_a_dead_worker_are_counted(broker, sql):
