@@ -129,7 +129,8 @@ def main():
 
         explained = {}
         for name, text in queries("metrics").items():
-            plan = db.execute_sql("EXPLAIN (ANALYZE, BUFFERS) " + text, {"lease_seconds": 7.0}).fetchall()
+            plan = db.execute_sql("EXPLAIN (ANALYZE, BUFFERS) " + text,
+                                  {"lease_seconds": 7.0, "milliseconds": 5000}).fetchall()
             explained[name] = [line for (line,) in plan]
 
         in_process = []
