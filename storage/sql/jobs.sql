@@ -266,7 +266,21 @@ WITH f AS (
            f.outcome, f.error_type, f.error_message, f.traceback, f.result_summary
     FROM finished JOIN f USING (message_id)
     ON CONFLICT (job_id, attempt) DO NOTHING
-    RETURNING job_id
+    RETURNING job_id, actor_name, outcome, duration_ms
+), counted AS (
+    -- /metrics' outcome counters and run-time histogram (migration 0012): one upsert per actor,
+    -- outcome and run-time bucket of the batch, of the attempts recorded just above (a replayed
+    -- finish records nothing, so it counts nothing), on one of 16 shard rows picked at random:
+    -- two finishers seldom wait on one row. Sorted, so that they take row locks in one order.
+    INSERT INTO lamplighter.job_counters AS c (actor_name, outcome, bucket, shard, attempts, run_seconds)
+    SELECT actor_name, outcome, bucket, floor(random() * 16)::smallint, count(*), sum(seconds)
+    FROM (SELECT actor_name, outcome, coalesce(duration_ms, 0) / 1000 AS seconds,
+                 width_bucket(coalesce(duration_ms, 0) / 1000, lamplighter.run_time_bounds_v1()) AS bucket
+          FROM recorded) AS r
+    GROUP BY actor_name, outcome, bucket
+    ORDER BY actor_name, outcome, bucket
+    ON CONFLICT (actor_name, outcome, bucket, shard) DO UPDATE
+    SET attempts = c.attempts + EXCLUDED.attempts, run_seconds = c.run_seconds + EXCLUDED.run_seconds
 )
 SELECT count(*) AS recorded FROM recorded;
 

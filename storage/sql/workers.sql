@@ -26,7 +26,7 @@ DELETE FROM lamplighter.workers WHERE id = %(worker_id)s;
 -- name: worker_rescue_lost --
 -- Run by every live worker on its heartbeat (storage/engine/presence.py decides when it may).
 -- Workers silent for longer than the lease are removed; running jobs owned by no live worker go
--- back to the queue (lamplighter.job_rescue_v1). Right after the server (re)started nobody is
+-- back to the queue (lamplighter.job_rescue_v2). Right after the server (re)started nobody is
 -- declared dead: every worker lost its connections at once and reconnects with backoff, so a
 -- heartbeat older than the server says nothing until %(server_grace_seconds)s (the lease plus the
 -- longest reconnect backoff) have passed since the server started. now(), not lamplighter.now():
@@ -47,7 +47,7 @@ WITH settled AS (
       AND q.claimed_at < lamplighter.now() - make_interval(secs => %(lease_seconds)s)
       AND (SELECT yes FROM settled)
 ), rescued AS (
-    SELECT r.* FROM orphans o, lamplighter.job_rescue_v1(o.ids, o.tokens, 'stopped heartbeating') AS r
+    SELECT r.* FROM orphans o, lamplighter.job_rescue_v2(o.ids, o.tokens, 'stopped heartbeating') AS r
 )
 SELECT (SELECT count(*) FROM expired) AS workers_expired,
        (SELECT count(*) FROM rescued) AS jobs_rescued,
@@ -65,7 +65,7 @@ WITH strays AS (
       AND q.claimed_at < lamplighter.now() - make_interval(secs => %(lease_seconds)s)
       AND q.message_id <> ALL(%(known)s::text[]::uuid[])
 ), rescued AS (
-    SELECT r.* FROM strays s, lamplighter.job_rescue_v1(s.ids, s.tokens, 'no longer runs it (its finish was lost)') AS r
+    SELECT r.* FROM strays s, lamplighter.job_rescue_v2(s.ids, s.tokens, 'no longer runs it (its finish was lost)') AS r
 )
 SELECT (SELECT count(*) FROM rescued) AS jobs_rescued,
        (SELECT count(*) FROM rescued WHERE attempt_lost) AS attempts_lost;
