@@ -3,7 +3,7 @@
 Active licenses past their expiry become expired (the tenant's owners are told once); the
 others get the 30, 7 and 1-day notices through domain/expiry.py (once each, by the outbox's
 dedupe key) and their seats are counted: more enabled users than seats opens a
-``licenses.seats`` alert for the tenant, which resolves once the count is back within the seats.
+``license.seats`` alert for the tenant, which resolves once the count is back within the seats.
 """
 from __future__ import annotations
 
@@ -45,12 +45,12 @@ def check(*, audience: alerts.Audience | None = None) -> dict:
         if c.tenant_id in over_tenants:
             if c.seats_used > c.seats:
                 over += 1
-                alerts.open_or_touch("licenses.seats", subject, {"license_id": c.id, "plan": c.plan,
+                alerts.open_or_touch("license.seats", subject, {"license_id": c.id, "plan": c.plan,
                                                                  "seats": c.seats, "seats_used": c.seats_used},
                                      audience=audience)
         else:
-            alerts.resolve("licenses.seats", subject, audience=audience)
+            alerts.resolve("license.seats", subject, audience=audience)
     for tenant_id in expired_tenants - {c.tenant_id for c in counted}:  # no active license left to count
-        alerts.resolve("licenses.seats", ("tenant", tenant_id), audience=audience)
+        alerts.resolve("license.seats", ("tenant", tenant_id), audience=audience)
     log.info("licenses_checked", expired=expired, notified=notices["notified"], over_seats=over)
     return {"expired": expired, "active": len(counted), "notified": notices["notified"], "over_seats": over}

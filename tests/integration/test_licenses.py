@@ -45,7 +45,7 @@ def test_seat_over_use_opens_one_alert_and_resolves_when_back_within(database_ur
     assert check()["over_seats"] == 1
     [(rule, subject, count, details, resolved)] = sql("SELECT rule, subject, count, details, resolved_at "
                                                       "FROM lamplighter.alerts")
-    assert (rule, subject, count, resolved) == ("licenses.seats", "acme", 2, None)
+    assert (rule, subject, count, resolved) == ("license.seats", "acme", 2, None)
     assert (details["seats"], details["seats_used"]) == (2, 3)
     sql("UPDATE lamplighter.users SET disabled_at = now() WHERE email = 'c@acme.example'")
     assert check()["over_seats"] == 0
