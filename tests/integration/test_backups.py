@@ -156,3 +156,21 @@ def test_retention_keeps_the_newest_of_n_days_and_m_months():
     # Two a day: the newest of the last three days, and the newest of November and December.
     assert keep == {129, 127, 125, 121}
     assert made[121].started_at.month == 11 and made[129].started_at.month == 12
+
+
+def test_a_configured_scratch_database_is_used_and_replaced_each_time(store, database_url, sql, fresh_database,
+                                                                      server_url):
+    # Managed PostgreSQL often refuses CREATE DATABASE: the restore check then uses the one given.
+    use_database(database_url, LAMPLIGHTER_FILES_URL=f"file://{store}", LAMPLIGHTER_BACKUP_SCRATCH_URL=fresh_database)
+    some_rows(sql)
+    assert actors.backups.create.fn()["verified"] == 1
+    sql("INSERT INTO lamplighter.tenants (id, name) VALUES ('initech', 'Initech')")
+    assert actors.backups.create.fn()["verified"] == 1  # restored over the first check's objects
+    assert dumps.counts_at(fresh_database, ["lamplighter.tenants"]) == {"lamplighter.tenants": 3}
+    admin = psycopg2.connect(server_url)
+    try:
+        cur = admin.cursor()
+        cur.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'lamplighter_restore_check_%'")
+        assert cur.fetchone() == (0,)
+    finally:
+        admin.close()

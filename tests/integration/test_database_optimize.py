@@ -102,7 +102,7 @@ def test_a_worker_draining_5000_jobs_never_pauses_more_than_a_second(broker, run
         "SELECT extract(epoch FROM min(finished_at)), extract(epoch FROM max(finished_at)), "
         "       max(gap) FROM (SELECT finished_at, extract(epoch FROM finished_at - lag(finished_at) "
         "                          OVER (ORDER BY finished_at)) AS gap FROM lamplighter.job_history) g")
-    reindexed = [r for _, _, r in runs if "dramatiq.queue_claim_unkeyed_idx" in r["reindexed"]]
-    assert reindexed, f"no run rebuilt the queue's indexes while it drained: {[r['gave_up'] for *_, r in runs]}"
-    assert runs[0][0] < float(last), "the maintenance started only after the drain"
+    during = [(a, b) for a, b, r in runs if "dramatiq.queue_claim_unkeyed_idx" in r["reindexed"]
+              and float(first) < a and b < float(last)]
+    assert during, f"no run rebuilt the queue's indexes while it drained: {[(a, b, r['gave_up']) for a, b, r in runs]}"
     assert float(longest_gap) <= 1.0, f"the worker paused {float(longest_gap):.2f} s"
