@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -129,7 +130,7 @@ def check_health(figures: Figures, limits: Limits, *, retention_seconds: float,
 class Status:
     ok: bool
     message: str
-    checked_at: object  # datetime | None
+    checked_at: datetime | None
     age_s: float | None
     checks: dict
 

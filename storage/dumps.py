@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import glob
 import importlib.util
-import os
 import re
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql as pgsql
 
-from storage.settings import redact_url
+from storage.settings import process_environment, redact_url
 
 
 class DumpError(Exception):
@@ -56,17 +56,17 @@ def _embedded_bin() -> Path | None:
     return path if path.is_dir() else None
 
 
-def candidate_dirs(configured: str = "") -> list[Path]:
+def candidates(name: str, configured: str = "") -> list[Path]:
+    """Where ``name`` (pg_dump, pg_restore) may be: only ``configured`` when set; else the
+    embedded package's, the distribution's per-version directories, and PATH's."""
     if configured:
-        return [Path(configured)]
+        return [Path(configured) / name]
     dirs = [_embedded_bin()] + [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"))]
-    dirs += [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
-    seen, out = set(), []
-    for d in dirs:
-        if d is not None and d not in seen:
-            seen.add(d)
-            out.append(d)
-    return out
+    found = [d / name for d in dirs if d is not None]
+    on_path = shutil.which(name)
+    if on_path:
+        found.append(Path(on_path))
+    return list(dict.fromkeys(p for p in found if p.is_file()))
 
 
 def tool_version(path: Path) -> Tool | None:
@@ -80,8 +80,7 @@ def tool_version(path: Path) -> Tool | None:
 
 def find_tool(name: str, server_major: int, *, configured_dir: str = "") -> Tool:
     """The ``name`` binary (pg_dump, pg_restore) of the oldest major version >= ``server_major``."""
-    found = [t for d in candidate_dirs(configured_dir) if (d / name).is_file()
-             for t in [tool_version(d / name)] if t is not None]
+    found = [t for path in candidates(name, configured_dir) for t in [tool_version(path)] if t is not None]
     fitting = sorted((t for t in found if t.major >= server_major), key=lambda t: (t.major, t.version))
     if fitting:
         return fitting[0]
@@ -93,13 +92,13 @@ def find_tool(name: str, server_major: int, *, configured_dir: str = "") -> Tool
 def _libpq(url: str) -> tuple[str, dict[str, str]]:
     """The URL without its password, and the environment that carries the password instead."""
     parts = urlsplit(url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    extra = {}
     if parts.password is not None:
-        env["PGPASSWORD"] = unquote(parts.password)
+        extra["PGPASSWORD"] = unquote(parts.password)
         host = parts.netloc.rsplit("@", 1)[1]
         user = parts.username or ""
         parts = parts._replace(netloc=f"{user}@{host}" if user else host)
-    return urlunsplit(parts), env
+    return urlunsplit(parts), process_environment(**extra)  # PGSSLMODE, PGPASSFILE and the like still apply
 
 
 def _run(tool: Tool, args: list[str], url: str) -> None:
