@@ -56,3 +56,4 @@ from actors import accounts, invitations  # noqa: E402,F401
 from actors import audit, sessions, tokens  # noqa: E402,F401
 from actors import notifications  # noqa: E402,F401
 from actors import alerts, analytics, reports  # noqa: E402,F401
+from actors import backups, database, licenses, monitoring  # noqa: E402,F401

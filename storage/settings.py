@@ -62,6 +62,25 @@ class ReportSettings:
 
 
 @dataclass(frozen=True)
+class OperationsSettings:
+    """The operations jobs (README "Operations jobs"): health check, performance samples,
+    backups and database optimization. Read by storage/settings_sections.py ``operations``."""
+
+    health_interval: float = 300.0  # seconds between health checks; `lamplighter health` allows twice this
+    health_queue_lag: float = 300.0  # oldest waiting job older than this fails the queue check
+    health_min_free_bytes: int = 1024 ** 3  # embedded mode: free disk under the data directory
+    health_retention: float = 7 * 86400.0
+    perf_retention: float = 30 * 86400.0
+    backup_keep_daily: int = 7
+    backup_keep_monthly: int = 12
+    backup_scratch_url: str = field(default="", repr=False)  # empty: a scratch database on the same server
+    backup_pg_bin_dir: str = ""  # empty: the newest fitting pg_dump found
+    backup_lock_wait_timeout: float = 60.0  # pg_dump --lock-wait-timeout, seconds
+    optimize_reindex_ratio: float = 0.3  # reindex indexes whose estimated bloat is at least this
+    optimize_lock_timeout: float = 1.0  # seconds any statement of database.optimize waits for a lock (<= 1)
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the data lives. Empty database_url means: start/use the embedded PostgreSQL.
     database_url: str = ""
@@ -140,6 +159,7 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
+    operations: OperationsSettings = field(default_factory=OperationsSettings)
 
     @property
     def embedded(self) -> bool:
@@ -313,6 +333,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         smtp=sections.smtp(env),
         alerts=sections.alerts(env),
         reports=sections.reports(env),
+        operations=sections.operations(env),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(

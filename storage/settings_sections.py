@@ -7,7 +7,8 @@ import re
 from typing import Iterable, Mapping
 
 from storage.notifications import RECIPIENT_KINDS
-from storage.settings import AlertSettings, ReportSettings, SettingsError, SmtpSettings, _boolean, _choice, redact_url
+from storage.settings import (AlertSettings, OperationsSettings, ReportSettings, SettingsError, SmtpSettings, _boolean,
+                              _choice, _number, normalize_database_url, redact_url)
 
 
 def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
@@ -133,3 +134,34 @@ def reports(env: Mapping[str, str]) -> ReportSettings:
     except (ZoneInfoNotFoundError, ValueError):
         raise SettingsError(f"LAMPLIGHTER_REPORTS_ZONE={zone!r}: not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
     return ReportSettings(zone=zone)
+
+
+def operations(env: Mapping[str, str]) -> OperationsSettings:
+    """LAMPLIGHTER_HEALTH_*, _PERF_*, _BACKUP_* and _OPTIMIZE_*: the operations jobs."""
+    d = OperationsSettings()
+    scratch = env.get("LAMPLIGHTER_BACKUP_SCRATCH_URL", "").strip()
+    if scratch:
+        try:
+            scratch = normalize_database_url(scratch)
+        except SettingsError:
+            raise SettingsError(f"LAMPLIGHTER_BACKUP_SCRATCH_URL={redact_url(scratch)!r}: expected a "
+                                "postgresql:// URL") from None
+    lock_timeout = _number(env, "LAMPLIGHTER_OPTIMIZE_LOCK_TIMEOUT", d.optimize_lock_timeout, minimum=0.01)
+    if lock_timeout > 1.0:
+        # Workers queue behind a statement waiting for a lock: they must never wait longer than this.
+        raise SettingsError(f"LAMPLIGHTER_OPTIMIZE_LOCK_TIMEOUT={lock_timeout:g}: at most 1 second")
+    return OperationsSettings(
+        health_interval=_number(env, "LAMPLIGHTER_HEALTH_INTERVAL", d.health_interval, minimum=1.0),
+        health_queue_lag=_number(env, "LAMPLIGHTER_HEALTH_QUEUE_LAG", d.health_queue_lag, minimum=1.0),
+        health_min_free_bytes=_number(env, "LAMPLIGHTER_HEALTH_MIN_FREE_BYTES", d.health_min_free_bytes, kind=int),
+        health_retention=_number(env, "LAMPLIGHTER_HEALTH_RETENTION", d.health_retention, minimum=3600.0),
+        perf_retention=_number(env, "LAMPLIGHTER_PERF_RETENTION", d.perf_retention, minimum=3600.0),
+        backup_keep_daily=_number(env, "LAMPLIGHTER_BACKUP_KEEP_DAILY", d.backup_keep_daily, kind=int, minimum=1),
+        backup_keep_monthly=_number(env, "LAMPLIGHTER_BACKUP_KEEP_MONTHLY", d.backup_keep_monthly, kind=int),
+        backup_scratch_url=scratch,
+        backup_pg_bin_dir=env.get("LAMPLIGHTER_BACKUP_PG_BIN_DIR", "").strip(),
+        backup_lock_wait_timeout=_number(env, "LAMPLIGHTER_BACKUP_LOCK_WAIT_TIMEOUT", d.backup_lock_wait_timeout,
+                                         minimum=1.0),
+        optimize_reindex_ratio=_number(env, "LAMPLIGHTER_OPTIMIZE_REINDEX_RATIO", d.optimize_reindex_ratio),
+        optimize_lock_timeout=lock_timeout,
+    )

@@ -43,6 +43,9 @@ ADMIN = ("the admin jobs read every tenant's rows on purpose: rollups and report
 OUTBOX = ("the outbox writes and delivers every tenant's notifications by row id or dedupe key, and resolves "
           "the recipients a row names (a role within the row's tenant)")
 
+MONITORING = "the performance monitor's figures are per actor across every tenant's jobs"
+LICENSES = "the daily license check expires and counts every tenant's licenses (seats: each tenant's own users)"
+
 CROSS_TENANT = {
     ENGINE: ["job_claim_batch", "job_claim_woken", "job_mark_started", "job_finish_many", "job_reject_undecodable",
              "job_defer_unknown_actor", "job_release_unstarted", "job_release_lost_claim", "job_hand_back_started",
@@ -62,6 +65,8 @@ CROSS_TENANT = {
              "notification_begin_attempt", "notification_record_delivered", "notification_record_failure",
              "notification_requeue_pending", "notification_recipient_user", "notification_recipient_role",
              "notification_recipient_tenant_owner"],
+    MONITORING: ["perf_take_sample"],
+    LICENSES: ["license_expire_due", "license_count_seats"],
 }
 SWEEPS = {name: reason for reason, names in CROSS_TENANT.items() for name in names}
 TENANT_FILTER = re.compile(r"%\(every_tenant\)s\s+OR\s+(?:\w+\.)?tenant_id\s*=\s*%\(tenant_id\)s")

@@ -28,6 +28,11 @@ EXPECTED_ACTORS = {
     "notifications.expiring_credentials": {"queue_name": "notifications", "time_limit": 600_000, "max_retries": 3},
     "notifications.security_alerts": {"queue_name": "notifications", "time_limit": 600_000, "max_retries": 3},
     "alerts.failed_jobs": {"queue_name": "maintenance", "time_limit": 300_000, "max_retries": 0},
+    "monitoring.health_check": {"queue_name": "monitoring", "time_limit": 60_000, "max_retries": 0},
+    "monitoring.performance": {"queue_name": "monitoring", "time_limit": 120_000, "max_retries": 0},
+    "backups.create": {"queue_name": "maintenance", "time_limit": 10_800_000, "max_retries": 3},
+    "licenses.check": {"queue_name": "maintenance", "time_limit": 600_000, "max_retries": 3},
+    "database.optimize": {"queue_name": "maintenance", "time_limit": 14_400_000, "max_retries": 0},
 }
 
 

@@ -109,3 +109,18 @@ def test_a_bad_reports_zone_names_the_variable(zone):
 def test_the_reports_zone_defaults_to_utc():
     assert load({}).reports.zone == "UTC"
     assert load({"LAMPLIGHTER_REPORTS_ZONE": " Europe/Berlin "}).reports.zone == "Europe/Berlin"
+
+
+def test_operations_settings_are_checked():
+    from storage.settings import SettingsError, load
+
+    ops = load({"LAMPLIGHTER_BACKUP_SCRATCH_URL": "postgres://u:pw@db/scratch", "LAMPLIGHTER_BACKUP_KEEP_DAILY": "3",
+                "LAMPLIGHTER_OPTIMIZE_REINDEX_RATIO": "0"}).operations
+    assert (ops.backup_scratch_url, ops.backup_keep_daily, ops.optimize_reindex_ratio) == (
+        "postgresql://u:pw@db/scratch", 3, 0.0)
+    for env, message in [({"LAMPLIGHTER_OPTIMIZE_LOCK_TIMEOUT": "2"}, "at most 1 second"),
+                         ({"LAMPLIGHTER_BACKUP_SCRATCH_URL": "mysql://u:pw@db/x"}, "expected a postgresql:// URL"),
+                         ({"LAMPLIGHTER_BACKUP_KEEP_DAILY": "0"}, "LAMPLIGHTER_BACKUP_KEEP_DAILY")]:
+        with pytest.raises(SettingsError, match=message) as refused:
+            load(env)
+        assert "pw" not in str(refused.value)
