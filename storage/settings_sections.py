@@ -7,7 +7,8 @@ import re
 from typing import Iterable, Mapping
 
 from storage.notifications import RECIPIENT_KINDS
-from storage.settings import AlertSettings, SettingsError, SmtpSettings, _boolean, _choice, redact_url
+from storage.settings import (AlertSettings, IntegrationSettings, SettingsError, SmtpSettings, _boolean, _choice,
+                              _number, redact_url)
 
 
 def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
@@ -122,3 +123,11 @@ def alerts(env: Mapping[str, str]) -> AlertSettings:
         raise SettingsError("LAMPLIGHTER_ALERT_WEBHOOK_URL: expected an http(s):// URL")
     return AlertSettings(recipients=recipients, webhook_url=webhook_url,
                          webhook_format=_choice(env, "LAMPLIGHTER_ALERT_WEBHOOK_FORMAT", "json", ("json", "slack")))
+
+
+def integrations(env: Mapping[str, str]) -> IntegrationSettings:
+    return IntegrationSettings(
+        refresh_lead=_number(env, "LAMPLIGHTER_INTEGRATIONS_REFRESH_LEAD", 300.0, minimum=1.0),
+        default_token_lifetime=_number(env, "LAMPLIGHTER_INTEGRATIONS_DEFAULT_TOKEN_LIFETIME", 3600.0, minimum=1.0),
+        index_page_size=_number(env, "LAMPLIGHTER_INTEGRATIONS_INDEX_PAGE_SIZE", 1000, kind=int, minimum=1),
+        index_pages_per_run=_number(env, "LAMPLIGHTER_INTEGRATIONS_INDEX_PAGES_PER_RUN", 20, kind=int, minimum=1))

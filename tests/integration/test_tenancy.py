@@ -40,6 +40,8 @@ AUTHENTICATION = "authentication finds a credential or a user before any tenant 
 SCHEDULER = "the scheduler looks at the jobs its schedules enqueued (overlap, last run), which belong to no tenant"
 OUTBOX = ("the outbox writes and delivers every tenant's notifications by row id or dedupe key, and resolves "
           "the recipients a row names (a role within the row's tenant)")
+INTEGRATION_JOBS = ("integration jobs act on one integration by the id in their arguments (taken from a row of its "
+                    "tenant), and the sweeps walk every tenant's active integrations")
 
 CROSS_TENANT = {
     ENGINE: ["job_claim_batch", "job_claim_woken", "job_mark_started", "job_finish_many", "job_reject_undecodable",
@@ -56,6 +58,9 @@ CROSS_TENANT = {
              "notification_begin_attempt", "notification_record_delivered", "notification_record_failure",
              "notification_requeue_pending", "notification_recipient_user", "notification_recipient_role",
              "notification_recipient_tenant_owner"],
+    INTEGRATION_JOBS: ["integration_get", "integration_store_refreshed", "integration_record_refresh_failure",
+                       "integration_give_up", "integration_record_health", "integration_active_ids",
+                       "integration_index_advance", "integration_index_finish"],
 }
 SWEEPS = {name: reason for reason, names in CROSS_TENANT.items() for name in names}
 TENANT_FILTER = re.compile(r"%\(every_tenant\)s\s+OR\s+(?:\w+\.)?tenant_id\s*=\s*%\(tenant_id\)s")

@@ -20,6 +20,11 @@ EXPECTED_ACTORS = {
     "tokens.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
     "notifications.deliver": {"queue_name": "notifications", "time_limit": 120_000, "max_retries": 6},
     "notifications.requeue_undelivered": {"queue_name": "notifications", "time_limit": 300_000, "max_retries": 0},
+    "integrations.refresh_tokens": {"queue_name": "integrations", "time_limit": 120_000, "max_retries": 10},
+    "integrations.check_health": {"queue_name": "integrations", "time_limit": 60_000, "max_retries": 0},
+    "integrations.index_files": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 3},
+    "integrations.sweep_health": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 0},
+    "integrations.sweep_index": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 0},
 }
 
 
