@@ -235,7 +235,8 @@ def refresh(integration_id: int, *, provider_for: ProviderFor, jobs: Jobs, setti
     left = (row.expires_at - row.now).total_seconds()
     if not force and left > settings.refresh_lead + DUE_SLACK:
         jobs.schedule_refresh(row.id, refresh_delay(row, settings), tenant_id=row.tenant_id)
-        log.info("integration_refresh_skipped", integration_id=row.id, tenant_id=row.tenant_id, expires_in_s=round(left))
+        log.info("integration_refresh_skipped", integration_id=row.id, tenant_id=row.tenant_id,
+                 expires_in_s=round(left))
         return {"outcome": "already_refreshed"}
     context = {"integration_id": row.id, "tenant_id": row.tenant_id}
     try:  # no transaction and no row lock while the provider answers

@@ -104,7 +104,8 @@ class FakeProvider:
             start = int(cursor or 0)
             ids = sorted(self.files)[start:start + size]
             more = start + size < len(self.files)
-            return answer(200, {"files": [self.files[i] for i in ids], "next_cursor": str(start + size) if more else None})
+            return answer(200, {"files": [self.files[i] for i in ids],
+                                "next_cursor": str(start + size) if more else None})
 
     def add_files(self, count: int, *, prefix: str = "f") -> None:
         for n in range(count):

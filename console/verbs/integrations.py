@@ -114,7 +114,8 @@ def integration_view(integration_id: int, *, files: int = 20) -> dict:
 
     row = integrations.get(integration_id, scope=_every())
     provider = rows.get_provider(row.provider_id)
-    shown = {f.name: getattr(row, f.name) for f in fields(row) if f.name not in ("access_token", "refresh_token", "now")}
+    hidden = ("access_token", "refresh_token", "now")
+    shown = {f.name: getattr(row, f.name) for f in fields(row) if f.name not in hidden}
     shown["provider"] = provider.name if provider else None
     shown["has_refresh_token"] = row.refresh_token is not None
     shown["files"] = [{"path": f.path, "size_bytes": f.size_bytes, "mime_type": f.mime_type,

@@ -4,15 +4,16 @@ client_secret_post, no expires_in, invalid_grant / invalid_client, 429 with Retr
 one pending refresh per integration, moved by reconnects under a frozen database clock; the CLI."""
 from __future__ import annotations
 
+import io
 import json
 from datetime import timedelta
 
 import pytest
-import structlog
 
 import actors
 from domain.outcomes import PermanentFailure, RetryLater
 from storage import integrations as rows
+from storage import logs
 from tests.cli_runs import run_cli
 from tests.oauth_provider import (CLIENT_ID, CLIENT_SECRET, FIRST_ACCESS, FIRST_REFRESH, acme, answer,  # noqa: F401
                                   configured, connect, provider, save_provider)
@@ -69,11 +70,17 @@ def test_a_token_response_without_expires_in_gets_the_configured_lifetime_and_sa
     from tests.conftest import use_database
 
     settings = use_database(database_url, LAMPLIGHTER_ENCRYPTION_KEYS=acme.encryption_keys,
-                            LAMPLIGHTER_OUTBOUND_ALLOW="127.0.0.1", LAMPLIGHTER_INTEGRATIONS_DEFAULT_TOKEN_LIFETIME="1800")
+                            LAMPLIGHTER_OUTBOUND_ALLOW="127.0.0.1",
+                            LAMPLIGHTER_INTEGRATIONS_DEFAULT_TOKEN_LIFETIME="1800")
     provider.expires_in = None
     row = connect(settings)
-    with structlog.testing.capture_logs() as logged:
+    stream = io.StringIO()
+    logs.configure(log_format="json", level="INFO", stream=stream)
+    try:
         result = refresh_tokens(row.id, force=True)
+    finally:
+        logs.configure(log_format="json", level="INFO")
+    logged = [json.loads(line) for line in stream.getvalue().splitlines()]
 
     assert result["outcome"] == "refreshed" and result["expires_in"] == 1800.0
     after = rows.get(row.id)
