@@ -172,6 +172,12 @@ def test_frozen_clock_refresh_at_t_minus_5_and_reconnects_move_the_one_pending_j
     db_clock.advance(2)
     assert sql("SELECT count(*) FROM dramatiq.queue WHERE unique_key = %s AND available_at <= %s",
                (f"refresh-{row.id}", db_clock.now())) == [(1,)]
+    # Due now by the database's clock: the refresh runs and schedules its successor at the new T-5 min.
+    assert refresh_tokens(row.id)["outcome"] == "refreshed"
+    refreshed = rows.get(row.id)
+    [(_, successor_at, _, _)] = pending_refreshes(sql, row.id)
+    assert refreshed.expires_at == refreshed.last_refreshed_at + timedelta(minutes=60)
+    assert successor_at == refreshed.expires_at - timedelta(minutes=5)
     # A short-lived token is refreshed halfway through its life instead.
     short = connect(acme, expires_in=240, name="short")
     [(_, short_at, _, _)] = pending_refreshes(sql, short.id)
@@ -186,6 +192,14 @@ def test_a_refresh_job_that_finds_the_row_refreshed_skips_and_keeps_a_refresh_pe
     assert state == "queued" and abs((available_at - (row.expires_at - timedelta(minutes=5))).total_seconds()) < 1
 
 
+@pytest.fixture
+def cli_env(configured, monkeypatch):
+    """The CLI reads its settings from the environment: this test's database and key."""
+    for name, value in (("DATABASE_URL", configured.database_url),
+                        ("LAMPLIGHTER_ENCRYPTION_KEYS", configured.encryption_keys)):
+        monkeypatch.setenv(name, value)
+
+
 def cli_exit(monkeypatch, capsys, *argv, stdin: str = "") -> tuple[int, str, str]:
     """run_cli, with argparse's own refusals (SystemExit) as exit codes too."""
     try:
@@ -195,7 +209,8 @@ def cli_exit(monkeypatch, capsys, *argv, stdin: str = "") -> tuple[int, str, str
         return exc.code, out, err
 
 
-def test_cli_connect_reads_tokens_from_stdin_and_never_shows_them(acme, provider, sql, monkeypatch, capsys):
+def test_cli_connect_reads_tokens_from_stdin_and_never_shows_them(acme, cli_env, provider, sql, monkeypatch,
+                                                                  capsys):
     body = json.dumps({"access_token": FIRST_ACCESS, "refresh_token": FIRST_REFRESH, "expires_in": 3600})
     code, out, err = run_cli(monkeypatch, capsys, "integrations", "connect", "--tenant", "acme", "--provider", "fake",
                              stdin=body)
@@ -232,7 +247,7 @@ def test_cli_connect_reads_tokens_from_stdin_and_never_shows_them(acme, provider
     assert code == 1 and "no cloud provider 'nope'" in err
 
 
-def test_cli_add_provider_reads_the_client_secret_from_stdin(configured, provider, sql, monkeypatch, capsys):
+def test_cli_add_provider_reads_the_client_secret_from_stdin(cli_env, provider, sql, monkeypatch, capsys):
     argv = ("integrations", "add-provider", "drive", "--token-url", provider.url("/oauth/token"), "--userinfo-url",
             provider.url("/userinfo"), "--files-url", provider.url("/files"), "--client-id", CLIENT_ID,
             "--client-auth", "client_secret_post")
