@@ -53,14 +53,14 @@ def index_files(integration_id: int) -> dict:
 @dramatiq.actor(actor_name="integrations.sweep_health", queue_name="integrations", priority=20,
                 time_limit=10 * 60_000, max_retries=0,
                 periodic=schedule("integrations.sweep_health", cron("0 */4 * * *"), misfire="skip", overlap="skip"))
-def sweep_health(batch_size: int = 5000) -> dict:
+def sweep_health(batch_size: int = 1000) -> dict:
     return integrations.sweep(JOBS.check_health_many, batch_size=batch_size)
 
 
 @dramatiq.actor(actor_name="integrations.sweep_index", queue_name="integrations", priority=20,
                 time_limit=10 * 60_000, max_retries=0,
                 periodic=schedule("integrations.sweep_index", cron("30 */6 * * *"), misfire="skip", overlap="skip"))
-def sweep_index(batch_size: int = 5000) -> dict:
+def sweep_index(batch_size: int = 1000) -> dict:
     return integrations.sweep(JOBS.index_files_many, batch_size=batch_size)
 
 

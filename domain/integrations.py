@@ -329,9 +329,11 @@ def _urgent_refresh(row: Integration, jobs: Jobs, why: str, context: dict) -> di
     return {"outcome": "expired"}
 
 
-def sweep(queue_many: Callable[[list[int]], int], *, batch_size: int = 5000) -> dict:
+def sweep(queue_many: Callable[[list[int]], int], *, batch_size: int = 1000) -> dict:
     """Queue one job per active integration (``queue_many``: health checks or indexing), a batch
-    of ids at a time, each batch one statement; unique keys keep sweeps from piling up."""
+    of ids at a time, each batch one statement and its own short transaction (each unique insert
+    is a subtransaction in the engine: thousands in one open transaction would slow every other
+    session's snapshots); unique keys keep sweeps from piling up."""
     queued, after = 0, 0
     while True:
         ids = rows.active_ids(after=after, limit=batch_size)
