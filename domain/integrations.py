@@ -322,10 +322,13 @@ def check_health(integration_id: int, *, provider_for: ProviderFor, jobs: Jobs) 
 
 def _urgent_refresh(row: Integration, jobs: Jobs, why: str, context: dict) -> dict:
     with transaction():
-        rows.record_health(row.id, message=f"{why}; urgent refresh queued")
-        if row.refresh_token is not None:
+        if row.refresh_token is None:  # nothing to refresh with: the connection is over
+            rows.record_health(row.id, message=f"{why}, and there is no refresh token")
+            _give_up(row, "expired", f"{why}, and there is no refresh token", drop_refresh_token=False)
+        else:
+            rows.record_health(row.id, message=f"{why}; urgent refresh queued")
             jobs.schedule_refresh(row.id, 0.0, tenant_id=row.tenant_id, urgent=True)
-    log.warning("integration_health_expired", reason=why, **context)
+    log.warning("integration_health_expired", reason=why, refreshable=row.refresh_token is not None, **context)
     return {"outcome": "expired"}
 
 

@@ -49,6 +49,15 @@ def test_a_token_expired_by_the_clock_is_refreshed_without_asking_the_provider(a
     assert provider.token_requests == [] and not provider.userinfo_script
 
 
+def test_an_expired_integration_without_a_refresh_token_is_expired_and_its_owner_told(acme, provider, sql):
+    row = connect(acme, refresh=None, access="at-unknown-to-the-provider")
+    assert refresh_jobs(sql, row.id) == []  # nothing to refresh with
+    assert check_health(row.id) == {"outcome": "expired"}
+    assert rows.get(row.id).status == "expired"
+    assert sql("SELECT kind, recipient_kind FROM lamplighter.notifications") == [("integration.expired",
+                                                                                  "tenant_owner")]
+
+
 def test_refused_after_a_failed_refresh_is_revoked_and_the_tenant_owners_are_told_once(acme, provider, sql):
     row = connect(acme)
     provider.token_script.append(answer(503))
