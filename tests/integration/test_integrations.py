@@ -128,6 +128,19 @@ def test_429_is_retried_after_retry_after_and_503_then_success_and_the_status_st
     assert (after.status, after.refresh_failed_at, after.status_message) == ("active", None, None)
 
 
+def test_a_provider_that_cannot_be_reached_is_retried(acme, provider, sql):
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    row = connect(acme)
+    sql("UPDATE lamplighter.cloud_providers SET token_url = %s", (f"http://127.0.0.1:{port}/oauth/token",))
+    with pytest.raises(RetryLater, match="connection failed"):
+        refresh_tokens(row.id, force=True)
+    assert rows.get(row.id).status == "active" and rows.get(row.id).refresh_failed_at is not None
+
+
 def test_a_failing_refresh_marks_expired_only_once_the_token_has_really_expired(acme, provider, db_clock):
     row = connect(acme)
     provider.token_script += [answer(502), answer(502)]
