@@ -274,3 +274,26 @@ def test_cli_add_provider_reads_the_client_secret_from_stdin(cli_env, provider, 
     assert code == 2 and "no client secret given" in err
     assert sql("SELECT action FROM lamplighter.audit_log") == [("cloud_provider.saved",)]
 
+
+
+def test_key_rotation_re_encrypts_client_secrets_and_tokens_and_refreshes_go_on(acme, provider, sql, database_url):
+    from cryptography.fernet import Fernet
+
+    from storage import encryption
+    from tests.conftest import use_database
+
+    row = connect(acme)
+    new_key = Fernet.generate_key().decode()
+    use_database(database_url, LAMPLIGHTER_ENCRYPTION_KEYS=f"t2:{new_key},{acme.encryption_keys}",
+                 LAMPLIGHTER_OUTBOUND_ALLOW="127.0.0.1")
+    encryption.reset()
+    counts = actors.maintenance.rotate_encryption_keys.fn()
+    assert (counts["lamplighter.cloud_providers.client_secret"], counts["lamplighter.integrations.access_token"],
+            counts["lamplighter.integrations.refresh_token"]) == (1, 1, 1)
+    use_database(database_url, LAMPLIGHTER_ENCRYPTION_KEYS=f"t2:{new_key}", LAMPLIGHTER_OUTBOUND_ALLOW="127.0.0.1")
+    encryption.reset()  # only the new key from now on
+    assert refresh_tokens(row.id, force=True)["outcome"] == "refreshed"
+    assert provider.basic_credentials(provider.token_requests[0]) == (CLIENT_ID, CLIENT_SECRET)
+    assert provider.token_requests[0]["form"]["refresh_token"] == FIRST_REFRESH
+    assert all(v.startswith("enc:v1:t2:") for r in sql("SELECT access_token, refresh_token FROM "
+                                                      "lamplighter.integrations") for v in r)
