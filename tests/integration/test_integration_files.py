@@ -76,3 +76,13 @@ def test_a_rate_limited_provider_pauses_this_integrations_pass(acme, provider, s
     assert run() == {"outcome": "indexed", "pass": 1, "pages": 2, "files": 150, "deleted": 0}
     assert len(files(sql, row.id)) == 250
     assert [r["cursor"] for r in provider.files_requests] == ["", "100", "100", "200"]
+
+
+def test_the_6_hourly_sweep_queues_one_index_run_per_active_integration(acme, provider, sql):
+    ids = [connect(acme, name=f"i{n}").id for n in range(3)]  # each connect queued its first run
+    sql("UPDATE lamplighter.integrations SET status = 'expired' WHERE id = %s", (ids[0],))
+    sql("DELETE FROM dramatiq.queue WHERE unique_key = %s", (f"index-{ids[1]}",))  # that run is over
+    assert actors.integrations.sweep_index.fn() == {"queued": 2}
+    assert sorted(sql("SELECT unique_key FROM dramatiq.queue WHERE actor_name = 'integrations.index_files' "
+                      "AND state = 'queued'")) == [(f"index-{i}",) for i in ids]  # one each, never two
+    assert index_files(ids[0]) == {"outcome": "skipped", "status": "expired"}
