@@ -81,6 +81,17 @@ class OperationsSettings:
 
 
 @dataclass(frozen=True)
+class IntegrationSettings:
+    """Cloud integrations (domain/integrations.py): when tokens are refreshed and how the file
+    index pages through a provider (LAMPLIGHTER_INTEGRATIONS_*)."""
+
+    refresh_lead: float = 300.0  # seconds before expiry a refresh runs
+    default_token_lifetime: float = 3600.0  # seconds, when a token response has no expires_in
+    index_page_size: int = 1000  # files asked for per page of a provider's listing
+    index_pages_per_run: int = 20  # pages one index_files run stores before it queues its continuation
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the data lives. Empty database_url means: start/use the embedded PostgreSQL.
     database_url: str = ""
@@ -160,6 +171,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
     operations: OperationsSettings = field(default_factory=OperationsSettings)
+    integrations: IntegrationSettings = field(default_factory=IntegrationSettings)
 
     @property
     def embedded(self) -> bool:
@@ -334,6 +346,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         alerts=sections.alerts(env),
         reports=sections.reports(env),
         operations=sections.operations(env),
+        integrations=sections.integrations(env),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(

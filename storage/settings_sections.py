@@ -7,8 +7,8 @@ import re
 from typing import Iterable, Mapping
 
 from storage.notifications import RECIPIENT_KINDS
-from storage.settings import (AlertSettings, OperationsSettings, ReportSettings, SettingsError, SmtpSettings, _boolean,
-                              _choice, _number, normalize_database_url, redact_url)
+from storage.settings import (AlertSettings, IntegrationSettings, OperationsSettings, ReportSettings, SettingsError,
+                              SmtpSettings, _boolean, _choice, _number, normalize_database_url, redact_url)
 
 
 def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
@@ -165,3 +165,11 @@ def operations(env: Mapping[str, str]) -> OperationsSettings:
         optimize_reindex_ratio=_number(env, "LAMPLIGHTER_OPTIMIZE_REINDEX_RATIO", d.optimize_reindex_ratio),
         optimize_lock_timeout=lock_timeout,
     )
+
+
+def integrations(env: Mapping[str, str]) -> IntegrationSettings:
+    return IntegrationSettings(
+        refresh_lead=_number(env, "LAMPLIGHTER_INTEGRATIONS_REFRESH_LEAD", 300.0, minimum=1.0),
+        default_token_lifetime=_number(env, "LAMPLIGHTER_INTEGRATIONS_DEFAULT_TOKEN_LIFETIME", 3600.0, minimum=1.0),
+        index_page_size=_number(env, "LAMPLIGHTER_INTEGRATIONS_INDEX_PAGE_SIZE", 1000, kind=int, minimum=1),
+        index_pages_per_run=_number(env, "LAMPLIGHTER_INTEGRATIONS_INDEX_PAGES_PER_RUN", 20, kind=int, minimum=1))

@@ -42,6 +42,8 @@ ADMIN = ("the admin jobs read every tenant's rows on purpose: rollups and report
          "(per tenant), security alerts and expiry notices are the platform's, failed-job alerts read all history")
 OUTBOX = ("the outbox writes and delivers every tenant's notifications by row id or dedupe key, and resolves "
           "the recipients a row names (a role within the row's tenant)")
+INTEGRATION_JOBS = ("integration jobs act on one integration by the id in their arguments (taken from a row of its "
+                    "tenant), and the sweeps walk every tenant's active integrations")
 
 MONITORING = "the performance monitor's figures are per actor across every tenant's jobs"
 LICENSES = "the daily license check expires and counts every tenant's licenses (seats: each tenant's own users)"
@@ -67,6 +69,9 @@ CROSS_TENANT = {
              "notification_recipient_tenant_owner"],
     MONITORING: ["perf_take_sample"],
     LICENSES: ["license_expire_due", "license_count_seats"],
+    INTEGRATION_JOBS: ["integration_get", "integration_store_refreshed", "integration_record_refresh_failure",
+                       "integration_give_up", "integration_record_health", "integration_active_ids",
+                       "integration_index_advance", "integration_index_finish"],
 }
 SWEEPS = {name: reason for reason, names in CROSS_TENANT.items() for name in names}
 TENANT_FILTER = re.compile(r"%\(every_tenant\)s\s+OR\s+(?:\w+\.)?tenant_id\s*=\s*%\(tenant_id\)s")

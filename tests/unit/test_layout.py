@@ -33,6 +33,11 @@ EXPECTED_ACTORS = {
     "backups.create": {"queue_name": "maintenance", "time_limit": 10_800_000, "max_retries": 3},
     "licenses.check": {"queue_name": "maintenance", "time_limit": 600_000, "max_retries": 3},
     "database.optimize": {"queue_name": "maintenance", "time_limit": 14_400_000, "max_retries": 0},
+    "integrations.refresh_tokens": {"queue_name": "integrations", "time_limit": 120_000, "max_retries": 10},
+    "integrations.check_health": {"queue_name": "integrations", "time_limit": 60_000, "max_retries": 0},
+    "integrations.index_files": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 3},
+    "integrations.sweep_health": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 0},
+    "integrations.sweep_index": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 0},
 }
 
 
