@@ -46,6 +46,7 @@ INTEGRATION_JOBS = ("integration jobs act on one integration by the id in their 
                     "tenant), and the sweeps walk every tenant's active integrations")
 
 MONITORING = "the performance monitor's figures are per actor across every tenant's jobs"
+METRICS = "/metrics reports queue depths across every tenant (superadmin figures, README \"/metrics\")"
 LICENSES = "the daily license check expires and counts every tenant's licenses (seats: each tenant's own users)"
 
 CROSS_TENANT = {
@@ -68,6 +69,7 @@ CROSS_TENANT = {
              "notification_requeue_pending", "notification_recipient_user", "notification_recipient_role",
              "notification_recipient_tenant_owner"],
     MONITORING: ["perf_take_sample"],
+    METRICS: ["metrics_queue_depths"],
     LICENSES: ["license_expire_due", "license_count_seats"],
     INTEGRATION_JOBS: ["integration_get", "integration_store_refreshed", "integration_record_refresh_failure",
                        "integration_give_up", "integration_record_health", "integration_active_ids",
