@@ -54,6 +54,16 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The web process (console/web/): its database pool, request body limit and graceful stop."""
+
+    pool_size: int = 10  # database connections at most (LAMPLIGHTER_WEB_POOL_SIZE)
+    pool_timeout: float = 10.0  # seconds a request waits for one before a 503
+    max_body_bytes: int = 16 * 1024 * 1024  # larger request bodies get a 413 before parsing
+    shutdown_timeout: float = 25.0  # seconds in-flight requests get after SIGTERM
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the data lives. Empty database_url means: start/use the embedded PostgreSQL.
     database_url: str = ""
@@ -128,6 +138,7 @@ class Settings:
     # Notifications and alerts (domain/notifications.py, domain/alerts.py).
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def embedded(self) -> bool:
@@ -297,6 +308,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
                                          minimum=86400.0),
         smtp=sections.smtp(env),
         alerts=sections.alerts(env),
+        web=sections.web(env),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(

@@ -7,7 +7,8 @@ import re
 from typing import Iterable, Mapping
 
 from storage.notifications import RECIPIENT_KINDS
-from storage.settings import AlertSettings, SettingsError, SmtpSettings, _boolean, _choice, redact_url
+from storage.settings import (AlertSettings, SettingsError, SmtpSettings, WebSettings, _boolean, _choice, _number,
+                              redact_url)
 
 
 def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
@@ -122,3 +123,12 @@ def alerts(env: Mapping[str, str]) -> AlertSettings:
         raise SettingsError("LAMPLIGHTER_ALERT_WEBHOOK_URL: expected an http(s):// URL")
     return AlertSettings(recipients=recipients, webhook_url=webhook_url,
                          webhook_format=_choice(env, "LAMPLIGHTER_ALERT_WEBHOOK_FORMAT", "json", ("json", "slack")))
+
+
+def web(env: Mapping[str, str]) -> WebSettings:
+    return WebSettings(
+        pool_size=_number(env, "LAMPLIGHTER_WEB_POOL_SIZE", WebSettings.pool_size, kind=int, minimum=1),
+        pool_timeout=_number(env, "LAMPLIGHTER_WEB_POOL_TIMEOUT", WebSettings.pool_timeout, minimum=0.1),
+        max_body_bytes=_number(env, "LAMPLIGHTER_WEB_MAX_BODY_BYTES", WebSettings.max_body_bytes, kind=int,
+                               minimum=1024),
+        shutdown_timeout=_number(env, "LAMPLIGHTER_WEB_SHUTDOWN_TIMEOUT", WebSettings.shutdown_timeout, minimum=0.0))

@@ -400,6 +400,55 @@ WHERE (%(state)s::text IS NULL OR state = %(state)s)
 ORDER BY mtime DESC
 LIMIT %(limit)s;
 
+-- name: job_page --
+-- One page of `GET /api/jobs`, newest change first, after the keyset cursor (mtime, message_id)
+-- of the previous page's last row. One index scan per state on queue_state_mtime_idx, each
+-- stopping at the page's size, merged: a page costs the same on a table of ten million rows as
+-- on one of ten. The error text is searched in the history (job_history_error_trgm_idx).
+WITH matching_errors AS MATERIALIZED (
+    SELECT DISTINCT h.job_id
+    FROM lamplighter.job_history h
+    WHERE %(error)s::text IS NOT NULL AND h.error_message ILIKE %(error)s
+)
+SELECT j.*
+FROM unnest(%(states)s::text[]) AS s(state)
+CROSS JOIN LATERAL (
+    SELECT q.message_id, q.queue_name, q.actor_name, q.state, q.message, q.priority, q.available_at,
+           q.enqueued_at, q.attempt, q.max_attempts, q.worker_id, q.claimed_at, q.started_at, q.finished_at,
+           q.unique_key, q.unique_states, q.concurrency_key, q.concurrency_limit, q.tenant_id, q.correlation_id,
+           q.enqueued_by, q.last_error, q.cancel_requested, q.mtime
+    FROM dramatiq.queue q
+    WHERE q.state = s.state
+      AND (%(every_tenant)s OR q.tenant_id = %(tenant_id)s)
+      AND (%(tenant)s::text IS NULL OR q.tenant_id = %(tenant)s)
+      AND (%(actor)s::text IS NULL OR q.actor_name = %(actor)s)
+      AND (%(queue)s::text IS NULL OR q.queue_name = %(queue)s)
+      AND (%(since)s::timestamptz IS NULL OR q.mtime >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR q.mtime < %(until)s)
+      AND (%(after_mtime)s::timestamptz IS NULL OR q.mtime <= %(after_mtime)s)
+      AND (%(after_mtime)s::timestamptz IS NULL OR (q.mtime, q.message_id) < (%(after_mtime)s, %(after_id)s::uuid))
+      AND (%(error)s::text IS NULL OR q.message_id IN (SELECT job_id FROM matching_errors))
+    ORDER BY q.mtime DESC, q.message_id DESC
+    LIMIT %(limit)s
+) AS j
+ORDER BY j.mtime DESC, j.message_id DESC
+LIMIT %(limit)s;
+
+-- name: job_discard --
+-- Operator discard of a waiting, scheduled or retry-pending job: dead at once, never run again
+-- (cancel, by contrast, ends it cancelled, and asks a running one to stop). An event records who.
+WITH discarded AS (
+    UPDATE dramatiq.queue
+    SET state = 'dead', finished_at = lamplighter.now(), mtime = lamplighter.now(),
+        last_error = 'Discarded: by ' || %(by)s
+    WHERE message_id = %(message_id)s AND state = 'queued'
+    RETURNING message_id
+), recorded AS (
+    INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
+    SELECT message_id, 'discarded', %(by)s, %(detail)s::jsonb FROM discarded
+)
+SELECT message_id FROM discarded;
+
 -- name: job_events_for_job --
 -- A job's events are its rows of the audit log (lamplighter.job_events is the same as a view).
 -- Read from the log itself: the view's job_id is a cast of target_id, which the index on
