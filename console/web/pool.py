@@ -34,6 +34,7 @@ class DatabasePool:
         self.timeout = timeout
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="web-db")
         self._slots: asyncio.Semaphore | None = None
+        self._connections: dict[int, Any] = {}  # by thread: the connection each keeps
 
     async def run(self, fn: Callable[..., Any], /, *args, **kwargs) -> Any:
         """``fn(*args, **kwargs)`` on one of the pool's connections."""
@@ -55,22 +56,19 @@ class DatabasePool:
         except CONNECTION_ERRORS:
             _close_this_threads_connection()
             raise
+        finally:
+            if not connection.database.is_closed():
+                self._connections[threading.get_ident()] = connection.database.connection()
 
     def close(self) -> None:
-        """Close every thread's connection, then the threads: one closing task per thread, each
-        held at a barrier until all have started, so that no thread takes two."""
-        barrier = threading.Barrier(self.size)
-
-        def close_mine():
+        """Stop the threads (waiting for work in progress), then close the connections they kept."""
+        self._executor.shutdown(wait=True)
+        for conn in self._connections.values():
             try:
-                barrier.wait(timeout=10)
-            except threading.BrokenBarrierError:
-                pass
-            _close_this_threads_connection()
-
-        for future in [self._executor.submit(close_mine) for _ in range(self.size)]:
-            future.result()
-        self._executor.shutdown()
+                conn.close()
+            except psycopg2.Error:
+                pass  # broken already
+        self._connections.clear()
 
 
 def _close_this_threads_connection() -> None:
