@@ -8,6 +8,7 @@ one structlog event per request, and uvicorn's other lines go through the same h
 """
 from __future__ import annotations
 
+import signal
 import socket
 
 import structlog
@@ -36,6 +37,9 @@ def serve(settings: settings_module.Settings, *, port: int | None = None) -> int
     connection.init_database()
     sock = bind(settings.port if port is None else port)
     server = uvicorn.Server(config(settings))
+    # uvicorn handles SIGTERM while it serves, then sends the signal again to the handler it found
+    # installed: a no-op one makes a graceful stop exit 0, as the platform expects.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     log.info("web_listening", port=sock.getsockname()[1], pool_size=settings.web.pool_size)
     server.run(sockets=[sock])
     log.info("web_stopped")
