@@ -27,8 +27,9 @@ from storage import jobs
 router = APIRouter(prefix="/api", tags=["jobs"])
 
 
-def encode_cursor(job) -> str:
-    return base64.urlsafe_b64encode(f"{job.mtime.isoformat()}|{job.message_id}".encode()).decode().rstrip("=")
+def encode_cursor(listed) -> str:
+    text = f"{listed.listed_at.isoformat()}|{listed.job.message_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
@@ -58,12 +59,12 @@ async def list_jobs(request: Request, who: Principal = Depends(holding("read")),
                     tenant: str | None = Query(default=None, min_length=1, max_length=63),
                     error: str | None = Query(default=None, min_length=3, max_length=200,
                                               description="text an attempt's error message contains"),
-                    since: datetime | None = Query(default=None, description="changed at or after"),
-                    until: datetime | None = Query(default=None, description="changed before"),
+                    since: datetime | None = Query(default=None, description="the job's time at or after"),
+                    until: datetime | None = Query(default=None, description="the job's time before"),
                     limit: int = Query(default=50, ge=1, le=500),
                     cursor: str | None = Query(default=None, max_length=200)):
-    """Filters combine; pages follow ``next_cursor`` (keyset: stable and as fast on the last page
-    as on the first)."""
+    """Newest first by each job's time: when it finished, or for a waiting or running job when it
+    was enqueued. Filters combine; pages follow ``next_cursor`` (keyset)."""
     after = decode_cursor(cursor) if cursor else None
     since, until = _aware("since", since), _aware("until", until)
     if who.tenant_id is not None:
@@ -77,7 +78,8 @@ async def list_jobs(request: Request, who: Principal = Depends(holding("read")),
     found = await request.app.state.pool.run(read)
     more = len(found) > limit
     found = found[:limit]
-    return {"jobs": [summary(j) for j in found], "next_cursor": encode_cursor(found[-1]) if more else None}
+    return {"jobs": [summary(listed.job) for listed in found],
+            "next_cursor": encode_cursor(found[-1]) if more else None}
 
 
 async def _job_for(request: Request, who: Principal, job_id: uuid.UUID, scope: str):
