@@ -109,3 +109,40 @@ def test_an_enqueue_token_limited_to_actors_and_queues(api):
     assert other_queue.status_code == 403 and "elsewhere" in other_queue.json()["message"]
     other_actor = api.call("POST", "/api/jobs", limited, json={"actor": "tokens.prune_expired"})
     assert other_actor.status_code == 403 and "tokens.prune_expired" in other_actor.json()["message"]
+
+
+def test_the_pool_is_bounded_and_a_request_that_finds_it_busy_gets_503(database_url, sql):
+    import dataclasses
+    import threading
+
+    import psycopg2
+
+    from console.web import create_app
+    from storage import settings as settings_module
+    from tests.conftest import wait_for
+    from tests.web_api import ApiServer
+
+    settings = settings_module.get()
+    narrow = dataclasses.replace(settings, web=dataclasses.replace(settings.web, pool_size=1, pool_timeout=0.3))
+    server = ApiServer(create_app(narrow)).start()
+    holder = psycopg2.connect(database_url)
+    try:
+        token = server.token("enqueue", "read")
+        [(token_id,)] = sql("SELECT id FROM lamplighter.api_tokens")
+        holder.cursor().execute("INSERT INTO lamplighter.idempotency_keys (principal, key, request_hash) "
+                                "VALUES (%s, 'held', 'x')", (f"token:{token_id}",))
+        blocked = []
+        thread = threading.Thread(target=lambda: blocked.append(server.call(
+            "POST", "/api/jobs", token, json=PING, headers={"Idempotency-Key": "held"})))
+        thread.start()
+        wait_for(lambda: sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND wait_event_type = 'Lock'") == [(1,)], message="the one connection busy")
+        busy = server.call("GET", "/api/jobs", token)
+        assert (busy.status_code, busy.json()["error"], busy.headers["Retry-After"]) == (503, "busy", "1")
+        holder.rollback()
+        thread.join(timeout=30)
+        assert blocked[0].status_code == 201
+        assert server.call("GET", "/api/jobs", token).status_code == 200
+    finally:
+        holder.close()
+        server.stop()
