@@ -171,6 +171,9 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+QUIET_PATHS = frozenset({"/healthz", "/readyz"})
+
+
 class AccessLog:
     """ASGI middleware: one ``http_request`` event per request (method, path without the query,
     status, duration), through structlog like every other line; uvicorn's own access log is off."""
@@ -193,6 +196,7 @@ class AccessLog:
             await self.app(scope, receive, recording)
         finally:
             client = scope.get("client")
-            log.info("http_request", method=scope["method"], path=scope["path"], status=status["code"],
-                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                     client=client[0] if client else None)
+            # Load balancers probe health several times a second: those lines only at DEBUG.
+            emit = log.debug if scope["path"] in QUIET_PATHS and status["code"] < 400 else log.info
+            emit("http_request", method=scope["method"], path=scope["path"], status=status["code"],
+                 duration_ms=round((time.perf_counter() - started) * 1000, 2), client=client[0] if client else None)
