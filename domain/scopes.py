@@ -117,3 +117,15 @@ def tenant_scope(principal: Principal) -> TenantScope:
     if principal.tenant_id is not None:
         return TenantScope.of(principal.tenant_id)
     return TenantScope.every()
+
+
+def is_superadmin(principal: Principal) -> bool:
+    """A platform superadmin: bound to no tenant and holding every scope."""
+    return principal.tenant_id is None and principal.scopes >= ROLES["superadmin"]
+
+
+def authorize_superadmin(principal: Principal) -> None:
+    """Return if ``principal`` is a platform superadmin (what every tenant's figures need), else
+    raise Forbidden."""
+    if not is_superadmin(principal):
+        raise Forbidden(f"{principal.actor} is not a platform superadmin")

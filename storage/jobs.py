@@ -278,6 +278,43 @@ def list_jobs(*, state: str | None = None, actor: str | None = None, queue: str 
     return [Job(**row) for row in found]
 
 
+@dataclass(frozen=True)
+class ListedJob:
+    job: Job
+    listed_at: datetime  # the time the listing orders by: finished_at, or enqueued_at while active
+
+
+def page(*, scope, states: Sequence[str] = STATES, tenant: str | None = None, actor: str | None = None,
+         queue: str | None = None, error: str | None = None, since: datetime | None = None,
+         until: datetime | None = None, after: tuple[datetime, str] | None = None,
+         limit: int = 50) -> list[ListedJob]:
+    """One page of jobs, newest first by their time (finished_at, or enqueued_at for waiting and
+    running jobs), after the keyset cursor ``after`` = (listed_at, message_id) of the previous
+    page's last job. ``scope`` is a storage.tenants.TenantScope; ``error`` is text an attempt's
+    error message contains; ``since`` / ``until`` bound the jobs' time."""
+    from storage.tenants import scoped
+
+    pattern = None
+    if error is not None:
+        pattern = "%" + error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    params = scoped(scope, states=list(states), tenant=tenant, actor=actor, queue=queue, error=pattern,
+                    since=since, until=until, after_at=after[0] if after else None,
+                    after_id=after[1] if after else None, limit=limit)
+    found = rows(execute("job_page" if pattern is None else "job_page_by_error", params))
+    return [ListedJob(job=Job(**{k: v for k, v in row.items() if k != "listed_at"}), listed_at=row["listed_at"])
+            for row in found]
+
+
+def discard(job_id: uuid.UUID | str, *, by: str) -> None:
+    """A waiting, scheduled or retry-pending job goes to dead without running again."""
+    params = {"message_id": str(job_id), "by": by, "detail": json.dumps({})}
+    if execute("job_discard", params).fetchone():
+        return
+    state = get(job_id).state  # raises JobNotFound
+    raise JobStateConflict(f"job {job_id} is {state}; only queued jobs (waiting, scheduled or awaiting a retry) "
+                           "can be discarded")
+
+
 def requeue(job_id: uuid.UUID | str, *, message: dict | None = None, by: str = "unknown",
             detail: dict | None = None) -> None:
     """Redrive a dead, cancelled or completed job (operator retry), recorded as an event.

@@ -92,6 +92,16 @@ class IntegrationSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The web process (console/web/): its database pool, request body limit and graceful stop."""
+
+    pool_size: int = 10  # database connections at most (LAMPLIGHTER_WEB_POOL_SIZE)
+    pool_timeout: float = 10.0  # seconds a request waits for one before a 503
+    max_body_bytes: int = 16 * 1024 * 1024  # larger request bodies get a 413 before parsing
+    shutdown_timeout: float = 25.0  # seconds in-flight requests get after SIGTERM
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the data lives. Empty database_url means: start/use the embedded PostgreSQL.
     database_url: str = ""
@@ -172,6 +182,7 @@ class Settings:
     reports: ReportSettings = field(default_factory=ReportSettings)
     operations: OperationsSettings = field(default_factory=OperationsSettings)
     integrations: IntegrationSettings = field(default_factory=IntegrationSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def embedded(self) -> bool:
@@ -347,6 +358,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         reports=sections.reports(env),
         operations=sections.operations(env),
         integrations=sections.integrations(env),
+        web=sections.web(env),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(

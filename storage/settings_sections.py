@@ -8,7 +8,7 @@ from typing import Iterable, Mapping
 
 from storage.notifications import RECIPIENT_KINDS
 from storage.settings import (AlertSettings, IntegrationSettings, OperationsSettings, ReportSettings, SettingsError,
-                              SmtpSettings, _boolean, _choice, _number, normalize_database_url, redact_url)
+                              SmtpSettings, WebSettings, _boolean, _choice, _number, normalize_database_url, redact_url)
 
 
 def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
@@ -173,3 +173,12 @@ def integrations(env: Mapping[str, str]) -> IntegrationSettings:
         default_token_lifetime=_number(env, "LAMPLIGHTER_INTEGRATIONS_DEFAULT_TOKEN_LIFETIME", 3600.0, minimum=1.0),
         index_page_size=_number(env, "LAMPLIGHTER_INTEGRATIONS_INDEX_PAGE_SIZE", 1000, kind=int, minimum=1),
         index_pages_per_run=_number(env, "LAMPLIGHTER_INTEGRATIONS_INDEX_PAGES_PER_RUN", 20, kind=int, minimum=1))
+
+
+def web(env: Mapping[str, str]) -> WebSettings:
+    return WebSettings(
+        pool_size=_number(env, "LAMPLIGHTER_WEB_POOL_SIZE", WebSettings.pool_size, kind=int, minimum=1),
+        pool_timeout=_number(env, "LAMPLIGHTER_WEB_POOL_TIMEOUT", WebSettings.pool_timeout, minimum=0.1),
+        max_body_bytes=_number(env, "LAMPLIGHTER_WEB_MAX_BODY_BYTES", WebSettings.max_body_bytes, kind=int,
+                               minimum=1024),
+        shutdown_timeout=_number(env, "LAMPLIGHTER_WEB_SHUTDOWN_TIMEOUT", WebSettings.shutdown_timeout, minimum=0.0))

@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Fixtures shared by several test modules that live in their own module: `cluster`, a throwaway
 # PostgreSQL a test may stop or crash; `worker_processes`, dramatiq worker processes a test may
 # pause, kill or stop; `s3_server`, an S3-compatible server on 127.0.0.1 for the file store;
-# `enqueue_login`, a login role that holds only the lamplighter_enqueue grant.
-pytest_plugins = ["tests.pg_cluster", "tests.worker_processes", "tests.s3_server", "tests.sql_roles"]
+# `enqueue_login`, a login role that holds only the lamplighter_enqueue grant; `api` and
+# `web_process`, the web app on uvicorn (in a thread, or `lamplighter web` as a subprocess).
+pytest_plugins = ["tests.pg_cluster", "tests.worker_processes", "tests.s3_server", "tests.sql_roles", "tests.web_api"]
 
 # Fast timings for tests: every TTL and interval is a setting (see storage/settings.py).
 FAST_ENV = {

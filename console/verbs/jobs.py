@@ -1,4 +1,4 @@
-"""Jobs: `enqueue`, `jobs`, `job`, `retry`, `cancel`. Rows come from storage/jobs.py."""
+"""Jobs: `enqueue`, `jobs`, `job`, `retry`, `cancel`, `discard`. Rows come from storage/jobs.py."""
 from __future__ import annotations
 
 import json
@@ -49,6 +49,9 @@ def register(verbs) -> None:
     c = verbs.add_parser("cancel", help="cancel a waiting job, or ask a running one to stop")
     c.add_argument("job_id", metavar="ID", type=cli.job_id)
     c.set_defaults(run=cmd_cancel)
+    d = verbs.add_parser("discard", help="give up on a waiting, scheduled or retry-pending job: dead, never run again")
+    d.add_argument("job_id", metavar="ID", type=cli.job_id)
+    d.set_defaults(run=cmd_discard)
 
 
 # ---- views ---------------------------------------------------------------------------------
@@ -154,47 +157,36 @@ def enqueue(actor_name: str, arguments: list | dict, *, queue: str | None, delay
             by: str) -> str:
     """Enqueue a job for a declared actor; returns its id. Arguments that do not fit the
     actor's signature, or a payload over the size limit, are a UsageError."""
-    from actors import broker
-    from storage import engine as broker_module
+    from console import enqueueing
 
-    try:
-        actor = broker.get_actor(actor_name)
-    except Exception:
-        known = ", ".join(sorted(broker.actors))
-        raise cli.UsageError(f"unknown actor {actor_name!r} (known: {known})") from None
     positional, keyword = _positional_and_keyword(arguments)
+    request = enqueueing.JobRequest(actor=actor_name, args=positional, kwargs=keyword, queue=queue,
+                                    delay=delay or None, priority=priority)
     try:
-        broker.check_arguments(actor, tuple(positional), keyword)
-    except TypeError as exc:
-        raise cli.UsageError(f"--args do not fit {actor_name}: {exc}") from None
-    options = {}
-    if queue:
-        options["queue_name"] = queue
-    if priority is not None:
-        options["priority"] = priority
-    message = actor.message_with_options(args=tuple(positional), kwargs=keyword, **options)
-    if queue:
-        message = message.copy(queue_name=queue)
-    token = broker_module.enqueued_by.set(by)
-    try:
-        broker.enqueue(message, delay=int(delay * 1000) or None)
-    except broker_module.PayloadError as exc:
+        return enqueueing.send([enqueueing.prepare(request)], by=by)[0]
+    except enqueueing.EnqueueRefused as exc:
         raise cli.UsageError(str(exc)) from None
-    finally:
-        broker_module.enqueued_by.reset(token)
-    return message.message_id
 
 
 def retry(job_id: str, *, arguments: list | dict | None, by: str) -> None:
     """Queue a dead, cancelled or completed job again; with ``arguments``, run it with those
     instead (the previous ones are recorded in the event)."""
+    if arguments is None:
+        retry_with(job_id, by=by)
+    else:
+        positional, keyword = _positional_and_keyword(arguments)
+        retry_with(job_id, args=positional, kwargs=keyword, by=by)
+
+
+def retry_with(job_id: str, *, args: list | None = None, kwargs: dict | None = None, by: str) -> None:
+    """:func:`retry` with positional and keyword arguments apart (the HTTP API's shape); None for
+    both keeps the job's own."""
     from storage import jobs
 
     message, detail = None, {"edited_args": False}
-    if arguments is not None:
+    if args is not None or kwargs is not None:
         job = jobs.get(job_id)
-        positional, keyword = _positional_and_keyword(arguments)
-        message = {**job.message, "args": positional, "kwargs": keyword}
+        message = {**job.message, "args": list(args or []), "kwargs": dict(kwargs or {})}
         detail = {"edited_args": True, "previous": {"args": job.args, "kwargs": job.kwargs}}
     jobs.requeue(job_id, message=message, by=by, detail=detail)
 
@@ -251,4 +243,12 @@ def cmd_cancel(args, settings) -> int:
     from storage import jobs
 
     print(f"{args.job_id}: {jobs.cancel(args.job_id, by=cli.operator())}")
+    return 0
+
+
+def cmd_discard(args, settings) -> int:
+    from storage import jobs
+
+    jobs.discard(args.job_id, by=cli.operator())
+    print(f"{args.job_id}: discarded")
     return 0

@@ -16,6 +16,9 @@ TABLE_COLUMNS = ["queue", "waiting", "scheduled", "running", "completed", "faile
 
 def register(verbs) -> None:
     s = verbs.add_parser("stats", help="per queue: waiting, scheduled, running, completed, failed, dead")
+    s.add_argument("--by-actor", action="store_true",
+                   help="per queue and actor, with completed/failed in the window and run time p50/p95 "
+                        "(the view of GET /api/queues/stats)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(run=cmd_stats)
 
@@ -43,7 +46,41 @@ def table_rows(view: StatsView) -> list[dict]:
     return rows
 
 
+ACTOR_COLUMNS = ["queue", "actor", "waiting", "scheduled", "running", "completed", "failed", "dead",
+                 "oldest_waiting_s", "p50_ms", "p95_ms"]
+
+
+@dataclass(frozen=True)
+class ActorStatsView:
+    """Per queue and actor; ``completed`` and ``failed`` count attempts within the window, and the
+    run-time percentiles are of those attempts. `GET /api/queues/stats` returns this view."""
+
+    window_seconds: float
+    actors: list
+
+
+def actor_stats_view(*, window_seconds: float) -> ActorStatsView:
+    from storage import stats
+
+    return ActorStatsView(window_seconds=window_seconds, actors=stats.by_actor(window_seconds=window_seconds))
+
+
+def actor_table_rows(view: ActorStatsView) -> list[dict]:
+    return [{"queue": a.queue_name, "actor": a.actor_name, "waiting": a.waiting, "scheduled": a.scheduled,
+             "running": a.running, "completed": a.completed, "failed": a.failed, "dead": a.dead,
+             "oldest_waiting_s": a.oldest_waiting_age, "p50_ms": a.run_ms_p50, "p95_ms": a.run_ms_p95}
+            for a in view.actors]
+
+
 def cmd_stats(args, settings) -> int:
+    if args.by_actor:
+        view = actor_stats_view(window_seconds=settings.failed_window)
+        if args.json:
+            cli.print_json(view)
+            return 0
+        print(cli.table(actor_table_rows(view), ACTOR_COLUMNS))
+        print(f"(completed, failed and run times: attempts in the last {view.window_seconds:g} s)")
+        return 0
     view = stats_view(window_seconds=settings.failed_window)
     if args.json:
         cli.print_json(view.queues)

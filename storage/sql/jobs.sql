@@ -414,6 +414,153 @@ WHERE (%(state)s::text IS NULL OR state = %(state)s)
 ORDER BY mtime DESC
 LIMIT %(limit)s;
 
+-- name: job_page --
+-- One page of `GET /api/jobs`, newest first by each job's time (finished_at for finished jobs,
+-- enqueued_at for waiting and running ones), after the keyset cursor (listed_at, message_id) of
+-- the previous page's last row. One branch per state, each stopping at the page's size, merged.
+-- Finished jobs, which are what piles up (millions, with their history), page through
+-- queue_finished_idx: a page costs the same on the last page of ten million as on the first.
+-- Waiting and running jobs have no index in that order (every index on the queue is written at
+-- each step of every job; 0005 dropped the listing ones): their branches sort the active set.
+-- With an error text, job_page_by_error answers instead.
+SELECT *
+FROM ((
+    SELECT q.message_id, q.queue_name, q.actor_name, q.state, q.message, q.priority, q.available_at,
+           q.enqueued_at, q.attempt, q.max_attempts, q.worker_id, q.claimed_at, q.started_at, q.finished_at,
+           q.unique_key, q.unique_states, q.concurrency_key, q.concurrency_limit, q.tenant_id, q.correlation_id,
+           q.enqueued_by, q.last_error, q.cancel_requested, q.mtime, q.finished_at AS listed_at
+    FROM dramatiq.queue q
+    WHERE q.state = 'completed' AND 'completed' = ANY(%(states)s::text[])
+      AND (%(every_tenant)s OR q.tenant_id = %(tenant_id)s)
+      AND (%(tenant)s::text IS NULL OR q.tenant_id = %(tenant)s)
+      AND (%(actor)s::text IS NULL OR q.actor_name = %(actor)s)
+      AND (%(queue)s::text IS NULL OR q.queue_name = %(queue)s)
+      AND (%(since)s::timestamptz IS NULL OR q.finished_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR q.finished_at < %(until)s)
+      AND (%(after_at)s::timestamptz IS NULL OR (q.finished_at, q.message_id) < (%(after_at)s, %(after_id)s::uuid))
+    ORDER BY q.finished_at DESC, q.message_id DESC
+    LIMIT %(limit)s
+)
+UNION ALL
+(
+    SELECT q.message_id, q.queue_name, q.actor_name, q.state, q.message, q.priority, q.available_at,
+           q.enqueued_at, q.attempt, q.max_attempts, q.worker_id, q.claimed_at, q.started_at, q.finished_at,
+           q.unique_key, q.unique_states, q.concurrency_key, q.concurrency_limit, q.tenant_id, q.correlation_id,
+           q.enqueued_by, q.last_error, q.cancel_requested, q.mtime, q.finished_at AS listed_at
+    FROM dramatiq.queue q
+    WHERE q.state = 'dead' AND 'dead' = ANY(%(states)s::text[])
+      AND (%(every_tenant)s OR q.tenant_id = %(tenant_id)s)
+      AND (%(tenant)s::text IS NULL OR q.tenant_id = %(tenant)s)
+      AND (%(actor)s::text IS NULL OR q.actor_name = %(actor)s)
+      AND (%(queue)s::text IS NULL OR q.queue_name = %(queue)s)
+      AND (%(since)s::timestamptz IS NULL OR q.finished_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR q.finished_at < %(until)s)
+      AND (%(after_at)s::timestamptz IS NULL OR (q.finished_at, q.message_id) < (%(after_at)s, %(after_id)s::uuid))
+    ORDER BY q.finished_at DESC, q.message_id DESC
+    LIMIT %(limit)s
+)
+UNION ALL
+(
+    SELECT q.message_id, q.queue_name, q.actor_name, q.state, q.message, q.priority, q.available_at,
+           q.enqueued_at, q.attempt, q.max_attempts, q.worker_id, q.claimed_at, q.started_at, q.finished_at,
+           q.unique_key, q.unique_states, q.concurrency_key, q.concurrency_limit, q.tenant_id, q.correlation_id,
+           q.enqueued_by, q.last_error, q.cancel_requested, q.mtime, q.finished_at AS listed_at
+    FROM dramatiq.queue q
+    WHERE q.state = 'cancelled' AND 'cancelled' = ANY(%(states)s::text[])
+      AND (%(every_tenant)s OR q.tenant_id = %(tenant_id)s)
+      AND (%(tenant)s::text IS NULL OR q.tenant_id = %(tenant)s)
+      AND (%(actor)s::text IS NULL OR q.actor_name = %(actor)s)
+      AND (%(queue)s::text IS NULL OR q.queue_name = %(queue)s)
+      AND (%(since)s::timestamptz IS NULL OR q.finished_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR q.finished_at < %(until)s)
+      AND (%(after_at)s::timestamptz IS NULL OR (q.finished_at, q.message_id) < (%(after_at)s, %(after_id)s::uuid))
+    ORDER BY q.finished_at DESC, q.message_id DESC
+    LIMIT %(limit)s
+)
+UNION ALL
+(
+    SELECT q.message_id, q.queue_name, q.actor_name, q.state, q.message, q.priority, q.available_at,
+           q.enqueued_at, q.attempt, q.max_attempts, q.worker_id, q.claimed_at, q.started_at, q.finished_at,
+           q.unique_key, q.unique_states, q.concurrency_key, q.concurrency_limit, q.tenant_id, q.correlation_id,
+           q.enqueued_by, q.last_error, q.cancel_requested, q.mtime, q.enqueued_at AS listed_at
+    FROM dramatiq.queue q
+    WHERE q.state = 'queued' AND 'queued' = ANY(%(states)s::text[])
+      AND (%(every_tenant)s OR q.tenant_id = %(tenant_id)s)
+      AND (%(tenant)s::text IS NULL OR q.tenant_id = %(tenant)s)
+      AND (%(actor)s::text IS NULL OR q.actor_name = %(actor)s)
+      AND (%(queue)s::text IS NULL OR q.queue_name = %(queue)s)
+      AND (%(since)s::timestamptz IS NULL OR q.enqueued_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR q.enqueued_at < %(until)s)
+      AND (%(after_at)s::timestamptz IS NULL OR (q.enqueued_at, q.message_id) < (%(after_at)s, %(after_id)s::uuid))
+    ORDER BY q.enqueued_at DESC, q.message_id DESC
+    LIMIT %(limit)s
+)
+UNION ALL
+(
+    SELECT q.message_id, q.queue_name, q.actor_name, q.state, q.message, q.priority, q.available_at,
+           q.enqueued_at, q.attempt, q.max_attempts, q.worker_id, q.claimed_at, q.started_at, q.finished_at,
+           q.unique_key, q.unique_states, q.concurrency_key, q.concurrency_limit, q.tenant_id, q.correlation_id,
+           q.enqueued_by, q.last_error, q.cancel_requested, q.mtime, q.enqueued_at AS listed_at
+    FROM dramatiq.queue q
+    WHERE q.state = 'running' AND 'running' = ANY(%(states)s::text[])
+      AND (%(every_tenant)s OR q.tenant_id = %(tenant_id)s)
+      AND (%(tenant)s::text IS NULL OR q.tenant_id = %(tenant)s)
+      AND (%(actor)s::text IS NULL OR q.actor_name = %(actor)s)
+      AND (%(queue)s::text IS NULL OR q.queue_name = %(queue)s)
+      AND (%(since)s::timestamptz IS NULL OR q.enqueued_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR q.enqueued_at < %(until)s)
+      AND (%(after_at)s::timestamptz IS NULL OR (q.enqueued_at, q.message_id) < (%(after_at)s, %(after_id)s::uuid))
+    ORDER BY q.enqueued_at DESC, q.message_id DESC
+    LIMIT %(limit)s
+)) AS j
+ORDER BY j.listed_at DESC, j.message_id DESC
+LIMIT %(limit)s;
+
+-- name: job_page_by_error --
+-- job_page with an error text: the jobs one of whose attempts' error message contains it, found
+-- through the history's trigram index (job_history_error_trgm_idx) and then sorted, same order
+-- and cursor as job_page.
+WITH matching AS MATERIALIZED (
+    SELECT DISTINCT h.job_id
+    FROM lamplighter.job_history h
+    WHERE h.error_message ILIKE %(error)s
+), listed AS (
+    SELECT q.message_id, q.queue_name, q.actor_name, q.state, q.message, q.priority, q.available_at,
+           q.enqueued_at, q.attempt, q.max_attempts, q.worker_id, q.claimed_at, q.started_at, q.finished_at,
+           q.unique_key, q.unique_states, q.concurrency_key, q.concurrency_limit, q.tenant_id, q.correlation_id,
+           q.enqueued_by, q.last_error, q.cancel_requested, q.mtime,
+           CASE WHEN q.state IN ('queued', 'running') THEN q.enqueued_at ELSE q.finished_at END AS listed_at
+    FROM matching m
+    JOIN dramatiq.queue q ON q.message_id = m.job_id
+    WHERE q.state = ANY(%(states)s::text[])
+      AND (%(every_tenant)s OR q.tenant_id = %(tenant_id)s)
+      AND (%(tenant)s::text IS NULL OR q.tenant_id = %(tenant)s)
+      AND (%(actor)s::text IS NULL OR q.actor_name = %(actor)s)
+      AND (%(queue)s::text IS NULL OR q.queue_name = %(queue)s)
+)
+SELECT *
+FROM listed
+WHERE (%(since)s::timestamptz IS NULL OR listed_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR listed_at < %(until)s)
+  AND (%(after_at)s::timestamptz IS NULL OR (listed_at, message_id) < (%(after_at)s, %(after_id)s::uuid))
+ORDER BY listed_at DESC, message_id DESC
+LIMIT %(limit)s;
+
+-- name: job_discard --
+-- Operator discard of a waiting, scheduled or retry-pending job: dead at once, never run again
+-- (cancel, by contrast, ends it cancelled, and asks a running one to stop). An event records who.
+WITH discarded AS (
+    UPDATE dramatiq.queue
+    SET state = 'dead', finished_at = lamplighter.now(), mtime = lamplighter.now(),
+        last_error = 'Discarded: by ' || %(by)s
+    WHERE message_id = %(message_id)s AND state = 'queued'
+    RETURNING message_id
+), recorded AS (
+    INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
+    SELECT message_id, 'discarded', %(by)s, %(detail)s::jsonb FROM discarded
+)
+SELECT message_id FROM discarded;
+
 -- name: job_events_for_job --
 -- A job's events are its rows of the audit log (lamplighter.job_events is the same as a view).
 -- Read from the log itself: the view's job_id is a cast of target_id, which the index on

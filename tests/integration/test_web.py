@@ -1,8 +1,7 @@
-"""The web process answers health and readiness as JSON on a real socket."""
+"""The web process answers health and readiness as JSON on a real socket (uvicorn on 127.0.0.1)."""
 import io
 import json
 import socket
-import threading
 
 import requests
 
@@ -10,13 +9,25 @@ from console import web
 from storage import connection, logs
 from storage import settings as settings_module
 from tests.conftest import use_database, wait_for
+from tests.web_api import ApiServer
+
+
+class _Served:
+    """The old server's shutdown()/server_close() pair, over the uvicorn test server."""
+
+    def __init__(self, readiness):
+        self.api = ApiServer(web.create_app(readiness=readiness)).start()
+
+    def shutdown(self):
+        self.api.stop()
+
+    def server_close(self):
+        pass
 
 
 def _serve(readiness=None):
-    server = web.make_server(0, readiness=readiness)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    served = _Served(readiness)
+    return served, served.api.url
 
 
 def test_ready_when_migrated_and_404_is_json(database_url):

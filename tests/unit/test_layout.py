@@ -38,6 +38,7 @@ EXPECTED_ACTORS = {
     "integrations.index_files": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 3},
     "integrations.sweep_health": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 0},
     "integrations.sweep_index": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 0},
+    "idempotency_keys.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
 }
 
 

@@ -6,6 +6,9 @@ on the caller's own connection (psycopg 3 or psycopg2; only ``cursor()``, ``exec
 and a ROLLBACK drops it. Arguments are checked here, before anything reaches the connection, and
 refused with ``TypeError``/``ValueError``; what only the database can check (an actor no worker
 has registered, a role without the ``lamplighter_enqueue`` grant) raises the driver's own error.
+
+``HttpClient(url, token).enqueue("maintenance.ping", note="hi")`` does the same over the HTTP
+API with an API token, for services that cannot reach the database (lamplighter_client/http.py).
 """
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-__all__ = ["enqueue"]
+from lamplighter_client.http import ApiError, HttpClient, job_body
+
+__all__ = ["ApiError", "HttpClient", "enqueue", "job_body"]
 
 # Option -> the SQL function's parameter and its type. Only options given are sent, by name, so a
 # call that uses none of the newer ones also works against a database migrated before they came.

@@ -1,17 +1,17 @@
-"""The web process: health and readiness for now (the console issue adds the dashboard, the
-admin API and /metrics). Every response is JSON; unknown paths get a 404 JSON body."""
+"""`/healthz` (the process answers) and `/readyz` (the database answers and no migration is
+pending), for load balancers and the platform's health checks."""
 from __future__ import annotations
 
-import json
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import anyio.to_thread
 import peewee
 import psycopg2
 import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from storage import connection, schema
 from storage import settings as settings_module
@@ -23,10 +23,10 @@ class Readiness:
     """`/readyz`: the database answers and no migration is pending.
 
     A load balancer probes every web process several times a second; the answer is kept for
-    ``ttl`` seconds and checked on one connection, not one per request. peewee keeps a connection
-    per thread (storage/connection.py) and the server starts a thread per request, so the check
-    runs on a single thread of its own, whose connection lasts from check to check; request
-    threads wait for that check or read its answer. A connection that fails is closed and
+    ``ttl`` seconds and checked on one connection, not one per request, apart from the request
+    pool's (console/web/pool.py): peewee keeps a connection per thread (storage/connection.py),
+    so the check runs on a single thread of its own, whose connection lasts from check to check;
+    requests wait for that check or read its answer. A connection that fails is closed and
     replaced (see ``_pending``).
     """
 
@@ -95,54 +95,19 @@ def _close_this_threads_connection() -> None:
         pass  # already broken: closing it was only to make the next check connect afresh
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "lamplighter"
-
-    def _send(self, status: int, body: dict) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        path = self.path.split("?", 1)[0]
-        if path == "/healthz":
-            self._send(200, {"status": "ok"})
-        elif path == "/readyz":
-            self._send(*self.server.readiness.answer())
-        else:
-            self._send(404, {"error": "not_found", "message": f"no route for GET {path}"})
-
-    def log_message(self, format, *args):  # route access lines through structlog
-        log.info("http_request", request=self.requestline, status=args[1] if len(args) > 1 else None)
+router = APIRouter(tags=["health"])
 
 
-class WebServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address, readiness: Readiness):
-        super().__init__(address, Handler)
-        self.readiness = readiness
-
-    def server_close(self) -> None:
-        super().server_close()
-        self.readiness.close()
+@router.get("/healthz", summary="The process answers", responses={200: {"description": "Alive"}})
+async def healthz() -> dict:
+    return {"status": "ok"}
 
 
-def make_server(port: int, *, readiness: Readiness | None = None) -> WebServer:
-    connection.init_database("lamplighter-web")
-    return WebServer(("0.0.0.0", port), readiness or Readiness())
+@router.get("/readyz", summary="The database answers and no migration is pending",
+            responses={200: {"description": "Ready"}, 503: {"description": "Not ready"}})
+async def readyz(request: Request):
+    readiness: Readiness = request.app.state.readiness
+    # The check may wait on the database: off the event loop, on a thread of anyio's.
 
-
-def serve(settings: settings_module.Settings, *, port: int | None = None) -> int:
-    server = make_server(settings.port if port is None else port)
-    stop = lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()  # noqa: E731
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("web_listening", port=server.server_address[1])
-    server.serve_forever()
-    server.server_close()
-    log.info("web_stopped")
-    return 0
+    status, body = await anyio.to_thread.run_sync(readiness.answer)
+    return JSONResponse(body, status_code=status)
