@@ -53,7 +53,8 @@ def worker_process(queues: int, threads: int, listen: bool) -> int:
     return queues * (2 if listen else 1) + 2 + threads
 
 
-def budget(spec: str, settings, queues: int, web_pool: int) -> list[Line]:
+def budget(spec: str, settings, queues: int) -> list[Line]:
+    web_pool = settings.web.pool_size
     lines = []
     for kind, (dynos, threads) in parse(spec).items():
         if kind == "worker":
@@ -63,7 +64,7 @@ def budget(spec: str, settings, queues: int, web_pool: int) -> list[Line]:
                               f"{settings.worker_processes} processes x ({queues} queues x "
                               f"{2 if settings.listen else 1} + 2 + {threads} threads)"))
         elif kind == "web":
-            lines.append(Line(kind, dynos, web_pool + 1, f"pool {web_pool} + readiness 1"))
+            lines.append(Line(kind, dynos, web_pool + 2, f"pool {web_pool} + readiness 1 + /metrics 1"))
         else:
             lines.append(Line(kind, dynos, 1, "leader loop 1"))
     lines.append(Line("release", 1, 1, "during a deploy only"))

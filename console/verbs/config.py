@@ -4,6 +4,7 @@ storage/settings.py), secrets never shown. `lamplighter up` prints the few that 
 from __future__ import annotations
 
 import re
+import sys
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,7 +20,23 @@ _QUERY_PASSWORD = re.compile(r"(?i)(^|&)(password)=[^&]*")
 def register(verbs) -> None:
     c = verbs.add_parser("config", help="the resolved settings (secrets redacted)")
     c.add_argument("--json", action="store_true")
+    c.add_argument("--formation", type=_formation, metavar="SPEC",
+                   help="the connections a formation opens, e.g. web=2,worker=4x8,scheduler=1 (worker=DYNOSxTHREADS)")
+    c.add_argument("--limit", type=cli.positive_int, metavar="N",
+                   help="the plan's connection limit (default: the server's max_connections less reserved ones)")
     c.set_defaults(run=cmd_config)
+
+
+def _formation(text: str) -> str:
+    import argparse
+
+    from console import formation
+
+    try:
+        formation.parse(text)
+    except formation.FormationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def database_shown(url: str) -> str:
@@ -57,7 +74,50 @@ def table_rows(view: dict[str, object]) -> list[dict]:
     return [{"setting": name, "value": None if value in ((), "") else str(value)} for name, value in view.items()]
 
 
+def formation_view(spec: str, settings: Settings, limit: int | None) -> dict:
+    """The connection budget of ``spec`` (console/formation.py) against ``limit``: plain data."""
+    import actors  # the declared queues: every worker consumes them unless LAMPLIGHTER_QUEUES says otherwise
+    from console import formation
+
+    queues = len(settings.queues) or len(actors.broker.get_declared_queues())
+    lines = formation.budget(spec, settings, queues)
+    total = sum(line.total for line in lines)
+    return {"rows": [{"process": line.kind, "dynos": line.dynos, "per_dyno": line.per_dyno, "total": line.total,
+                      "how": line.how} for line in lines],
+            "total": total, "limit": limit, "fits": limit is None or total <= limit}
+
+
+def _server_limit() -> int | None:
+    """max_connections less the superuser-reserved ones, or None when the server cannot be asked."""
+    from storage import connection
+
+    try:
+        conn = connection.raw_connection("lamplighter-config")
+    except connection.DatabaseUnavailable:
+        return None
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT current_setting('max_connections')::int - "
+                    "current_setting('superuser_reserved_connections')::int")
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 def cmd_config(args, settings) -> int:
+    if args.formation:
+        view = formation_view(args.formation, settings, args.limit or _server_limit())
+        if args.json:
+            cli.print_json(view)
+        else:
+            print(cli.table(view["rows"], ["process", "dynos", "per_dyno", "total", "how"]))
+            print(f"total: {view['total']} connections" + (f" of {view['limit']}" if view["limit"] else ""))
+        if not view["fits"]:
+            print(f"lamplighter: the formation opens {view['total']} connections, over the limit of "
+                  f"{view['limit']}: fewer dynos or threads, a smaller LAMPLIGHTER_WEB_POOL_SIZE, or a "
+                  "transaction pooler (README \"Deploy\")", file=sys.stderr)
+            return cli.EXIT_FAILURE
+        return 0
     view = settings_view(settings)
     if args.json:
         cli.print_json(view)
