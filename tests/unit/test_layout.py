@@ -20,6 +20,9 @@ EXPECTED_ACTORS = {
     "tokens.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
     "notifications.deliver": {"queue_name": "notifications", "time_limit": 120_000, "max_retries": 6},
     "notifications.requeue_undelivered": {"queue_name": "notifications", "time_limit": 300_000, "max_retries": 0},
+    "federation.generate_files": {"queue_name": "federation", "time_limit": 300_000, "max_retries": 5},
+    "federation.refresh_cache": {"queue_name": "federation", "time_limit": 120_000, "max_retries": 3},
+    "federation.advance_rotations": {"queue_name": "federation", "time_limit": 300_000, "max_retries": 0},
 }
 
 
