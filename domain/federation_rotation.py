@@ -43,7 +43,7 @@ def start(key_set: str, settings: FederationSettings, *, by: str, publish: Publi
                                                        overlap_seconds=settings.rotation_overlap, by=by)
         if not rotation_id:
             raise Conflict(f"a {key_set} key rotation was started at the same time")
-        audit.record(by, "federation.rotation_started", target_type="federation_key_set", target_id=key_set,
+        audit.record(by, "federation_rotation.started", target_type="federation_key_set", target_id=key_set,
                      details={"rotation": rotation_id, "old_kid": active.kid, "new_kid": new_kid})
     log.info("federation_rotation_started", key_set=key_set, old_kid=active.kid, new_kid=new_kid, by=by)
     publish()
@@ -114,7 +114,7 @@ def abort(key_set: str, *, by: str, publish: Publish) -> rows.Rotation:
                            f"{rotation.old_kid} is removed at {rotation.next_step_at.isoformat(timespec='seconds')}")
         rows.remove_key(rotation.new_kid)
         rows.finish_rotation(rotation.id, status="aborted", by=by)
-        audit.record(by, "federation.rotation_aborted", target_type="federation_key_set", target_id=key_set,
+        audit.record(by, "federation_rotation.aborted", target_type="federation_key_set", target_id=key_set,
                      details={"rotation": rotation.id, "removed_kid": rotation.new_kid})
     log.info("federation_rotation_aborted", key_set=key_set, removed_kid=rotation.new_kid, by=by)
     publish()

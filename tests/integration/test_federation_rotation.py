@@ -152,9 +152,14 @@ def test_a_federation_key_signs_only_once_the_superior_lists_it(database_url, db
     superior.listed.append(next(k.public_jwk for k in federation_rows.keys() if k.kid == new))
     assert advance() == {"promoted": 1, "removed": 0, "waiting": 0}
     assert documents(web, db_clock)["header"]["kid"] == new
+    code, out, err = run_cli(monkeypatch, capsys, "federation", "verify", "--url", web)
+    assert code == 0 and f"ok  superior {superior.entity_id} lists {new}" in out, err
+    superior.listed = superior.listed[:1]  # the superior drops the key that now signs
+    code, out, err = run_cli(monkeypatch, capsys, "federation", "verify", "--url", web)
+    assert code == 1 and f"does not list the active Federation Entity Key {new}" in err
 
 
-def test_abort_before_promotion_removes_the_next_key_and_after_it_is_refused(database_url, db_clock, web,
+def test_abort_before_promotion_removes_the_next_key_and_after_it_is_refused(database_url, db_clock, web, sql,
                                                                             monkeypatch, capsys):
     federation_database(database_url)
     cli_environment(monkeypatch, database_url)
@@ -171,6 +176,10 @@ def test_abort_before_promotion_removes_the_next_key_and_after_it_is_refused(dat
     assert documents(web, db_clock)["jwks"]["keys"] == [old] and federation_verbs.overview()["rotations"] == []
     code, _, err = run_cli(monkeypatch, capsys, "federation", "rotate", "--protocol", "--abort")
     assert code == 1 and "no protocol key rotation is running" in err
+    audited = sql("SELECT action, actor FROM lamplighter.audit_log WHERE action LIKE 'federation_rotation.%%' "
+                  "ORDER BY id")
+    assert [action for action, _ in audited] == ["federation_rotation.started", "federation_rotation.aborted"]
+    assert all(actor.startswith("cli:") for _, actor in audited)
 
     assert run_cli(monkeypatch, capsys, "federation", "rotate", "--protocol")[0] == 0
     db_clock.advance(OVERLAP + 60)

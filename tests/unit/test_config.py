@@ -40,7 +40,7 @@ def test_config_lists_every_setting_with_secrets_redacted():
     assert shown.returncode == 0, shown.stderr
     values = json.loads(shown.stdout)
     # Sections (settings by noun) show field by field: smtp.url, smtp.password, ...
-    sections = ("smtp", "alerts")
+    sections = ("smtp", "alerts", "federation")
     assert list(values) == [f"{f.name}.{sf.name}" if f.name in sections else f.name for f in fields(Settings)
                             for sf in (fields(getattr(Settings(), f.name)) if f.name in sections else [f])]
     assert values["smtp.url"] == "smtp://mailer:***@mail.example:587"
