@@ -16,6 +16,7 @@ import structlog
 from domain import federation_keys as keys
 from domain.errors import DomainError
 from storage import federation as rows
+from storage.queries import transaction
 from storage.settings import FederationSettings
 
 log = structlog.get_logger("lamplighter.federation")
@@ -96,11 +97,13 @@ def regenerate(settings: FederationSettings) -> dict:
 
 def _regenerate(settings: FederationSettings) -> tuple[dict, dict]:
     require_configured(settings)
-    created = keys.ensure_active_keys(settings)
-    published = keys.published_keys()
-    iat = int(rows.database_now().timestamp())
-    documents = build_documents(settings, keys.signer("federation"), published, iat)
-    version = rows.insert_documents(**documents)
+    with transaction():  # keys read and version stored as one, one regeneration at a time
+        rows.lock_generation()
+        created = keys.ensure_active_keys(settings)
+        published = keys.published_keys()
+        iat = int(rows.database_now().timestamp())
+        documents = build_documents(settings, keys.signer("federation"), published, iat)
+        version = rows.insert_documents(**documents)
     log.info("federation_documents_generated", version=version, signing_kid=documents["signing_kid"],
              federation_keys=len(published["federation"]), protocol_keys=len(published["protocol"]),
              created_keys=created)

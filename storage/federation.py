@@ -65,6 +65,11 @@ def database_now() -> datetime:
     return execute("federation_now").fetchone()[0]
 
 
+def lock_generation() -> None:
+    """Serialize regenerations until the caller's transaction ends (call inside one)."""
+    execute("federation_generation_lock")
+
+
 def insert_key(*, key_set: str, kid: str, alg: str, public_jwk: dict, private_jwk: str, state: str) -> bool:
     """Store a key; False when the set already has a key in that state (or the kid exists)."""
     if not encryption.is_encrypted(private_jwk):

@@ -5,6 +5,12 @@
 -- The database's clock, which decides iat, exp and when a rotation step is due.
 SELECT lamplighter.now() AS now;
 
+-- name: federation_generation_lock --
+-- Regenerations one at a time, until the caller's transaction ends: a regeneration that read the
+-- keys before a rotation step committed cannot store its version after the step's own one.
+-- (A transaction-level lock: it works behind a transaction-mode pooler.)
+SELECT pg_advisory_xact_lock(hashtext('lamplighter.federation.regenerate'));
+
 -- name: federation_key_insert --
 -- A new key; the partial unique indexes refuse a second active or next key of a set (a
 -- concurrent bootstrap inserts nothing and returns no row).
