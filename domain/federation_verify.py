@@ -120,7 +120,11 @@ def verify_served(settings: FederationSettings, fetch: Fetch, base_url: str, now
 
     publishing.require_configured(settings)
     expected = keys.published_keys()
-    active = keys.signer("federation").kid
+    try:
+        active = keys.signer("federation").kid
+    except LookupError:
+        raise VerificationFailed("no active Federation Entity Key: nothing generated yet "
+                                 "(federation.generate_files creates the first)") from None
     base = base_url.rstrip("/")
     passed = []
     bodies = {name: _fetch_ok(fetch, base + path, path, CONTENT_TYPES[name])

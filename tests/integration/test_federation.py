@@ -143,3 +143,18 @@ def test_a_failed_file_write_still_refreshes_the_cache_then_fails_the_job(databa
     assert "documents version 1 stored and cache generation 1 published" in str(failed.value)
     assert requests.get(web + "/.well-known/openid-federation", timeout=5).status_code == 200
     assert federation_rows.published()["version"] == 1
+
+
+def test_with_the_database_unreachable_a_web_process_serves_the_documents_it_holds(federation, web, monkeypatch):
+    generate_files()
+    held = requests.get(web + "/.well-known/signed-jwks.json", timeout=5)
+
+    def unreachable():
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(federation_rows, "publication", unreachable)
+    again = requests.get(web + "/.well-known/signed-jwks.json", timeout=5)
+    assert again.status_code == 200 and again.text == held.text
+    monkeypatch.setattr(federation_web, "published", federation_web.PublishedDocuments())  # a process just started
+    cold = requests.get(web + "/.well-known/signed-jwks.json", timeout=5)
+    assert cold.status_code == 503 and cold.json()["error"] == "database_unreachable"
