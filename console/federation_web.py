@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from domain.federation import WELL_KNOWN
+from storage import connection
 from storage import federation as federation_rows
 from storage import settings as settings_module
 from storage.clock import SystemClock
@@ -46,34 +47,61 @@ class Snapshot:
 
 class PublishedDocuments:
     """This process's copy of the published documents, replaced whole when the publication id
-    the database holds changes."""
+    the database holds changes.
+
+    The polls run on one connection of its own, under a lock: a poll is a primary-key read of a
+    fraction of a millisecond, and a connection per request thread (peewee's way) would take up
+    to the thread pool's size of the server's connections from every web process."""
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._conn = None
+        self._problem: str | None = None  # the failure logged, so that an outage logs once
         self.snapshot: Snapshot | None = None
         self.reloads = 0
 
     def current(self) -> Snapshot | None:
-        held = self.snapshot
-        try:
-            publication = federation_rows.publication()
-        except Exception as exc:  # the database is unreachable: serve what this process holds
-            if held is None:
-                raise
-            log.warning("federation_publication_unreadable", error=type(exc).__name__)
-            return held
-        if publication is None:
-            return None
-        if held is None or publication != held.publication:
-            with self._lock:
-                if self.snapshot is None or publication != self.snapshot.publication:
-                    self.snapshot = self._load()
+        with self._lock:
+            try:
+                publication = self._query(federation_rows.publication)
+                if publication is not None and (self.snapshot is None or publication != self.snapshot.publication):
+                    self.snapshot = self._snapshot(self._query(federation_rows.published))
                     self.reloads += 1
-        return self.snapshot
+            except Exception as exc:  # the database is unreachable: serve what this process holds
+                if self._problem is None:
+                    log.warning("federation_documents_unreadable", error=type(exc).__name__,
+                                serving="held documents" if self.snapshot else "503")
+                    self._problem = type(exc).__name__
+                if self.snapshot is None:
+                    raise
+                return self.snapshot
+            if self._problem is not None:
+                log.info("federation_documents_readable")
+                self._problem = None
+            return self.snapshot if publication is not None else None
+
+    def _query(self, read):
+        """``read`` on the poll connection. A kept connection that fails (the server restarted,
+        an idle connection was dropped) gets one retry on a new one; a failed one is closed."""
+        for attempt in (1, 2):
+            kept = self._conn is not None and not self._conn.closed
+            if not kept:
+                self._conn = connection.raw_connection("lamplighter-web-federation")
+                self._conn.autocommit = True
+            try:
+                return read(conn=self._conn)
+            except Exception:
+                self._conn.close()
+                if not kept or attempt == 2:
+                    raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
 
     @staticmethod
-    def _load() -> Snapshot:
-        value = federation_rows.published()
+    def _snapshot(value: dict) -> Snapshot:
         bodies = {"entity_configuration": value["entity_configuration"].encode(),
                   "jwks": json.dumps(value["jwks"], separators=(",", ":")).encode(),
                   "signed_jwks": value["signed_jwks"].encode()}

@@ -145,12 +145,12 @@ def publish() -> dict[str, int] | None:
     return found[0] if found else None
 
 
-def publication() -> str | None:
+def publication(*, conn=None) -> str | None:
     """The published row's publication id; it changes with every refresh."""
-    found = execute("federation_publication").fetchone()
+    found = execute("federation_publication", conn=conn).fetchone()
     return found[0] if found else None
 
 
-def published() -> dict[str, Any] | None:
-    found = execute("federation_published").fetchone()
+def published(*, conn=None) -> dict[str, Any] | None:
+    found = execute("federation_published", conn=conn).fetchone()
     return found[0] if found else None

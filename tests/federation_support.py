@@ -50,7 +50,11 @@ def free_port() -> int:
 
 @contextmanager
 def served():
-    """The router on a real HTTP server on 127.0.0.1; yields its base URL."""
+    """The router on a real HTTP server on 127.0.0.1; yields its base URL. The process's copy of
+    the documents starts empty, as in a web process just started."""
+    from console import federation_web
+
+    federation_web.published = federation_web.PublishedDocuments()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app(), host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off"))
@@ -62,6 +66,7 @@ def served():
     finally:
         server.should_exit = True
         thread.join(10)
+        federation_web.published.close()
 
 
 def thumbprint(jwk: dict) -> str:
