@@ -108,9 +108,20 @@ def superior_kids(fetch: Fetch, anchor_url: str, entity_id: str, now: int) -> se
     _, about = verified_jwt(statement.decode(errors="replace"), claims["jwks"]["keys"],
                             typ=publishing.ENTITY_STATEMENT_TYPE, what="superior's subordinate statement")
     _check_times(about, now, "superior's subordinate statement")
-    if about.get("sub") != entity_id:
-        raise VerificationFailed(f"superior's subordinate statement is about {about.get('sub')!r}, not {entity_id!r}")
-    return {k.get("kid") for k in about.get("jwks", {}).get("keys", [])}
+    if about.get("sub") != entity_id or about.get("iss") != claims.get("iss"):
+        raise VerificationFailed(f"superior's subordinate statement is about {about.get('sub')!r} from "
+                                 f"{about.get('iss')!r}, not about {entity_id!r} from {claims.get('iss')!r}")
+    return {_thumbprint(k) for k in about.get("jwks", {}).get("keys", [])} - {None}
+
+
+def _thumbprint(jwk: dict) -> str | None:
+    """The key's RFC 7638 thumbprint (what our kids are), whatever kid the statement gives it."""
+    from joserfc.jwk import JWKRegistry
+
+    try:
+        return JWKRegistry.import_key(jwk).thumbprint()
+    except Exception:  # not a key we could use: it lists nothing
+        return None
 
 
 def verify_served(settings: FederationSettings, fetch: Fetch, base_url: str, now: int) -> list[str]:
