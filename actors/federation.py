@@ -69,6 +69,10 @@ def refresh_cache() -> dict:
                 periodic=schedule("federation.advance_rotations", cron("*/5 * * * *"), misfire="skip",
                                   overlap="skip"))
 def advance_rotations() -> dict:
-    current = configured(settings_module.get().federation)
+    current = settings_module.get().federation
+    if current.missing() and not federation_rows.running_rotations():
+        # Every 5 minutes on deployments that do not publish: nothing to advance is no failure.
+        return {"promoted": 0, "removed": 0, "waiting": 0}
+    configured(current)
     return federation_rotation.advance(current, publish=lambda: federation.publish(current),
                                        superior_kids=superior_kids(current))
