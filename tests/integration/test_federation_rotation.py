@@ -14,7 +14,7 @@ from console.verbs import federation as federation_verbs
 from domain import errors, federation_keys, federation_rotation
 from storage import federation as federation_rows
 from tests.cli_runs import run_cli
-from tests.conftest import LOOPBACK
+from tests.conftest import LOOPBACK, wait_for
 from tests.federation_support import federation_database, ENTITY_ID, FEDERATION_ENV, kids, served, served_documents, thumbprint
 
 OVERLAP = 72 * 3600
@@ -206,3 +206,51 @@ def test_rotation_is_refused_before_the_first_key_and_keys_lists_states(database
     assert sorted((k["key_set"], k["state"]) for k in shown["keys"]) == [("federation", "active"),
                                                                          ("protocol", "active")]
     assert shown["rotations"] == [] and "private_jwk" not in out
+
+
+def test_a_regeneration_that_read_the_keys_before_a_step_cannot_publish_after_it(database_url, db_clock, sql,
+                                                                               monkeypatch):
+    """A daily regeneration reads the keys, then a removal step commits and publishes: the
+    step's version must come last, or the removed key would be served again until the next day."""
+    import threading
+
+    from domain import federation
+    from tests.conftest import DatabaseClock
+
+    settings = federation_database(database_url)
+    generate_files()
+    start("protocol", settings)
+    db_clock.advance(OVERLAP + 60)
+    assert advance()["promoted"] == 1
+    [old] = [k.kid for k in federation_rows.keys() if k.state == "retired"]
+
+    read_keys, go_on = threading.Event(), threading.Event()
+    real_published_keys = federation_keys.published_keys
+
+    def slow_published_keys():
+        found = real_published_keys()
+        if threading.current_thread().name == "daily":
+            read_keys.set()
+            go_on.wait(10)
+        return found
+
+    def remove_step():
+        DatabaseClock().advance(2 * OVERLAP + 120)  # this thread's connection: the removal is due
+        federation_rotation.advance(settings.federation, publish=lambda: federation.publish(settings.federation))
+
+    monkeypatch.setattr(federation_keys, "published_keys", slow_published_keys)
+    daily = threading.Thread(target=lambda: federation.regenerate(settings.federation), name="daily")
+    step = threading.Thread(target=remove_step, name="step")
+    daily.start()
+    assert read_keys.wait(10)  # the daily run holds the old key set
+    step.start()
+    try:
+        wait_for(lambda: sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == [(1,)],
+                 message="the step's regeneration waiting for the daily one")
+    finally:
+        go_on.set()
+        daily.join(10)
+        step.join(10)
+    assert [k.state for k in federation_rows.keys(with_removed=True) if k.kid == old] == ["removed"]
+    latest = federation_rows.published()
+    assert old not in kids(latest["jwks"]["keys"]) and latest["version"] == 5  # the step's, after the daily one
