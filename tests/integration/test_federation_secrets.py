@@ -3,6 +3,7 @@ every key generated after it go through every job (in a worker: arguments, resul
 rows), a failing job, the CLI verbs, the served documents and the written files, with logs at
 DEBUG; then no private parameter appears in any log line, table, file, output or error."""
 import io
+import sys
 import json
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def test_a_planted_key_appears_in_no_log_line_row_file_output_or_error(database_
         errors.append(str(refused.value) + repr(federation_keys.signer("federation")))
     finally:
         encryption.reset()
-        logs.configure(log_format="json", level="INFO")
+        logs.configure(log_format="json", level="INFO", stream=sys.__stderr__)
 
     secrets.update(private_parameters(sql))
     # The planted key, the protocol set's first key and both rotations' next keys (one aborted).
