@@ -7,7 +7,7 @@ reason when they are not what the database says is published."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from console import cli
@@ -77,7 +77,7 @@ def overview(*, with_removed: bool = False) -> dict[str, list]:
 def cmd_keys(args, settings) -> int:
     view = overview(with_removed=args.all)
     if args.json:
-        cli.print_json({name: cli._plain(rows) for name, rows in view.items()})
+        cli.print_json({name: [asdict(row) for row in rows] for name, rows in view.items()})
         return 0
     print(cli.table(view["keys"], KEY_COLUMNS))
     print()
