@@ -59,3 +59,4 @@ from actors import alerts, analytics, reports  # noqa: E402,F401
 from actors import backups, database, licenses, monitoring  # noqa: E402,F401
 from actors import integrations  # noqa: E402,F401
 from actors import idempotency_keys  # noqa: E402,F401
+from actors import federation  # noqa: E402,F401

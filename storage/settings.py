@@ -102,6 +102,36 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class FederationSettings:
+    """OpenID Federation publishing (domain/federation.py), from LAMPLIGHTER_FEDERATION_*.
+
+    ``entity_id`` is this entity's identifier (an https URL; the ``/.well-known/*`` documents
+    are served under it). ``authority_hints`` are the superiors' entity identifiers; a trust
+    anchor has none. ``trust_anchor_url``: when set, a new Federation Entity Key signs only once
+    the superior's Subordinate Statement about this entity lists it."""
+
+    entity_id: str = ""
+    authority_hints: tuple[str, ...] = ()
+    trust_anchor: bool = False  # this entity is itself a trust anchor: no authority_hints
+    trust_anchor_url: str = ""
+    entity_type: str = "openid_provider"  # the metadata entry that gets jwks_uri and signed_jwks_uri
+    metadata: str = "{}"  # extra metadata (a JSON object of entity types), merged in
+    key_alg: str = "ES256"  # ES256 (EC P-256) | RS256 | PS256 (RSA, rsa_bits)
+    rsa_bits: int = 2048
+    lifetime: float = 72 * 3600.0  # exp - iat of the signed documents
+    max_age: float = 3600.0  # Cache-Control max-age ceiling; always below the remaining lifetime
+    rotation_overlap: float = 72 * 3600.0  # next -> active, and retired -> removed
+    write_files: bool = False  # also write .federation-entity-statement.jwt and .federation-jwks.json
+
+    def missing(self) -> list[str]:
+        """The settings still needed before anything can be published."""
+        missing = [] if self.entity_id else ["LAMPLIGHTER_FEDERATION_ENTITY_ID"]
+        if not self.trust_anchor and not self.authority_hints:
+            missing.append("LAMPLIGHTER_FEDERATION_AUTHORITY_HINTS (or LAMPLIGHTER_FEDERATION_TRUST_ANCHOR=true)")
+        return missing
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the data lives. Empty database_url means: start/use the embedded PostgreSQL.
     database_url: str = ""
@@ -183,6 +213,7 @@ class Settings:
     operations: OperationsSettings = field(default_factory=OperationsSettings)
     integrations: IntegrationSettings = field(default_factory=IntegrationSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    federation: FederationSettings = field(default_factory=FederationSettings)
 
     @property
     def embedded(self) -> bool:
@@ -359,6 +390,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         operations=sections.operations(env),
         integrations=sections.integrations(env),
         web=sections.web(env),
+        federation=sections.federation(env),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(

@@ -7,8 +7,9 @@ import re
 from typing import Iterable, Mapping
 
 from storage.notifications import RECIPIENT_KINDS
-from storage.settings import (AlertSettings, IntegrationSettings, OperationsSettings, ReportSettings, SettingsError,
-                              SmtpSettings, WebSettings, _boolean, _choice, _number, normalize_database_url, redact_url)
+from storage.settings import (AlertSettings, FederationSettings, IntegrationSettings, OperationsSettings,
+                              ReportSettings, SettingsError, SmtpSettings, WebSettings, _boolean, _choice, _number,
+                              normalize_database_url, redact_url)
 
 
 def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
@@ -182,3 +183,64 @@ def web(env: Mapping[str, str]) -> WebSettings:
         max_body_bytes=_number(env, "LAMPLIGHTER_WEB_MAX_BODY_BYTES", WebSettings.max_body_bytes, kind=int,
                                minimum=1024),
         shutdown_timeout=_number(env, "LAMPLIGHTER_WEB_SHUTDOWN_TIMEOUT", WebSettings.shutdown_timeout, minimum=0.0))
+# The documents are regenerated daily (federation.generate_files at 02:00): a statement must outlive
+# three regenerations, so two failed nights in a row still never serve an expired one.
+FEDERATION_REGENERATION_INTERVAL = 86400.0
+
+
+def _https_url(raw: str, variable: str) -> str:
+    from urllib.parse import urlsplit
+
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise SettingsError(f"{variable}={url!r}: expected an https:// URL without query or fragment")
+    return url
+
+
+def federation(env: Mapping[str, str]) -> FederationSettings:
+    import json
+
+    entity_id = env.get("LAMPLIGHTER_FEDERATION_ENTITY_ID", "").strip()
+    entity_id = _https_url(entity_id, "LAMPLIGHTER_FEDERATION_ENTITY_ID") if entity_id else ""
+    hints = tuple(_https_url(h, "LAMPLIGHTER_FEDERATION_AUTHORITY_HINTS")
+                  for h in env.get("LAMPLIGHTER_FEDERATION_AUTHORITY_HINTS", "").split(",") if h.strip())
+    anchor_url = env.get("LAMPLIGHTER_FEDERATION_TRUST_ANCHOR_URL", "").strip()
+    anchor_url = _https_url(anchor_url, "LAMPLIGHTER_FEDERATION_TRUST_ANCHOR_URL") if anchor_url else ""
+    trust_anchor = _boolean(env, "LAMPLIGHTER_FEDERATION_TRUST_ANCHOR", False)
+    if trust_anchor and (hints or anchor_url):
+        raise SettingsError("LAMPLIGHTER_FEDERATION_TRUST_ANCHOR: a trust anchor has no superior (unset "
+                            "LAMPLIGHTER_FEDERATION_AUTHORITY_HINTS and LAMPLIGHTER_FEDERATION_TRUST_ANCHOR_URL)")
+    if anchor_url and not hints:
+        hints = (anchor_url,)
+    metadata = env.get("LAMPLIGHTER_FEDERATION_METADATA", "").strip() or "{}"
+    try:
+        parsed = json.loads(metadata)
+    except json.JSONDecodeError:
+        raise SettingsError("LAMPLIGHTER_FEDERATION_METADATA: not valid JSON") from None
+    if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+        raise SettingsError("LAMPLIGHTER_FEDERATION_METADATA: expected a JSON object of entity types, e.g. "
+                            '{"openid_provider": {"issuer": "https://id.example.org"}}')
+    entity_type = env.get("LAMPLIGHTER_FEDERATION_ENTITY_TYPE", "").strip() or "openid_provider"
+    if not re.match(r"^[a-z][a-z0-9_]{0,62}$", entity_type) or entity_type == "federation_entity":
+        raise SettingsError(f"LAMPLIGHTER_FEDERATION_ENTITY_TYPE={entity_type!r}: expected an entity type such as "
+                            "openid_provider or openid_relying_party")
+    lifetime = _number(env, "LAMPLIGHTER_FEDERATION_LIFETIME", 72 * 3600.0, minimum=1.0)
+    if lifetime < 3 * FEDERATION_REGENERATION_INTERVAL:
+        raise SettingsError(f"LAMPLIGHTER_FEDERATION_LIFETIME={lifetime:g}: must be at least three regeneration "
+                            f"intervals ({3 * FEDERATION_REGENERATION_INTERVAL:g} s), so failed nights never "
+                            "serve an expired statement")
+    max_age = _number(env, "LAMPLIGHTER_FEDERATION_MAX_AGE", 3600.0)
+    if max_age >= lifetime:
+        raise SettingsError("LAMPLIGHTER_FEDERATION_MAX_AGE: must be below LAMPLIGHTER_FEDERATION_LIFETIME")
+    overlap = _number(env, "LAMPLIGHTER_FEDERATION_ROTATION_OVERLAP", 72 * 3600.0)
+    if overlap < max_age:
+        raise SettingsError("LAMPLIGHTER_FEDERATION_ROTATION_OVERLAP: must be at least LAMPLIGHTER_FEDERATION_MAX_AGE "
+                            "(a verifier's cached key set must have seen a key before it signs or goes)")
+    return FederationSettings(
+        entity_id=entity_id, authority_hints=hints, trust_anchor=trust_anchor, trust_anchor_url=anchor_url,
+        entity_type=entity_type, metadata=json.dumps(parsed, sort_keys=True),
+        key_alg=_choice(env, "LAMPLIGHTER_FEDERATION_KEY_ALG", "es256", ("es256", "rs256", "ps256")).upper(),
+        rsa_bits=_number(env, "LAMPLIGHTER_FEDERATION_RSA_BITS", 2048, kind=int, minimum=2048),
+        lifetime=lifetime, max_age=max_age, rotation_overlap=overlap,
+        write_files=_boolean(env, "LAMPLIGHTER_FEDERATION_WRITE_FILES", False))

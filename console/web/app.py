@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from console import metrics
+from console import federation_web, metrics
 from console.web import audit, enqueue, errors, health, jobs, queues, schedules
 from console.web.pool import DatabasePool
 from storage import settings as settings_module
@@ -23,7 +23,8 @@ ROUTERS = [
     schedules.router,
     audit.router,
     metrics.router,  # /metrics: Prometheus exposition from the database (its own read-scope check)
-    # Federation's /.well-known/* (console/federation_web.py) and the dashboard: one line each, here.
+    federation_web.router,  # OpenID Federation's /.well-known/* (README "Federation")
+    # The dashboard: one line, here.
 ]
 
 DESCRIPTION = """Enqueue Lamplighter's actors, read jobs and their attempts, and operate queues,

@@ -39,6 +39,9 @@ EXPECTED_ACTORS = {
     "integrations.sweep_health": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 0},
     "integrations.sweep_index": {"queue_name": "integrations", "time_limit": 600_000, "max_retries": 0},
     "idempotency_keys.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
+    "federation.generate_files": {"queue_name": "federation", "time_limit": 300_000, "max_retries": 5},
+    "federation.refresh_cache": {"queue_name": "federation", "time_limit": 120_000, "max_retries": 3},
+    "federation.advance_rotations": {"queue_name": "federation", "time_limit": 300_000, "max_retries": 0},
 }
 
 
