@@ -108,9 +108,12 @@ _create_lock = threading.Lock()
 
 
 def get() -> Listener:
-    """This process's listener for the current database (started on first use)."""
+    """This process's listener for the current database (started on first use). A process
+    uses one database at a time: a listener for another one is stopped."""
     url = connection.database_url()
     with _create_lock:
+        for other in [u for u in _listeners if u != url]:
+            _listeners.pop(other).stop()
         listener = _listeners.get(url)
         if listener is None or not listener.is_alive():
             listener = _listeners[url] = Listener(url)

@@ -11,6 +11,7 @@ import actors
 from domain.outcomes import Cancel
 from storage import engine as broker_module
 from storage import connection
+from storage.rate_limits import RateLimit
 
 broker = actors.broker
 
@@ -113,3 +114,9 @@ def timed_limited(path: str, tag: str, seconds: float) -> None:
 # the outage tests give a worker process a queue of its own.
 OTHER_OUTAGE_QUEUE = "tests-outage-2"
 broker.declare_queue(OTHER_OUTAGE_QUEUE)
+
+
+@dramatiq.actor(broker=broker, actor_name="tests.window_limited", queue_name="tests-outage", max_retries=0,
+                time_limit=60_000, rate_limit=RateLimit(key="provider:{provider}", limit=10, window=1))
+def window_limited(provider: str, n: int) -> None:
+    """At most 10 starts a second per provider, across every worker process (storage/rate_limits.py)."""

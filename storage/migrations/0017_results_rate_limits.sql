@@ -92,8 +92,10 @@ BEGIN
     seen := CASE WHEN own IS NULL THEN n ELSE (SELECT count(*) FROM unnest(times) AS t WHERE t <= at) END;
     IF seen < p_limit THEN
         slot := at;
-    ELSE
+    ELSIF own IS NULL THEN  -- behind every reservation: the first time the window has room after them
         slot := greatest(at + interval '1 millisecond', times[n - p_limit + 1] + span, times[n]);
+    ELSE  -- came back to a window still full (earlier starts ran late): when the oldest start leaves it
+        slot := greatest(at + interval '1 millisecond', times[seen - p_limit + 1] + span);
     END IF;
     UPDATE lamplighter.rate_limits
     SET grants = times || slot, holders = jobs || p_job, expires_at = slot + span

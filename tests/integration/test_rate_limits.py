@@ -217,3 +217,19 @@ def test_take_grants_up_to_the_limit_then_reserves_times_one_after_the_other(bac
     # Back at (after) its reserved time, by the database clock: it starts.
     shift_database_clock(backend, 1.2)
     assert backend.take("provider:a", 3, 1000, jobs[3]) == 0
+
+
+def test_the_pruning_actor_deletes_expired_results_keys_and_old_group_members(backend, sql):
+    from actors import jobs as job_actors
+
+    backend.add("expired", 1, ttl=60_000)
+    backend.add("live", 1, ttl=60_000)
+    sql("UPDATE lamplighter.rate_limits SET expires_at = now() - interval '1 second' WHERE key = 'expired'")
+    sql("INSERT INTO lamplighter.job_results (message_key, result, expires_at) VALUES "
+        "('old', '1', now() - interval '1 second'), ('new', '2', now() + interval '1 hour')")
+    # A member written before the barrier's day, with no barrier left: nothing fires on insert.
+    sql("INSERT INTO lamplighter.group_members (group_id, job_id, callbacks, at) VALUES "
+        "('gone', gen_random_uuid(), '[]', now() - interval '3 days')")
+    assert job_actors.prune_results_and_limits.fn() == {"results": 1, "rate_limit_keys": 1, "group_members": 1}
+    assert sql("SELECT key FROM lamplighter.rate_limits") == [("live",)]
+    assert sql("SELECT message_key FROM lamplighter.job_results") == [("new",)]
