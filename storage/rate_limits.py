@@ -25,6 +25,7 @@ from dramatiq.rate_limits import RateLimiterBackend
 
 from storage import connection, listener
 from storage import queries as query_module
+from storage import settings as settings_module
 
 CONCERN = "rate_limits"
 RATE_LIMIT_CHANNEL = "lamplighter.rate_limits"
@@ -60,7 +61,8 @@ class PostgresBackend(RateLimiterBackend):
         for tries in (1, 2):
             conn = self._connection()
             try:
-                return query_module.execute(conn.cursor(), CONCERN, name, params)
+                return query_module.execute(conn.cursor(), CONCERN, name, params,
+                                            prepare=settings_module.get().prepared_statements)
             except (psycopg2.OperationalError, psycopg2.InterfaceError, query_module.StalePreparedStatement):
                 conn.close()
                 if tries == 2:

@@ -20,6 +20,7 @@ from dramatiq.results.backend import DEFAULT_TIMEOUT, Missing
 
 from storage import connection, listener
 from storage import queries as query_module
+from storage import settings as settings_module
 
 CONCERN = "results"
 RESULTS_CHANNEL = "lamplighter.results"
@@ -41,7 +42,8 @@ class PostgresResultBackend(ResultBackend):
                 conn.autocommit = True
                 self._local.conn, self._local.url = conn, url
             try:
-                return query_module.execute(conn.cursor(), CONCERN, name, params)
+                return query_module.execute(conn.cursor(), CONCERN, name, params,
+                                            prepare=settings_module.get().prepared_statements)
             except (psycopg2.OperationalError, psycopg2.InterfaceError, query_module.StalePreparedStatement):
                 conn.close()
                 if tries == 2:

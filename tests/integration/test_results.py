@@ -2,7 +2,7 @@
 results and group count-downs are written by the job's finish statement."""
 from __future__ import annotations
 
-import time
+import json
 import uuid
 
 import dramatiq
@@ -49,21 +49,6 @@ def limited(provider: str, n: int) -> None:
     pass
 
 
-def test_get_result_blocks_until_the_finish_and_returns_the_value(broker, run_worker, sql):
-    message = add.send(2, 3)
-    run_worker(threads=2, queues=["tests-results"])
-    started = time.monotonic()
-    assert message.get_result(block=True, timeout=20_000) == {"sum": 5}
-    assert time.monotonic() - started < 20
-    [(key, job_id, expires_in)] = sql("SELECT message_key, job_id::text, "
-                                      "extract(epoch FROM expires_at - now()) FROM lamplighter.job_results")
-    assert job_id == message.message_id
-    assert 30 < expires_in <= 60  # result_ttl=60 s, by the database clock
-    # The history row keeps its summary, as for every job.
-    assert sql("SELECT result_summary IS NOT NULL FROM lamplighter.job_history WHERE job_id = %s",
-               (message.message_id,)) == [(True,)]
-
-
 def test_get_result_without_block_and_before_the_finish(broker, sql):
     from dramatiq.results import ResultMissing
 
@@ -74,23 +59,25 @@ def test_get_result_without_block_and_before_the_finish(broker, sql):
         message.get_result(block=True, timeout=200)
 
 
-def test_a_dead_job_raises_result_failure_with_its_error(broker, run_worker):
-    message = refuse.send("no such account")
+def test_results_come_with_the_finish_dead_jobs_raise_and_others_keep_none(broker, run_worker, sql):
+    kept, dead, quiet = add.send(2, 3), refuse.send("no such account"), add_quietly.send(2, 2)
     run_worker(threads=2, queues=["tests-results"])
+    # get_result(block=True) returns the value once the finish is committed.
+    assert kept.get_result(block=True, timeout=20_000) == {"sum": 5}
+    [(job_id, expires_in)] = sql("SELECT job_id::text, extract(epoch FROM expires_at - now()) "
+                                 "FROM lamplighter.job_results WHERE job_id = %s", (kept.message_id,))
+    assert 30 < expires_in <= 60  # result_ttl=60 s, by the database clock
+    # A dead job raises dramatiq's ResultFailure with its error.
     with pytest.raises(ResultFailure) as failure:
-        message.get_result(block=True, timeout=20_000)
-    assert failure.value.orig_exc_type == "ValueError"
-    assert failure.value.orig_exc_msg == "no such account"
-
-
-def test_jobs_without_store_results_keep_no_result(broker, run_worker, sql):
-    message = add_quietly.send(2, 2)
-    run_worker(threads=2, queues=["tests-results"])
+        dead.get_result(block=True, timeout=20_000)
+    assert (failure.value.orig_exc_type, failure.value.orig_exc_msg) == ("ValueError", "no such account")
+    # Without store_results: no result row, the history's summary as before.
     wait_for(lambda: sql("SELECT state FROM dramatiq.queue WHERE message_id = %s",
-                         (message.message_id,)) == [("completed",)], message="job completed")
-    assert sql("SELECT count(*) FROM lamplighter.job_results") == [(0,)]
-    assert sql("SELECT result_summary FROM lamplighter.job_history WHERE job_id = %s",
-               (message.message_id,)) == [({"sum": 4},)]
+                         (quiet.message_id,)) == [("completed",)], message="job completed")
+    assert sql("SELECT count(*) FROM lamplighter.job_results WHERE job_id = %s", (quiet.message_id,)) == [(0,)]
+    assert sql("SELECT job_id::text, result_summary FROM lamplighter.job_history WHERE job_id IN (%s, %s) "
+               "ORDER BY result_summary::text", (kept.message_id, quiet.message_id)) == [
+        (quiet.message_id, {"sum": 4}), (kept.message_id, {"sum": 5})]
 
 
 def test_a_group_runs_its_completion_callback_once_after_every_member(broker, run_worker, sql):
@@ -115,13 +102,15 @@ def test_a_member_recorded_twice_counts_once(broker, sql):
     from storage import rate_limits
 
     group_id = str(uuid.uuid4())
-    rate_limits.PostgresBackend().add(group_id, 2, 60_000)
+    backend = rate_limits.PostgresBackend()
+    backend.add(group_id, 2, 60_000)
+    backend.close()
     member = str(uuid.uuid4())
     callback = [{"message_id": str(uuid.uuid4()), "queue_name": "tests-results", "actor_name": "tests.note",
                  "message": {}, "priority": 0}]
     for _ in range(2):
         sql("INSERT INTO lamplighter.group_members (group_id, job_id, callbacks) VALUES (%s, %s, %s::jsonb) "
-            "ON CONFLICT DO NOTHING", (group_id, member, __import__("json").dumps(callback)))
+            "ON CONFLICT DO NOTHING", (group_id, member, json.dumps(callback)))
     assert sql("SELECT value FROM lamplighter.rate_limits WHERE key = %s", (group_id,)) == [(1,)]
     assert sql("SELECT count(*) FROM dramatiq.queue WHERE actor_name = 'tests.note'") == [(0,)]
 
