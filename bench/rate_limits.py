@@ -87,6 +87,48 @@ def result_latency(samples: int) -> list[float]:
     return out
 
 
+def worker_result_latency(samples: int) -> tuple[list[float], list[float]]:
+    """Through a real worker (in this process, 2 threads, shipped settings): ms from the job's
+    finish (its history row's finished_at, the worker's clock) to get_result(block=True)'s return,
+    and from send to that return. One job at a time: light load."""
+    import dramatiq
+
+    import actors
+    from storage import connection
+
+    @dramatiq.actor(broker=actors.broker, actor_name="bench.echo", queue_name="bench-results", max_retries=0,
+                    store_results=True)
+    def echo(n: int) -> dict:
+        return {"n": n}
+
+    worker = dramatiq.Worker(actors.broker, worker_threads=2, queues=["bench-results"])
+    worker.start()
+    after_finish, round_trip = [], []
+    try:
+        conn = connection.raw_connection("bench")
+        conn.autocommit = True
+        echo.send(-1).get_result(block=True, timeout=30_000)  # warm: prepared statements, LISTEN
+        for n in range(samples):
+            sent = time.time()
+            message = echo.send(n)
+            assert message.get_result(block=True, timeout=10_000) == {"n": n}
+            returned = time.time()
+            cur = conn.cursor()
+            cur.execute("SELECT extract(epoch FROM finished_at) FROM lamplighter.job_history WHERE job_id = %s",
+                        (message.message_id,))
+            after_finish.append((returned - float(cur.fetchone()[0])) * 1000)
+            round_trip.append((returned - sent) * 1000)
+    finally:
+        worker.stop()
+    return after_finish, round_trip
+
+
+def summary(values: list[float]) -> str:
+    ordered = sorted(values)
+    return (f"median {statistics.median(ordered):.1f}, p95 {ordered[int(len(ordered) * 0.95) - 1]:.1f}, "
+            f"max {ordered[-1]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=8)
@@ -110,9 +152,10 @@ def main() -> None:
         rows["redis"] = {"unavailable": f"{type(exc).__name__}: {exc}"}
     for backend, figures in rows.items():
         print(backend, {k: (round(v) if isinstance(v, float) else v) for k, v in figures.items()})
-    latencies = result_latency(50)
-    print("get_result(block=True) after the write, ms: median", round(statistics.median(latencies), 2),
-          "p95", round(sorted(latencies)[int(len(latencies) * 0.95) - 1], 2), "max", round(max(latencies), 2))
+    print("get_result(block=True) after a result row's commit, ms:", summary(result_latency(50)))
+    after_finish, round_trip = worker_result_latency(100)
+    print("get_result(block=True) after the worker's finish, ms:", summary(after_finish))
+    print("send -> get_result(block=True) returned, ms:", summary(round_trip))
 
 
 if __name__ == "__main__":
