@@ -22,6 +22,7 @@ from dramatiq.results import Results as DramatiqResults
 from dramatiq.results.result import wrap_exception, wrap_result
 
 from storage import jobs
+from storage.engine import codec
 
 if TYPE_CHECKING:
     from storage.engine.broker import LamplighterBroker
@@ -66,7 +67,7 @@ class Carried:
             if store:
                 extra.update(result_key=self.results.backend.build_message_key(message), result_ttl_ms=int(ttl),
                              result=_storable(result) if outcome == "completed"
-                             else wrap_exception(exc if exc is not None else Exception(outcome)))
+                             else _failure(exc if exc is not None else Exception(outcome)))
         if self.groups and outcome == "completed":
             group_id = message.options.get("group_completion_uuid")
             callbacks = message.options.get("group_completion_callbacks")
@@ -76,11 +77,23 @@ class Carried:
 
 
 def _storable(result: Any) -> Any:
+    """The result as dramatiq wraps it, or a failure get_result raises if jsonb cannot hold it
+    faithfully (not JSON, NaN, a NUL character or a lone surrogate): never altered in silence,
+    and never a refusal of the whole finish batch."""
     try:
-        json.dumps(result)
-        return wrap_result(result)
+        json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        return wrap_exception(TypeError(f"the actor's result is not JSON: {exc}"))
+        return wrap_exception(TypeError(f"the actor's result is not JSON: {codec.storable(str(exc))}"))
+    if codec.storable_value(result) != result:
+        return wrap_exception(ValueError("the actor's result holds a NUL character or a lone surrogate, "
+                                         "which PostgreSQL's jsonb cannot store"))
+    return wrap_result(result)
+
+
+def _failure(exc: BaseException) -> dict:
+    wrapped = wrap_exception(exc)
+    wrapped["exn"] = {k: codec.storable(v) for k, v in wrapped["exn"].items()}
+    return wrapped
 
 
 def _callback(broker: "LamplighterBroker", message: dict) -> dict:

@@ -137,3 +137,19 @@ def test_a_bad_rate_limit_is_refused_at_declaration():
     with pytest.raises(RateLimitError):
         dramatiq.actor(broker=actors.broker, actor_name="tests.bad_limit", queue_name="tests-results",
                        rate_limit=RateLimit(limit=0))(lambda: None)
+
+
+@dramatiq.actor(broker=actors.broker, actor_name="tests.odd_result", queue_name="tests-results", max_retries=0,
+                store_results=True)
+def odd_result(kind: str):
+    return {"nul": "a\x00b", "nan": float("nan"), "object": object()}[kind]
+
+
+def test_a_result_jsonb_cannot_hold_is_a_result_failure_not_a_refused_batch(broker, run_worker, sql):
+    messages = {kind: odd_result.send(kind) for kind in ("nul", "nan", "object")}
+    run_worker(threads=2, queues=["tests-results"])
+    for kind, message in messages.items():
+        with pytest.raises(ResultFailure) as failure:
+            message.get_result(block=True, timeout=20_000)
+        assert failure.value.orig_exc_type == ("ValueError" if kind == "nul" else "TypeError"), kind
+    assert sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'completed'") == [(3,)]
