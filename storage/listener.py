@@ -33,6 +33,7 @@ class Listener(threading.Thread):
         self.lock = threading.Lock()
         self.waiters: dict[tuple[str, str], set[threading.Event]] = {}
         self.ready = threading.Event()  # LISTEN is in force on a live connection
+        self.wanted = threading.Event()  # someone waits (or waited): keep a connection
         self.stopping = threading.Event()
 
     @contextmanager
@@ -43,6 +44,7 @@ class Listener(threading.Thread):
         with self.lock:
             for key in keys:
                 self.waiters.setdefault((channel, key), set()).add(event)
+            self.wanted.set()
         try:
             if not self.ready.wait(timeout):
                 raise connection.DatabaseUnavailable("the LISTEN connection could not be opened")
@@ -70,7 +72,12 @@ class Listener(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            conn = None
+            # Connected while someone waits; a connection lost with nobody waiting (the database
+            # was dropped, a restart) is opened again only when the next waiter comes.
+            self.wanted.wait()
+            if self.stopping.is_set():
+                return
+            conn, error = None, None
             try:
                 dsn, params = connection.split_url(self.url)
                 conn = psycopg2.connect(dsn, **{**connection.connect_kwargs("lamplighter-listener"), **params})
@@ -87,8 +94,7 @@ class Listener(threading.Thread):
                             notice = conn.notifies.pop(0)
                             self._wake(notice.channel, notice.payload)
             except Exception as exc:  # lost connection, server restart: reconnect
-                log.warning("listener_reconnecting", error=str(exc).strip().splitlines()[0] if str(exc).strip()
-                            else type(exc).__name__)
+                error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             finally:
                 self.ready.clear()
                 self._wake_all()
@@ -97,10 +103,16 @@ class Listener(threading.Thread):
                         conn.close()
                     except Exception:
                         pass
+            with self.lock:
+                if not self.waiters:
+                    self.wanted.clear()
+                    continue
+            log.warning("listener_reconnecting", error=error)
             self.stopping.wait(RECONNECT_PAUSE)
 
     def stop(self) -> None:
         self.stopping.set()
+        self.wanted.set()
 
 
 _listeners: dict[str, Listener] = {}

@@ -14,28 +14,28 @@ from storage.rate_limits import RateLimit
 from tests.conftest import wait_for
 
 
-@dramatiq.actor(broker=actors.broker, actor_name="tests.add", queue_name="tests-results", max_retries=0,
+@dramatiq.actor(broker=actors.broker, actor_name="tests.results_add", queue_name="tests-results", max_retries=0,
                 store_results=True, result_ttl=60_000)
 def add(x: int, y: int) -> dict:
     return {"sum": x + y}
 
 
-@dramatiq.actor(broker=actors.broker, actor_name="tests.add_quietly", queue_name="tests-results", max_retries=0)
+@dramatiq.actor(broker=actors.broker, actor_name="tests.results_add_quietly", queue_name="tests-results", max_retries=0)
 def add_quietly(x: int, y: int) -> dict:
     return {"sum": x + y}
 
 
-@dramatiq.actor(broker=actors.broker, actor_name="tests.refuse", queue_name="tests-results", max_retries=0,
+@dramatiq.actor(broker=actors.broker, actor_name="tests.results_refuse", queue_name="tests-results", max_retries=0,
                 store_results=True)
 def refuse(reason: str) -> None:
     raise ValueError(reason)
 
 
-@dramatiq.actor(broker=actors.broker, actor_name="tests.note", queue_name="tests-results", max_retries=0)
+@dramatiq.actor(broker=actors.broker, actor_name="tests.results_note", queue_name="tests-results", max_retries=0)
 def note(table: str, tag: str) -> None:
     from storage import connection
 
-    conn = connection.raw_connection("tests-note")
+    conn = connection.raw_connection("tests.results_note")
     try:
         with conn:
             conn.cursor().execute(f"INSERT INTO public.{table} VALUES (%s, clock_timestamp())", (tag,))
@@ -43,7 +43,8 @@ def note(table: str, tag: str) -> None:
         conn.close()
 
 
-@dramatiq.actor(broker=actors.broker, actor_name="tests.limited", queue_name="tests-results", max_retries=0,
+@dramatiq.actor(broker=actors.broker, actor_name="tests.window_limited_in_process", queue_name="tests-results",
+                max_retries=0,
                 rate_limit=RateLimit(key="provider:{provider}", limit=3, window=0.5))
 def limited(provider: str, n: int) -> None:
     pass
@@ -106,13 +107,13 @@ def test_a_member_recorded_twice_counts_once(broker, sql):
     backend.add(group_id, 2, 60_000)
     backend.close()
     member = str(uuid.uuid4())
-    callback = [{"message_id": str(uuid.uuid4()), "queue_name": "tests-results", "actor_name": "tests.note",
+    callback = [{"message_id": str(uuid.uuid4()), "queue_name": "tests-results", "actor_name": "tests.results_note",
                  "message": {}, "priority": 0}]
     for _ in range(2):
         sql("INSERT INTO lamplighter.group_members (group_id, job_id, callbacks) VALUES (%s, %s, %s::jsonb) "
             "ON CONFLICT DO NOTHING", (group_id, member, json.dumps(callback)))
     assert sql("SELECT value FROM lamplighter.rate_limits WHERE key = %s", (group_id,)) == [(1,)]
-    assert sql("SELECT count(*) FROM dramatiq.queue WHERE actor_name = 'tests.note'") == [(0,)]
+    assert sql("SELECT count(*) FROM dramatiq.queue WHERE actor_name = 'tests.results_note'") == [(0,)]
 
 
 def test_a_job_over_its_rate_limit_waits_in_the_queue_without_using_an_attempt(broker, run_worker, sql):
@@ -135,11 +136,11 @@ def test_a_bad_rate_limit_is_refused_at_declaration():
     from storage.rate_limits import RateLimitError
 
     with pytest.raises(RateLimitError):
-        dramatiq.actor(broker=actors.broker, actor_name="tests.bad_limit", queue_name="tests-results",
+        dramatiq.actor(broker=actors.broker, actor_name="tests.results_bad_limit", queue_name="tests-results",
                        rate_limit=RateLimit(limit=0))(lambda: None)
 
 
-@dramatiq.actor(broker=actors.broker, actor_name="tests.odd_result", queue_name="tests-results", max_retries=0,
+@dramatiq.actor(broker=actors.broker, actor_name="tests.results_odd", queue_name="tests-results", max_retries=0,
                 store_results=True)
 def odd_result(kind: str):
     return {"nul": "a\x00b", "nan": float("nan"), "object": object()}[kind]
