@@ -66,7 +66,7 @@ class Carried:
             store, ttl = self.results._lookup_options(broker, message)
             if store:
                 extra.update(result_key=self.results.backend.build_message_key(message), result_ttl_ms=int(ttl),
-                             result=_storable(result) if outcome == "completed"
+                             result=_storable(result, broker.settings.max_payload_bytes) if outcome == "completed"
                              else _failure(exc if exc is not None else Exception(outcome)))
         if self.groups and outcome == "completed":
             group_id = message.options.get("group_completion_uuid")
@@ -76,14 +76,17 @@ class Carried:
         return extra or None
 
 
-def _storable(result: Any) -> Any:
+def _storable(result: Any, max_bytes: int) -> Any:
     """The result as dramatiq wraps it, or a failure get_result raises if jsonb cannot hold it
-    faithfully (not JSON, NaN, a NUL character or a lone surrogate): never altered in silence,
-    and never a refusal of the whole finish batch."""
+    faithfully (not JSON, NaN, a NUL character or a lone surrogate) or it is larger than a
+    message may be: never altered in silence, and never a refusal of the whole finish batch."""
     try:
-        json.dumps(result, allow_nan=False)
+        text = json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
         return wrap_exception(TypeError(f"the actor's result is not JSON: {codec.storable(str(exc))}"))
+    if len(text) > max_bytes:
+        return wrap_exception(ValueError(f"the actor's result is {len(text)} bytes of JSON, more than "
+                                         f"LAMPLIGHTER_MAX_PAYLOAD_BYTES ({max_bytes})"))
     if codec.storable_value(result) != result:
         return wrap_exception(ValueError("the actor's result holds a NUL character or a lone surrogate, "
                                          "which PostgreSQL's jsonb cannot store"))
