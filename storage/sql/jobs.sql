@@ -273,7 +273,9 @@ WITH f AS (
     -- dramatiq results (actors with store_results=True; storage/engine/results.py): only the
     -- finishes that carry one reach this insert. Its trigger announces each on LISTEN.
     INSERT INTO lamplighter.job_results (message_key, job_id, result, expires_at)
-    SELECT f.result_key, f.message_id, f.result, lamplighter.now() + f.result_ttl_ms * interval '1 millisecond'
+    -- (jsonb_to_recordset reads a JSON null as SQL NULL: an actor that returned None.)
+    SELECT f.result_key, f.message_id, coalesce(f.result, 'null'::jsonb),
+           lamplighter.now() + f.result_ttl_ms * interval '1 millisecond'
     FROM finished JOIN f USING (message_id)
     WHERE f.result_key IS NOT NULL
     ON CONFLICT (message_key) DO UPDATE SET job_id = EXCLUDED.job_id, result = EXCLUDED.result,

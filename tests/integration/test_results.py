@@ -143,14 +143,16 @@ def test_a_bad_rate_limit_is_refused_at_declaration():
 @dramatiq.actor(broker=actors.broker, actor_name="tests.results_odd", queue_name="tests-results", max_retries=0,
                 store_results=True)
 def odd_result(kind: str):
-    return {"nul": "a\x00b", "nan": float("nan"), "object": object(), "huge": "x" * 300_000}[kind]
+    return {"nul": "a\x00b", "nan": float("nan"), "object": object(), "huge": "x" * 300_000, "none": None}[kind]
 
 
 def test_a_result_jsonb_cannot_hold_is_a_result_failure_not_a_refused_batch(broker, run_worker, sql):
     messages = {kind: odd_result.send(kind) for kind in ("nul", "nan", "object", "huge")}
+    nothing = odd_result.send("none")
     run_worker(threads=2, queues=["tests-results"])
+    assert nothing.get_result(block=True, timeout=20_000) is None  # an actor that returned None
     for kind, message in messages.items():
         with pytest.raises(ResultFailure) as failure:
             message.get_result(block=True, timeout=20_000)
         assert failure.value.orig_exc_type == ("ValueError" if kind in ("nul", "huge") else "TypeError"), kind
-    assert sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'completed'") == [(4,)]
+    assert sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'completed'") == [(5,)]
