@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import psycopg2
+import structlog
 from dramatiq.middleware import Middleware, MiddlewareError, SkipMessage
 from dramatiq.rate_limits import RateLimiterBackend
 
@@ -27,6 +28,7 @@ from storage import connection, listener
 from storage import queries as query_module
 from storage import settings as settings_module
 
+log = structlog.get_logger("lamplighter.rate_limits")
 CONCERN = "rate_limits"
 RATE_LIMIT_CHANNEL = "lamplighter.rate_limits"
 # A declarative limit's window is widened by this much: the worker records a start a little
@@ -188,4 +190,7 @@ class RateLimits(Middleware):
         key = limit.key_for(actor.actor_name, actor.fn, tuple(message.args), dict(message.kwargs))
         wait_ms = self.backend.take(key, limit.limit, int(limit.window * 1000), message.message_id)
         if wait_ms > 0 and broker.postpone(message, wait_ms):
+            message.rate_limited = True  # storage/logs.py drops dramatiq's "was skipped" warning
+            log.info("job_rate_limited", job_id=message.message_id, actor=actor.actor_name, key=key,
+                     retry_in_ms=wait_ms)
             raise SkipMessage(f"rate limit {key!r}: back in {wait_ms} ms")
