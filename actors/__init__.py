@@ -13,7 +13,9 @@ from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, ShutdownNotifica
 
 from storage import logs
 from storage import settings as settings_module
-from storage.engine import LamplighterBroker
+from storage.engine import GroupCallbacks, LamplighterBroker, Results
+from storage.rate_limits import PostgresBackend, RateLimits
+from storage.results import PostgresResultBackend
 from storage.schedules import PeriodicSchedules
 
 # dramatiq's Retries, extended with retry schedules and the domain's outcome vocabulary.
@@ -29,6 +31,7 @@ logs.configure(log_format=settings.log_format, level=settings.log_level)
 
 
 def build_broker(current: settings_module.Settings) -> LamplighterBroker:
+    rate_limiter_backend = PostgresBackend()
     middleware = [
         AgeLimit(),
         TimeLimit(time_limit=10 * 60 * 1000),  # actors declare their own; this is the ceiling default
@@ -36,6 +39,11 @@ def build_broker(current: settings_module.Settings) -> LamplighterBroker:
         Callbacks(),
         Pipelines(),
         Retries(max_retries=20),
+        # dramatiq's results (store_results=True), group callbacks and rate limiters on PostgreSQL,
+        # and `rate_limit=RateLimit(...)` on actors (README "Results, rate limits and groups").
+        Results(backend=PostgresResultBackend()),
+        GroupCallbacks(rate_limiter_backend),
+        RateLimits(rate_limiter_backend),
         # Accepts `periodic=` (cron schedules; README "Scheduler"); never drops a message.
         PeriodicSchedules(),
         # Accepts `critical=`, `failure_threshold=`, `failure_window=` (alerts.failed_jobs).

@@ -5,9 +5,11 @@ import dramatiq
 from periodiq import cron
 
 from domain import retention
-from storage import jobs
+from storage import jobs, rate_limits, results
 from storage import settings as settings_module
 from storage.schedules import schedule
+
+GROUP_RETENTION_SECONDS = 2 * 86_400  # past the barrier's day (dramatiq's GROUP_CALLBACK_BARRIER_TTL)
 
 
 @dramatiq.actor(actor_name="maintenance.prune_jobs", queue_name="maintenance", priority=100,
@@ -30,3 +32,19 @@ def prune_jobs(max_batches: int = 1000) -> dict:
         "completed": batch(("completed", "cancelled"), current.completed_retention),
         "dead": batch(("dead",), current.dead_retention),
     }, max_batches=max_batches)
+
+
+@dramatiq.actor(actor_name="maintenance.prune_results_and_limits", queue_name="maintenance", priority=100,
+                time_limit=10 * 60_000, max_retries=3,
+                periodic=schedule("maintenance.prune_results_and_limits", cron("*/10 * * * *"), overlap="skip"))
+def prune_results_and_limits(max_batches: int = 1000) -> dict:
+    """Delete expired dramatiq results and rate-limiter keys (their TTL passed by the database
+    clock: they already count as absent) and the members of groups that ended more than a day
+    ago (a group's barrier lives a day, dramatiq's default)."""
+    size = settings_module.get().prune_batch_size
+    counts = {}
+    for kind, run_batch in (("results", lambda: results.prune(size)),
+                            ("rate_limit_keys", lambda: rate_limits.prune(size)),
+                            ("group_members", lambda: rate_limits.prune_group_members(GROUP_RETENTION_SECONDS, size))):
+        counts[kind], _ = retention.until_done(run_batch, max_batches)
+    return counts

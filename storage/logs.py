@@ -95,6 +95,10 @@ class _DropResultWarning(logging.Filter):
     # of in a dramatiq result backend, so dramatiq's "you haven't added the Results
     # middleware" warning is noise on every job that returns something.
     def filter(self, record: logging.LogRecord) -> bool:
+        # Also dramatiq's "Message ... was skipped." for a job sent back by its rate limit:
+        # storage/rate_limits.py logs job_rate_limited instead (normal operation, not a warning).
+        if record.msg == "Message %s was skipped." and record.args and getattr(record.args[0], "rate_limited", False):
+            return False
         return "haven't added the Results middleware" not in record.getMessage()
 
 

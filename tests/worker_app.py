@@ -11,6 +11,7 @@ import actors
 from domain.outcomes import Cancel
 from storage import engine as broker_module
 from storage import connection
+from storage.rate_limits import RateLimit
 
 broker = actors.broker
 
@@ -119,3 +120,9 @@ broker.declare_queue(OTHER_OUTAGE_QUEUE)
 def query(seconds: float = 0.2) -> None:
     """Holds its thread's database connection for ``seconds`` (the connection budget's test)."""
     connection.init_database().execute_sql("SELECT pg_sleep(%s)", (seconds,))
+
+
+@dramatiq.actor(broker=broker, actor_name="tests.window_limited", queue_name="tests-outage", max_retries=0,
+                time_limit=60_000, rate_limit=RateLimit(key="provider:{provider}", limit=10, window=1))
+def window_limited(provider: str, n: int) -> None:
+    """At most 10 starts a second per provider, across every worker process (storage/rate_limits.py)."""

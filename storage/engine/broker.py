@@ -46,6 +46,7 @@ from storage.engine.consumer import LamplighterConsumer
 from storage.engine.finisher import Finisher
 from storage.engine import presence as presence_module
 from storage.engine.presence import Presence
+from storage.engine.results import Carried
 
 log = structlog.get_logger("lamplighter.broker")
 job_log = logs.JobLogger("lamplighter.broker")  # per-job lines: rendered and written off the worker thread
@@ -70,6 +71,7 @@ class LamplighterBroker(PostgresBroker):
         self.settings = settings or settings_module.get()
         self._hooks: dict[str, tuple] = {}
         self._max_retries: Any = _UNSET
+        self._carried: Any = _UNSET  # what finishes carry for Results / GroupCallbacks (engine/results.py)
         # results=False: return values are summarised in the history row, not kept as
         # dramatiq results. The pool is unused by our consumer; dramatiq-pg wants one.
         super().__init__(url="", results=False, middleware=middleware)
@@ -140,6 +142,7 @@ class LamplighterBroker(PostgresBroker):
         super().add_middleware(middleware, before=before, after=after)
         self._hooks = {}
         self._max_retries = _UNSET
+        self._carried = _UNSET
 
     def _hooks_for(self, name: str) -> tuple:
         hooks = self._hooks.get(name)
@@ -314,6 +317,16 @@ class LamplighterBroker(PostgresBroker):
         if claim is not None:
             claim.verdict = verdict
 
+    def postpone(self, message, delay_ms: int) -> bool:
+        """Send the claimed, not yet started job of ``message`` back to the queue for ``delay_ms``
+        without using an attempt (a middleware's before_process_message, which then raises
+        SkipMessage: a rate limit). False if it cannot be: not held here, or started already."""
+        claim = claims.of(self.inflight, message)
+        if claim is None or claim.started_at is not None:
+            return False
+        claim.verdict, claim.retry_delay_ms = "postpone", int(delay_ms)
+        return True
+
     def finish(self, message, *, failed: bool) -> None:
         claim = claims.of(self.inflight, message)
         if claim is None:  # not ours, or a stale copy of a job handed back and claimed again
@@ -339,6 +352,9 @@ class LamplighterBroker(PostgresBroker):
                 reason = f"MaxAgeExceeded: {codec.first_line(getattr(message, '_exception', None)) or 'message too old'}"
                 log.error("job_rejected", job_id=claim.message_id, queue=claim.queue_name, reason=reason)
                 self.finisher.submit("reject", {**ids, "reason": codec.storable(reason)})
+                return
+            if claim.verdict == "postpone":
+                self.finisher.submit("defer", {**ids, "delay_seconds": claim.retry_delay_ms / 1000, "reason": None})
                 return
             # Never started (e.g. skipped because the worker is stopping): hand it back untouched.
             self.finisher.submit("release", ids)
@@ -372,6 +388,14 @@ class LamplighterBroker(PostgresBroker):
             finish["error_type"] = codec.storable(type(exc).__name__)
             finish["error_message"] = codec.storable(str(exc)[:2000])
             finish["traceback"] = codec.storable("".join(traceback_module.format_exception(exc))[-8000:])
+        carried = self._carried
+        if carried is _UNSET:
+            built = Carried(self)
+            carried = self._carried = built if built.results is not None or built.groups else None
+        if carried is not None:
+            extra = carried.fields(self, message, outcome, claim.result, exc)
+            if extra:
+                finish.update(extra)
         self.finisher.submit("finish", finish)
         if outcome == "completed":
             job_log.info("job_completed", duration_ms=round(duration_ms, 1))

@@ -29,6 +29,9 @@ def reduced(finish: dict, error: BaseException) -> dict:
     """A finish the database refused, without what it may have refused: the error text,
     traceback and result are replaced by a placeholder naming the refusal."""
     code = getattr(error, "pgcode", None) or type(error).__name__
+    if finish.get("result_key"):  # a dramatiq result: get_result raises ResultFailure, it does not wait
+        finish = {**finish, "result": {"__t": "dramatiq.results.Result", "exn": {
+            "type": "ResultRefused", "msg": f"the database refused this result ({code})"}}}
     return {**finish, "reduced": True, "traceback": None, "result_summary": None,
             "error_type": finish.get("error_type") and "".join(c for c in finish["error_type"] if c.isprintable()),
             "error_message": (f"[the database refused this attempt's error text or result ({code}); "

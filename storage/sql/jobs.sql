@@ -217,10 +217,11 @@ WHERE q.message_id = s.message_id AND q.claim_token = s.token AND q.attempt = s.
   AND q.state = 'running';
 
 -- name: job_finish_many --
--- Finish attempts: state change, history row and the freeing of concurrency slots in one
--- statement. Each finish names (job, claim token, attempt): a late finish (after a rescue, by a
--- worker declared dead) matches no row and writes nothing, so it can never overwrite the next
--- claim's attempt, even one made by the same worker.
+-- Finish attempts: state change, history row, the freeing of concurrency slots, a dramatiq
+-- result and a group member's count-down in one statement. Each finish names (job, claim
+-- token, attempt): a late finish (after a rescue, by a worker declared dead) matches no row
+-- and writes nothing, so it can never overwrite the next claim's attempt, even one made by the
+-- same worker.
 -- Re-running the same statement after a COMMIT whose outcome was unknown is harmless for the
 -- same reason. state is queued (retry at delay_ms), completed, dead or cancelled; started_at
 -- and finished_at are epoch seconds (the worker's clock).
@@ -233,7 +234,8 @@ WITH f AS (
         message_id uuid, token bigint, attempt integer, state text, delay_ms bigint, outcome text,
         started_at double precision, finished_at double precision, duration_ms double precision,
         args_digest text, error_type text, error_message text, traceback text,
-        result_summary jsonb)
+        result_summary jsonb, result_key text, result jsonb, result_ttl_ms bigint, group_id text,
+        group_callbacks jsonb)
 ), finished AS (
     UPDATE dramatiq.queue AS q
     SET state = f.state,
@@ -281,6 +283,25 @@ WITH f AS (
     ORDER BY actor_name, outcome, bucket
     ON CONFLICT (actor_name, outcome, bucket, shard) DO UPDATE
     SET attempts = c.attempts + EXCLUDED.attempts, run_seconds = c.run_seconds + EXCLUDED.run_seconds
+), kept AS (
+    -- dramatiq results (actors with store_results=True; storage/engine/results.py): only the
+    -- finishes that carry one reach this insert. Its trigger announces each on LISTEN.
+    INSERT INTO lamplighter.job_results (message_key, job_id, result, expires_at)
+    -- (jsonb_to_recordset reads a JSON null as SQL NULL: an actor that returned None.)
+    SELECT f.result_key, f.message_id, coalesce(f.result, 'null'::jsonb),
+           lamplighter.now() + f.result_ttl_ms * interval '1 millisecond'
+    FROM finished JOIN f USING (message_id)
+    WHERE f.result_key IS NOT NULL
+    ON CONFLICT (message_key) DO UPDATE SET job_id = EXCLUDED.job_id, result = EXCLUDED.result,
+                                            expires_at = EXCLUDED.expires_at
+), grouped AS (
+    -- Completed members of a dramatiq group with completion callbacks: the trigger on
+    -- lamplighter.group_members counts the group down and enqueues its callbacks after the last.
+    INSERT INTO lamplighter.group_members (group_id, job_id, callbacks)
+    SELECT f.group_id, f.message_id, f.group_callbacks
+    FROM finished JOIN f USING (message_id)
+    WHERE f.group_id IS NOT NULL AND f.state = 'completed'
+    ON CONFLICT DO NOTHING
 )
 SELECT count(*) AS recorded FROM recorded;
 
@@ -302,12 +323,13 @@ WHERE rejected.concurrency_key IS NOT NULL AND s.key = rejected.concurrency_key
 
 -- name: job_defer_unknown_actor --
 -- A job for an actor this worker does not know, inside the grace: back to the queue for a
--- worker of a newer release, without consuming an attempt.
+-- worker of a newer release, without consuming an attempt. Also a job over its rate limit
+-- (storage/rate_limits.py), until its reserved time, with no reason (last_error is kept).
 WITH deferred AS (
     UPDATE dramatiq.queue
     SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL, claim_token = NULL,
         available_at = lamplighter.now() + make_interval(secs => %(delay_seconds)s),
-        last_error = %(reason)s, mtime = lamplighter.now()
+        last_error = coalesce(%(reason)s, last_error), mtime = lamplighter.now()
     WHERE message_id = %(message_id)s AND claim_token = %(token)s AND state = 'running'
     RETURNING message_id, concurrency_key
 )

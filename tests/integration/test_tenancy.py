@@ -201,6 +201,7 @@ def test_a_tenant_bound_jobs_log_line_and_history_row_show_its_tenant(broker, ru
     finally:
         logs.configure(log_format="json", level="INFO")
     assert line["tenant_id"] == "acme"
-    [attempt] = jobs.get(message.message_id).attempts
+    # The line is written as the finish is handed to the finisher; its commit follows.
+    [attempt] = wait_for(lambda: jobs.get(message.message_id).attempts, message="the attempt's history row")
     assert (attempt.outcome, attempt.tenant_id) == ("completed", "acme")
     assert sql("SELECT tenant_id FROM lamplighter.job_history WHERE job_id = %s", (message.message_id,)) == [("acme",)]

@@ -15,6 +15,7 @@ EXPECTED_ACTORS = {
     "accounts.retry_managed_account_creations": {"queue_name": "accounts", "time_limit": 300_000, "max_retries": 0},
     "invitations.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
     "maintenance.prune_jobs": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
+    "maintenance.prune_results_and_limits": {"queue_name": "maintenance", "time_limit": 600_000, "max_retries": 3},
     "audit.create_partitions": {"queue_name": "maintenance", "time_limit": 300_000, "max_retries": 3},
     "sessions.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
     "tokens.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
