@@ -53,3 +53,4 @@ from actors import jobs  # noqa: E402,F401
 from actors import accounts, invitations  # noqa: E402,F401
 from actors import audit, sessions, tokens  # noqa: E402,F401
 from actors import notifications  # noqa: E402,F401
+from actors import billing, documents, quotas, tenants, webhooks  # noqa: E402,F401

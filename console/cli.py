@@ -140,13 +140,14 @@ def read_secret(prompt: str, *, what: str = "password") -> str:
 def build_parser() -> argparse.ArgumentParser:
     from console.verbs import (accounts, alerts, audit, config, jobs, notifications, processes, queues, schedule,
                                stats, tenants, tokens, users, workers)
+    from console.verbs import documents, webhooks
 
     parser = Parser(prog="lamplighter", description="Background jobs on PostgreSQL: run, inspect and operate.")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     verbs.required = True
     # The order `lamplighter --help` lists the verbs in: processes first, then what operators use most.
     for noun in (processes, jobs, stats, workers, queues, schedule, alerts, notifications, accounts, users, tokens,
-                 tenants, audit, config):
+                 tenants, documents, webhooks, audit, config):
         noun.register(verbs)
     return parser
 

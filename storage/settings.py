@@ -54,6 +54,31 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class DocumentSettings:
+    """Documents (domain/documents.py): a tenant's quota until an operator sets its own, and how
+    long an upload is kept (LAMPLIGHTER_DOCUMENTS_*)."""
+
+    max_documents: int = 10_000
+    max_bytes: int = 10 * 1024 ** 3
+    retention_days: int = 365
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    """The billing service usage is reported to (LAMPLIGHTER_BILLING_URL, _TOKEN); no URL: not reported."""
+
+    url: str = field(default="", repr=False)  # may carry a key in its query
+    token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Signed webhooks (domain/webhooks.py): deliveries at once per endpoint (LAMPLIGHTER_WEBHOOKS_CONCURRENCY)."""
+
+    concurrency_per_endpoint: int = 4
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where the data lives. Empty database_url means: start/use the embedded PostgreSQL.
     database_url: str = ""
@@ -128,6 +153,9 @@ class Settings:
     # Notifications and alerts (domain/notifications.py, domain/alerts.py).
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    documents: DocumentSettings = field(default_factory=DocumentSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def embedded(self) -> bool:
@@ -297,6 +325,9 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
                                          minimum=86400.0),
         smtp=sections.smtp(env),
         alerts=sections.alerts(env),
+        documents=sections.documents(env),
+        billing=sections.billing(env),
+        webhooks=sections.webhooks(env),
     )
     if settings.lease_timeout <= settings.heartbeat_interval:
         raise SettingsError(

@@ -7,7 +7,8 @@ import re
 from typing import Iterable, Mapping
 
 from storage.notifications import RECIPIENT_KINDS
-from storage.settings import AlertSettings, SettingsError, SmtpSettings, _boolean, _choice, redact_url
+from storage.settings import (AlertSettings, BillingSettings, DocumentSettings, SettingsError, SmtpSettings,
+                              WebhookSettings, _boolean, _choice, _number, redact_url)
 
 
 def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
@@ -122,3 +123,23 @@ def alerts(env: Mapping[str, str]) -> AlertSettings:
         raise SettingsError("LAMPLIGHTER_ALERT_WEBHOOK_URL: expected an http(s):// URL")
     return AlertSettings(recipients=recipients, webhook_url=webhook_url,
                          webhook_format=_choice(env, "LAMPLIGHTER_ALERT_WEBHOOK_FORMAT", "json", ("json", "slack")))
+
+
+def documents(env: Mapping[str, str]) -> DocumentSettings:
+    return DocumentSettings(
+        max_documents=_number(env, "LAMPLIGHTER_DOCUMENTS_MAX_DOCUMENTS", DocumentSettings.max_documents, kind=int),
+        max_bytes=_number(env, "LAMPLIGHTER_DOCUMENTS_MAX_BYTES", DocumentSettings.max_bytes, kind=int),
+        retention_days=_number(env, "LAMPLIGHTER_DOCUMENTS_RETENTION_DAYS", DocumentSettings.retention_days, kind=int,
+                               minimum=1))
+
+
+def billing(env: Mapping[str, str]) -> BillingSettings:
+    url = env.get("LAMPLIGHTER_BILLING_URL", "").strip()
+    if url and not re.match(r"^https?://[^/]+", url):
+        raise SettingsError(f"LAMPLIGHTER_BILLING_URL={redact_url(url)!r}: expected http(s)://host[:port]/path")
+    return BillingSettings(url=url, token=env.get("LAMPLIGHTER_BILLING_TOKEN", "").strip())
+
+
+def webhooks(env: Mapping[str, str]) -> WebhookSettings:
+    return WebhookSettings(concurrency_per_endpoint=_number(env, "LAMPLIGHTER_WEBHOOKS_CONCURRENCY", 4, kind=int,
+                                                            minimum=1))

@@ -34,3 +34,10 @@ FROM previous
 WHERE t.id = previous.id
 RETURNING t.id, t.name, t.billing_status, t.grace_period_ends_at, t.created_at, t.updated_at,
           previous.billing_status AS previous_status, previous.grace_period_ends_at AS previous_grace_period_ends_at;
+
+-- name: tenant_list_overdue --
+-- Tenants in grace whose grace period has ended (by the database's clock).
+SELECT id, name, billing_status, grace_period_ends_at, created_at, updated_at
+FROM lamplighter.tenants
+WHERE billing_status = 'grace' AND grace_period_ends_at <= lamplighter.now()
+ORDER BY id;

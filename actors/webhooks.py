@@ -1,0 +1,41 @@
+"""Webhook actors: thin transport over domain.webhooks.
+
+``webhooks.deliver`` uses message retries, on purpose: a delivery works now or later and nobody
+acts on each attempt; the delivery row records them. Its ``retry_schedule`` is the Standard
+Webhooks one (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h); the domain spreads each
+delay by ±10% and honours a longer Retry-After, and passes it as ``RetryLater(delay=...)``. At
+most LAMPLIGHTER_WEBHOOKS_CONCURRENCY deliveries per endpoint run at once (a concurrency key per
+endpoint, given at enqueue by :func:`queue_delivery`).
+"""
+from __future__ import annotations
+
+import dramatiq
+
+from actors.outbound import Outbound
+from domain import webhooks
+from storage import settings as settings_module
+
+
+@dramatiq.actor(actor_name="webhooks.deliver", queue_name="webhooks", priority=20, time_limit=2 * 60_000,
+                max_retries=len(webhooks.RETRY_SCHEDULE), retry_schedule=list(webhooks.RETRY_SCHEDULE))
+def deliver(tenant_id: str, delivery_id: int) -> dict:
+    return webhooks.deliver(tenant_id, delivery_id, post=post)
+
+
+def post(url: str, body: bytes, headers: dict) -> tuple[int, str | None]:
+    """Any answer comes back to the domain to judge (a 3xx is not followed); network failures and
+    refused addresses are outcomes."""
+    response = Outbound().post(url, data=body, headers=headers, success=lambda status: True)
+    return response.status_code, response.headers.get("Retry-After")
+
+
+def queue_delivery(delivery_id: int, endpoint_id: int, tenant_id: str) -> None:
+    """The send port of domain.webhooks.publish: in the caller's transaction, limited per endpoint."""
+    deliver.send_with_options(args=(tenant_id, delivery_id), tenant_id=tenant_id,
+                              concurrency_key=f"webhook-endpoint:{endpoint_id}",
+                              concurrency_limit=settings_module.get().webhooks.concurrency_per_endpoint)
+
+
+def publish(tenant_id: str, event_type: str, payload: dict) -> None:
+    """The publish port other actors hand their domain (documents' events)."""
+    webhooks.publish(tenant_id, event_type, payload, send=queue_delivery)
