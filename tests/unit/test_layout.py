@@ -20,6 +20,13 @@ EXPECTED_ACTORS = {
     "tokens.prune_expired": {"queue_name": "maintenance", "time_limit": 1_800_000, "max_retries": 3},
     "notifications.deliver": {"queue_name": "notifications", "time_limit": 120_000, "max_retries": 6},
     "notifications.requeue_undelivered": {"queue_name": "notifications", "time_limit": 300_000, "max_retries": 0},
+    "documents.classify": {"queue_name": "documents", "time_limit": 300_000, "max_retries": 3},
+    "documents.retry_failed": {"queue_name": "documents", "time_limit": 300_000, "max_retries": 3},
+    "documents.cleanup_expired": {"queue_name": "documents", "time_limit": 1_800_000, "max_retries": 3},
+    "quotas.check": {"queue_name": "documents", "time_limit": 300_000, "max_retries": 3},
+    "tenants.suspend_overdue": {"queue_name": "maintenance", "time_limit": 300_000, "max_retries": 3},
+    "billing.report_usage": {"queue_name": "billing", "time_limit": 120_000, "max_retries": 7},
+    "webhooks.deliver": {"queue_name": "webhooks", "time_limit": 120_000, "max_retries": 9},
 }
 
 
