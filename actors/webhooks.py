@@ -36,6 +36,6 @@ def queue_delivery(delivery_id: int, endpoint_id: int, tenant_id: str) -> None:
                               concurrency_limit=settings_module.get().webhooks.concurrency_per_endpoint)
 
 
-def publish(tenant_id: str, event_type: str, payload: dict) -> None:
-    """The publish port other actors hand their domain (documents' events)."""
-    webhooks.publish(tenant_id, event_type, payload, send=queue_delivery)
+def publish(tenant_id: str, event_type: str, payloads: list[dict]) -> None:
+    """The publish port other actors hand their domain (documents' events, a batch at a time)."""
+    webhooks.publish(tenant_id, event_type, payloads, send=queue_delivery)

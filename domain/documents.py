@@ -8,7 +8,7 @@ the periodic ticks fan out to one job per tenant (storage.documents.fan_out).
     past retention_until --file deleted, then marked--> expired          (documents.cleanup_expired)
 
 Ports: ``files`` is the file store (actors/files.py's JobFiles, or storage.files' store from the
-CLI); ``publish(tenant_id, event_type, payload)`` sends a webhook event (domain/webhooks.py).
+CLI); ``publish(tenant_id, event_type, payloads)`` sends webhook events (domain/webhooks.py).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ ERROR_LIMIT = 1000
 MAX_BYTES = 100 * 1024 * 1024  # one upload
 _NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,255}$")
 
-Publish = Callable[[str, str, dict], None]
+Publish = Callable[[str, str, list[dict]], None]  # (tenant, event type, payloads): webhook events
 
 
 class Files(Protocol):
@@ -104,36 +104,33 @@ def classify_pending(tenant_id: str, *, files: Files, classifier: Classifier | N
     def one_batch() -> int:
         with transaction():
             batch = document_rows.claim_pending(scope=scope, limit=batch_size)
+            results, failures = [], []
             for doc in batch:
                 try:
                     result = classifier.classify(doc.name, files.get(doc.file_key)[:HEAD_BYTES])
                 except JobOutcome:
                     raise
                 except FileMissing:
-                    _fail(doc.id, "the stored file is missing", scope, counts)
-                    continue
+                    failures.append((doc.id, "the stored file is missing"))
                 except Unclassifiable as exc:
-                    _fail(doc.id, f"unclassifiable: {exc}", scope, counts)
-                    continue
+                    failures.append((doc.id, f"unclassifiable: {exc}"))
                 except Exception as exc:  # a classifier's or the store's error: this document fails
-                    _fail(doc.id, f"{type(exc).__name__}: {exc}", scope, counts)
-                    continue
-                if document_rows.record_classified(doc.id, result.label, result.destination, scope=scope):
-                    counts["classified"] += 1
-                    if publish is not None:
-                        publish(tenant_id, "document.classified", {
-                            "document_id": doc.id, "name": doc.name, "classification": result.label,
-                            "routing_destination": result.destination})
+                    failures.append((doc.id, f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]))
+                else:
+                    results.append((doc, result))
+            classified = set(document_rows.record_classified(
+                [(doc.id, r.label, r.destination) for doc, r in results], scope=scope))
+            counts["failed"] += len(document_rows.record_failed(failures, scope=scope))
+            counts["classified"] += len(classified)
+            if publish is not None and classified:
+                publish(tenant_id, "document.classified", [
+                    {"document_id": doc.id, "name": doc.name, "classification": r.label,
+                     "routing_destination": r.destination} for doc, r in results if doc.id in classified])
         return len(batch)
 
     until_done(one_batch, max_batches)
     log.info("documents_classified", tenant_id=tenant_id, **counts)
     return counts
-
-
-def _fail(document_id: int, reason: str, scope: TenantScope, counts: dict[str, int]) -> None:
-    if document_rows.record_failed(document_id, reason[:ERROR_LIMIT], scope=scope):
-        counts["failed"] += 1
 
 
 def retry_failed(tenant_id: str, *, publish: Publish | None = None, batch_size: int = RETRY_BATCH,
@@ -146,13 +143,11 @@ def retry_failed(tenant_id: str, *, publish: Publish | None = None, batch_size: 
     def one_batch() -> int:
         with transaction():
             changed = document_rows.retry_failed_batch(scope=scope, batch_size=batch_size, max_retries=MAX_RETRIES)
-            for row in changed:
-                if row["status"] == "dead_lettered":
-                    counts["dead_lettered"] += 1
-                    if publish is not None:
-                        publish(tenant_id, "document.dead_lettered", {"document_id": row["id"]})
-                else:
-                    counts["retried"] += 1
+            dead = [{"document_id": row["id"]} for row in changed if row["status"] == "dead_lettered"]
+            counts["dead_lettered"] += len(dead)
+            counts["retried"] += len(changed) - len(dead)
+            if publish is not None and dead:
+                publish(tenant_id, "document.dead_lettered", dead)
         return len(changed)
 
     until_done(one_batch, max_batches)
@@ -189,6 +184,7 @@ def cleanup_expired(tenant_id: str, *, files: Files, publish: Publish | None = N
     def one_batch() -> int:
         with transaction():
             batch = document_rows.claim_expired(scope=scope, batch_size=batch_size)
+            expired = []
             for doc in batch:
                 try:
                     files.stat(doc.file_key)  # deleting a missing file succeeds: ask first, to log it
@@ -200,8 +196,9 @@ def cleanup_expired(tenant_id: str, *, files: Files, publish: Publish | None = N
                     counts["expired"] += 1
                     audit.record("system:documents.cleanup_expired", "document.expired", target_type="document",
                                  target_id=doc.id, tenant_id=tenant_id, details={"name": doc.name})
-                    if publish is not None:
-                        publish(tenant_id, "document.expired", {"document_id": doc.id})
+                    expired.append({"document_id": doc.id})
+            if publish is not None and expired:
+                publish(tenant_id, "document.expired", expired)
         return len(batch)
 
     until_done(one_batch, max_batches)

@@ -93,13 +93,17 @@ def list_endpoints(tenant_id: str | None) -> list[Endpoint]:
     return webhook_rows.list_endpoints(scope=TenantScope.every() if tenant_id is None else TenantScope.of(tenant_id))
 
 
-def publish(tenant_id: str, event_type: str, payload: dict, *, send: Send) -> list[int]:
-    """Record the event and queue its deliveries, in the caller's transaction; their ids."""
+def publish(tenant_id: str, event_type: str, payload: dict | list[dict], *, send: Send) -> list[int]:
+    """Record the event (or events: a list of payloads) and queue their deliveries, in the
+    caller's transaction; the delivery ids (none when no enabled endpoint of the tenant takes the
+    type: then nothing is recorded)."""
     if not _EVENT_TYPE.match(event_type):
         raise InvalidInput(f"event type {event_type!r}: noun first, dotted, lowercase")
+    payloads = payload if isinstance(payload, list) else [payload]
+    if not payloads:
+        return []
     with transaction():
-        event_id, _ = webhook_rows.insert_event(tenant_id, event_type, payload)
-        deliveries = webhook_rows.create_deliveries(tenant_id, event_id, event_type)
+        deliveries = webhook_rows.publish(tenant_id, event_type, payloads)
         for delivery_id, endpoint_id in deliveries:
             send(delivery_id, endpoint_id, tenant_id)
     return [delivery_id for delivery_id, _ in deliveries]

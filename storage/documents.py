@@ -73,13 +73,21 @@ def claim_pending(*, scope: TenantScope, limit: int) -> list[Claimed]:
     return [Claimed(**r) for r in rows(execute("document_claim_pending", scoped(scope, limit=limit)))]
 
 
-def record_classified(document_id: int, classification: str, destination: str, *, scope: TenantScope) -> bool:
-    return bool(rows(execute("document_record_classified", scoped(
-        scope, id=document_id, classification=classification, destination=destination))))
+def record_classified(results: list[tuple[int, str, str]], *, scope: TenantScope) -> list[int]:
+    """(id, classification, destination) of pending documents recorded; the ids changed."""
+    if not results:
+        return []
+    ids, labels, destinations = (list(column) for column in zip(*results))
+    return [r["id"] for r in rows(execute("document_record_classified", scoped(
+        scope, ids=ids, classifications=labels, destinations=destinations)))]
 
 
-def record_failed(document_id: int, error: str, *, scope: TenantScope) -> bool:
-    return bool(rows(execute("document_record_failed", scoped(scope, id=document_id, error=error))))
+def record_failed(failures: list[tuple[int, str]], *, scope: TenantScope) -> list[int]:
+    """(id, reason) of pending documents that failed; the ids changed."""
+    if not failures:
+        return []
+    ids, errors = (list(column) for column in zip(*failures))
+    return [r["id"] for r in rows(execute("document_record_failed", scoped(scope, ids=ids, errors=errors)))]
 
 
 def retry_failed_batch(*, scope: TenantScope, batch_size: int, max_retries: int) -> list[dict]:

@@ -103,16 +103,12 @@ def disable(endpoint_id: int, reason: str, *, scope: TenantScope) -> dict | None
     return found[0] if found else None
 
 
-def insert_event(tenant_id: str, event_type: str, payload: dict) -> tuple[int, datetime]:
-    [row] = rows(execute("webhook_event_insert", {"tenant_id": tenant_id, "event_type": event_type,
-                                                  "payload": json.dumps(payload)}))
-    return row["id"], row["created_at"]
-
-
-def create_deliveries(tenant_id: str, event_id: int, event_type: str) -> list[tuple[int, int]]:
-    """(delivery id, endpoint id) for each enabled endpoint of the tenant that takes the type."""
-    return [(r["id"], r["endpoint_id"]) for r in rows(execute("webhook_deliveries_create", {
-        "tenant_id": tenant_id, "event_id": event_id, "event_type": event_type}))]
+def publish(tenant_id: str, event_type: str, payloads: list[dict]) -> list[tuple[int, int]]:
+    """Record the events and a pending delivery of each per enabled endpoint of the tenant that
+    takes the type; (delivery id, endpoint id) pairs (none: no endpoint takes the type, and
+    nothing is recorded)."""
+    return [(r["id"], r["endpoint_id"]) for r in rows(execute("webhook_event_publish", scoped(
+        TenantScope.of(tenant_id), event_type=event_type, payloads=json.dumps(payloads))))]
 
 
 def begin_attempt(delivery_id: int, *, scope: TenantScope) -> Attempt | None:

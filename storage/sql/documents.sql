@@ -39,17 +39,21 @@ LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
 -- name: document_record_classified --
-UPDATE lamplighter.documents
-SET status = 'classified', classification = %(classification)s, routing_destination = %(destination)s,
+-- A batch's results, one statement: ids with their classification and routing destination.
+UPDATE lamplighter.documents d
+SET status = 'classified', classification = r.classification, routing_destination = r.destination,
     last_error = NULL, classified_at = lamplighter.now(), updated_at = lamplighter.now()
-WHERE id = %(id)s AND status = 'pending' AND (%(every_tenant)s OR tenant_id = %(tenant_id)s)
-RETURNING id;
+FROM unnest(%(ids)s::bigint[], %(classifications)s::text[], %(destinations)s::text[]) AS r (id, classification, destination)
+WHERE d.id = r.id AND d.status = 'pending' AND (%(every_tenant)s OR d.tenant_id = %(tenant_id)s)
+RETURNING d.id;
 
 -- name: document_record_failed --
-UPDATE lamplighter.documents
-SET status = 'failed', last_error = %(error)s, failed_at = lamplighter.now(), updated_at = lamplighter.now()
-WHERE id = %(id)s AND status = 'pending' AND (%(every_tenant)s OR tenant_id = %(tenant_id)s)
-RETURNING id;
+-- A batch's failures, one statement: ids with their reasons.
+UPDATE lamplighter.documents d
+SET status = 'failed', last_error = r.error, failed_at = lamplighter.now(), updated_at = lamplighter.now()
+FROM unnest(%(ids)s::bigint[], %(errors)s::text[]) AS r (id, error)
+WHERE d.id = r.id AND d.status = 'pending' AND (%(every_tenant)s OR d.tenant_id = %(tenant_id)s)
+RETURNING d.id;
 
 -- name: document_retry_failed_batch --
 -- One batch of the tenant's failed documents: back to pending with one more retry counted, or,

@@ -45,19 +45,25 @@ SELECT disabled.id, disabled.tenant_id, disabled.url, disabled.disabled_at,
        (SELECT count(*) FROM cancelled) AS cancelled
 FROM disabled;
 
--- name: webhook_event_insert --
-INSERT INTO lamplighter.webhook_events (tenant_id, event_type, payload)
-VALUES (%(tenant_id)s, %(event_type)s, %(payload)s)
-RETURNING id, created_at;
-
--- name: webhook_deliveries_create --
--- One pending delivery of the event to each of the tenant's enabled endpoints that take its type.
+-- name: webhook_event_publish --
+-- Events of the tenant (one per payload of the JSON array) and one pending delivery of each to
+-- every enabled endpoint of the tenant that takes the type; events no endpoint takes are not
+-- recorded (nothing would read them). One statement for a whole batch.
+WITH targets AS (
+    SELECT e.id FROM lamplighter.webhook_endpoints e
+    WHERE (%(every_tenant)s OR e.tenant_id = %(tenant_id)s) AND e.enabled
+      AND (e.event_types = '{}' OR %(event_type)s = ANY (e.event_types))
+), events AS (
+    INSERT INTO lamplighter.webhook_events (tenant_id, event_type, payload)
+    SELECT %(tenant_id)s, %(event_type)s, p.value
+    FROM jsonb_array_elements(%(payloads)s::jsonb) WITH ORDINALITY AS p (value, n)
+    WHERE EXISTS (SELECT 1 FROM targets)
+    ORDER BY p.n
+    RETURNING id
+)
 INSERT INTO lamplighter.webhook_deliveries (tenant_id, event_id, endpoint_id)
-SELECT %(tenant_id)s, %(event_id)s, e.id
-FROM lamplighter.webhook_endpoints e
-WHERE e.tenant_id = %(tenant_id)s AND e.enabled
-  AND (e.event_types = '{}' OR %(event_type)s = ANY (e.event_types))
-ORDER BY e.id
+SELECT %(tenant_id)s, events.id, targets.id FROM events, targets
+ORDER BY events.id, targets.id
 RETURNING id, endpoint_id;
 
 -- name: webhook_delivery_begin_attempt --
