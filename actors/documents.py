@@ -14,10 +14,11 @@ from actors.files import job_files
 from actors.webhooks import publish
 from domain import documents
 from storage import documents as document_rows
+from storage.schedules import schedule
 
 
 @dramatiq.actor(actor_name="documents.classify", queue_name="documents", priority=20, time_limit=5 * 60_000,
-                max_retries=3, periodic=cron("* * * * *"))
+                max_retries=3, periodic=schedule("documents.classify", cron("* * * * *"), misfire="skip", overlap="skip"))
 def classify(tenant_id: str | None = None) -> dict:
     if tenant_id is None:
         return {"tenants": len(document_rows.fan_out("documents.classify", "pending"))}
@@ -25,7 +26,8 @@ def classify(tenant_id: str | None = None) -> dict:
 
 
 @dramatiq.actor(actor_name="documents.retry_failed", queue_name="documents", priority=40, time_limit=5 * 60_000,
-                max_retries=3, periodic=cron("*/5 * * * *"))
+                max_retries=3,
+                periodic=schedule("documents.retry_failed", cron("*/5 * * * *"), misfire="skip", overlap="skip"))
 def retry_failed(tenant_id: str | None = None) -> dict:
     if tenant_id is None:
         return {"tenants": len(document_rows.fan_out("documents.retry_failed", "failed"))}

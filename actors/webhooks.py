@@ -5,7 +5,7 @@ acts on each attempt; the delivery row records them. Its ``retry_schedule`` is t
 Webhooks one (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h); the domain spreads each
 delay by ±10% and honours a longer Retry-After, and passes it as ``RetryLater(delay=...)``. At
 most LAMPLIGHTER_WEBHOOKS_CONCURRENCY deliveries per endpoint run at once (a concurrency key per
-endpoint, given at enqueue by :func:`queue_delivery`).
+endpoint, given at enqueue by :func:`queue_deliveries`).
 """
 from __future__ import annotations
 
@@ -29,13 +29,16 @@ def post(url: str, body: bytes, headers: dict) -> tuple[int, str | None]:
     return response.status_code, response.headers.get("Retry-After")
 
 
-def queue_delivery(delivery_id: int, endpoint_id: int, tenant_id: str) -> None:
-    """The send port of domain.webhooks.publish: in the caller's transaction, limited per endpoint."""
-    deliver.send_with_options(args=(tenant_id, delivery_id), tenant_id=tenant_id,
-                              concurrency_key=f"webhook-endpoint:{endpoint_id}",
-                              concurrency_limit=settings_module.get().webhooks.concurrency_per_endpoint)
+def queue_deliveries(tenant_id: str, deliveries: list[tuple[int, int]]) -> None:
+    """The send port of domain.webhooks.publish: one job per (delivery, endpoint), limited per
+    endpoint, written in one statement in the caller's transaction."""
+    limit = settings_module.get().webhooks.concurrency_per_endpoint
+    deliver.broker.enqueue_many([
+        deliver.message_with_options(args=(tenant_id, delivery_id), tenant_id=tenant_id,
+                                     concurrency_key=f"webhook-endpoint:{endpoint_id}", concurrency_limit=limit)
+        for delivery_id, endpoint_id in deliveries])
 
 
 def publish(tenant_id: str, event_type: str, payloads: list[dict]) -> None:
     """The publish port other actors hand their domain (documents' events, a batch at a time)."""
-    webhooks.publish(tenant_id, event_type, payloads, send=queue_delivery)
+    webhooks.publish(tenant_id, event_type, payloads, send=queue_deliveries)

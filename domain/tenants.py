@@ -124,9 +124,12 @@ def suspend_overdue() -> dict[str, int]:
     from domain.notifications import Recipient, notify
 
     suspended = 0
-    for tenant in tenant_rows.list_overdue():
-        ended = tenant.grace_period_ends_at
+    for listed in tenant_rows.list_overdue():
         with connection.transaction():
+            tenant = tenant_rows.lock_if_overdue(listed.id)
+            if tenant is None:  # paid (or changed by an operator) since the list was read
+                continue
+            ended = tenant.grace_period_ends_at
             set_status(tenant.id, OVERDUE_STATUS, by="system:tenants.suspend_overdue")
             notify(Recipient.tenant_owner(tenant.id), kind="tenant.suspended", tenant_id=tenant.id,
                    dedupe_key=f"tenant:{tenant.id}:suspended:{ended.isoformat()}",

@@ -44,7 +44,7 @@ ROTATION_OVERLAP = timedelta(hours=24)  # an old secret keeps signing beside the
 ERROR_LIMIT = 1000
 _EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
 
-Send = Callable[[int, int, str], None]  # (delivery id, endpoint id, tenant id): queue its job
+Send = Callable[[str, list[tuple[int, int]]], None]  # (tenant id, [(delivery id, endpoint id)]): queue their jobs
 Post = Callable[[str, bytes, dict], tuple[int, "str | None"]]  # (url, body, headers) -> (status, Retry-After)
 
 
@@ -104,8 +104,8 @@ def publish(tenant_id: str, event_type: str, payload: dict | list[dict], *, send
         return []
     with transaction():
         deliveries = webhook_rows.publish(tenant_id, event_type, payloads)
-        for delivery_id, endpoint_id in deliveries:
-            send(delivery_id, endpoint_id, tenant_id)
+        if deliveries:
+            send(tenant_id, deliveries)
     return [delivery_id for delivery_id, _ in deliveries]
 
 

@@ -41,3 +41,11 @@ SELECT id, name, billing_status, grace_period_ends_at, created_at, updated_at
 FROM lamplighter.tenants
 WHERE billing_status = 'grace' AND grace_period_ends_at <= lamplighter.now()
 ORDER BY id;
+
+-- name: tenant_lock_if_overdue --
+-- The tenant, locked for this transaction, if it is still in a grace period that has ended (an
+-- operator may have changed its status since the list was read).
+SELECT id, name, billing_status, grace_period_ends_at, created_at, updated_at
+FROM lamplighter.tenants
+WHERE id = %(id)s AND billing_status = 'grace' AND grace_period_ends_at <= lamplighter.now()
+FOR UPDATE;

@@ -35,7 +35,7 @@ def seed(tenant: str, httpserver) -> int:
     upload(tenant, "contract.txt", b"agreement")  # pending, its retention ends
     upload(tenant, "empty-again.txt", b"")
     webhooks.add_endpoint(tenant, httpserver.url_for(f"/{tenant}"), by="tests")
-    [delivery] = webhooks.publish(tenant, "document.classified", {"n": 1}, send=actors.webhooks.queue_delivery)
+    [delivery] = webhooks.publish(tenant, "document.classified", {"n": 1}, send=actors.webhooks.queue_deliveries)
     return delivery
 
 

@@ -40,7 +40,7 @@ def hooks(documents_env, httpserver):
 
 
 def publish(tenant, event_type="document.classified", payload=None) -> list[int]:
-    return webhooks.publish(tenant, event_type, payload or {"document_id": 7}, send=actors.webhooks.queue_delivery)
+    return webhooks.publish(tenant, event_type, payload or {"document_id": 7}, send=actors.webhooks.queue_deliveries)
 
 
 def delivery(sql, delivery_id):
