@@ -70,8 +70,7 @@ def upload(tenant_id: str, name: str, data: bytes, *, files: Files, by: str, clo
         raise InvalidInput("a document's content is bytes")
     if len(data) > MAX_BYTES:
         raise InvalidInput(f"a document is at most {MAX_BYTES} bytes")
-    if quotas.ensure(tenant_id).uploads_blocked:  # before the bytes travel; reserve() decides for good
-        quotas.reserve(tenant_id, len(data))
+    quotas.refuse_if_full(tenant_id, len(data))  # before the bytes travel; reserve() below decides for good
     key = f"documents/{tenant_id}/{uuid.uuid4().hex}"
     stored = files.put(key, bytes(data))
     try:

@@ -32,17 +32,31 @@ def ensure(tenant_id: str) -> Quota:
     return quota
 
 
-def reserve(tenant_id: str, size_bytes: int) -> Quota:
-    """Take room for one document (in the caller's transaction), or refuse with QuotaExceeded."""
+def refuse_if_full(tenant_id: str, size_bytes: int) -> None:
+    """QuotaExceeded now, before an upload's bytes travel to the file store, when the tenant's
+    uploads are blocked or the document cannot fit; :func:`reserve` decides for good."""
     quota = ensure(tenant_id)
+    if quota.uploads_blocked or (quota.documents_used + 1 > quota.max_documents
+                                 or quota.bytes_used + size_bytes > quota.max_bytes):
+        _refuse(tenant_id, quota, size_bytes)
+
+
+def _refuse(tenant_id: str, quota: Quota, size_bytes: int):
     if quota.uploads_blocked:
         raise QuotaExceeded(f"tenant {tenant_id!r}: uploads are blocked (quota reached: {quota.documents_used} of "
                             f"{quota.max_documents} documents, {quota.bytes_used} of {quota.max_bytes} bytes)")
+    raise QuotaExceeded(f"tenant {tenant_id!r}: a document of {size_bytes} bytes does not fit the quota "
+                        f"({quota.documents_used} of {quota.max_documents} documents, {quota.bytes_used} of "
+                        f"{quota.max_bytes} bytes)")
+
+
+def reserve(tenant_id: str, size_bytes: int) -> Quota:
+    """Take room for one document (in the caller's transaction), or refuse with QuotaExceeded."""
+    ensure(tenant_id)
     taken = quota_rows.reserve(size_bytes, scope=TenantScope.of(tenant_id))
     if taken is None:
-        raise QuotaExceeded(f"tenant {tenant_id!r}: a document of {size_bytes} bytes does not fit the quota "
-                            f"({quota.documents_used} of {quota.max_documents} documents, {quota.bytes_used} of "
-                            f"{quota.max_bytes} bytes)")
+        [quota] = quota_rows.get(scope=TenantScope.of(tenant_id))
+        _refuse(tenant_id, quota, size_bytes)
     return taken
 
 
