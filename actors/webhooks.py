@@ -9,6 +9,8 @@ endpoint, given at enqueue by :func:`queue_deliveries`).
 """
 from __future__ import annotations
 
+import threading
+
 import dramatiq
 
 from actors.outbound import Outbound
@@ -25,8 +27,20 @@ def deliver(tenant_id: str, delivery_id: int) -> dict:
 def post(url: str, body: bytes, headers: dict) -> tuple[int, str | None]:
     """Any answer comes back to the domain to judge (a 3xx is not followed); network failures and
     refused addresses are outcomes."""
-    response = Outbound().post(url, data=body, headers=headers, success=lambda status: True)
+    response = _http().post(url, data=body, headers=headers, success=lambda status: True)
     return response.status_code, response.headers.get("Retry-After")
+
+
+_thread = threading.local()
+
+
+def _http() -> Outbound:
+    """One client per worker thread (requests' sessions are not shared between threads), so a
+    receiver's connection is kept alive between deliveries; a new one when the settings change."""
+    current = settings_module.get()
+    if getattr(_thread, "settings", None) is not current:
+        _thread.http, _thread.settings = Outbound(), current
+    return _thread.http
 
 
 def queue_deliveries(tenant_id: str, deliveries: list[tuple[int, int]]) -> None:

@@ -70,6 +70,8 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="events per second, published in tenths of a second (0: all at once, a burst)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     server_url = os.environ.get("DATABASE_URL")
@@ -117,10 +119,22 @@ def main() -> int:
             time.sleep(0.1)
         per_endpoint = args.deliveries // args.endpoints
         started = time.time()
-        for n in range(args.endpoints):
-            for first in range(0, per_endpoint, 1000):
-                webhooks.publish("bench", f"bench.e{n}", [{"n": i} for i in range(first, min(first + 1000, per_endpoint))],
-                                 send=actors.webhooks.queue_deliveries)
+        if args.rate:  # steady: every 0.1 s, rate/10 events spread over the endpoints
+            step = max(1, int(args.rate / 10))
+            sent, tick = 0, time.monotonic()
+            while sent < per_endpoint * args.endpoints:
+                for k in range(sent, min(sent + step, per_endpoint * args.endpoints)):
+                    webhooks.publish("bench", f"bench.e{k % args.endpoints}", [{"n": k}],
+                                     send=actors.webhooks.queue_deliveries)
+                sent += step
+                tick += 0.1
+                time.sleep(max(0.0, tick - time.monotonic()))
+        else:
+            for n in range(args.endpoints):
+                for first in range(0, per_endpoint, 1000):
+                    webhooks.publish("bench", f"bench.e{n}",
+                                     [{"n": i} for i in range(first, min(first + 1000, per_endpoint))],
+                                     send=actors.webhooks.queue_deliveries)
         published = time.time()
         total = per_endpoint * args.endpoints
         deadline = time.monotonic() + args.timeout
@@ -136,7 +150,7 @@ def main() -> int:
             signatures.verify(secrets[path], headers, body)
         counts = dict(_rows(conn, "SELECT status, count(*) FROM lamplighter.webhook_deliveries GROUP BY 1"))
         result = {
-            "deliveries": total, "endpoints": args.endpoints, "processes": args.processes, "threads": args.threads,
+            "deliveries": total, "rate": args.rate or "burst", "endpoints": args.endpoints, "processes": args.processes, "threads": args.threads,
             "concurrency_per_endpoint": 4, "publish_s": round(published - started, 3),
             "deliveries_per_s": round(total / (last - started), 1),
             "latency_ms": {"p50": round(statistics.median(latencies), 1), "p99": round(percentile(latencies, 99), 1),

@@ -42,7 +42,7 @@ MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
 JITTER = 0.1
 ROTATION_OVERLAP = timedelta(hours=24)  # an old secret keeps signing beside the new one this long
 ERROR_LIMIT = 1000
-_EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
+_EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z0-9_]+)+$")
 
 Send = Callable[[str, list[tuple[int, int]]], None]  # (tenant id, [(delivery id, endpoint id)]): queue their jobs
 Post = Callable[[str, bytes, dict], tuple[int, "str | None"]]  # (url, body, headers) -> (status, Retry-After)

@@ -103,7 +103,7 @@ CREATE INDEX IF NOT EXISTS webhook_endpoints_tenant_idx ON lamplighter.webhook_e
 CREATE TABLE IF NOT EXISTS lamplighter.webhook_events (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant_id   text NOT NULL REFERENCES lamplighter.tenants (id),
-    event_type  text NOT NULL CHECK (event_type ~ '^[a-z_]+(\.[a-z_]+)+$'),
+    event_type  text NOT NULL CHECK (event_type ~ '^[a-z_]+(\.[a-z0-9_]+)+$'),
     payload     jsonb NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT lamplighter.now(),
     UNIQUE (id, tenant_id)
