@@ -5,7 +5,7 @@ with ``encryption.ENCRYPTED_COLUMNS``, so ``maintenance.rotate_encryption_keys``
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from storage import encryption
@@ -41,9 +41,9 @@ class Attempt:
     event_id: int
     endpoint_id: int
     attempts: int  # including this one
-    url: str
+    url: str = field(repr=False)  # a hook's path or query can be its secret
     enabled: bool
-    secrets: tuple[str, ...]  # current first, then one that is rotating out
+    secrets: tuple[str, ...] = field(repr=False)  # current first, then one rotating out; never shown
     legacy_signature: bool
     event_type: str
     payload: dict
