@@ -68,3 +68,4 @@ from actors import backups, database, licenses, monitoring  # noqa: E402,F401
 from actors import integrations  # noqa: E402,F401
 from actors import idempotency_keys  # noqa: E402,F401
 from actors import federation  # noqa: E402,F401
+from actors import billing, documents, quotas, tenants, webhooks  # noqa: E402,F401

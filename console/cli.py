@@ -140,14 +140,14 @@ def read_secret(prompt: str, *, what: str = "password") -> str:
 def build_parser() -> argparse.ArgumentParser:
     from console.verbs import (accounts, alerts, audit, config, jobs, notifications, processes, queues, reports,
                                schedule, stats, tenants, tokens, users, workers)
-    from console.verbs import backups, federation, health, integrations, perf
+    from console.verbs import backups, documents, federation, health, integrations, perf, webhooks
 
     parser = Parser(prog="lamplighter", description="Background jobs on PostgreSQL: run, inspect and operate.")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     verbs.required = True
     # The order `lamplighter --help` lists the verbs in: processes first, then what operators use most.
     for noun in (processes, jobs, stats, workers, queues, schedule, alerts, notifications, reports, accounts, users,
-                 tokens, tenants, integrations, audit, federation, config, health, perf, backups):
+                 tokens, tenants, documents, webhooks, integrations, audit, federation, config, health, perf, backups):
         noun.register(verbs)
     return parser
 

@@ -110,3 +110,31 @@ def set_status(tenant_id: str, status: str, *, grace_period_ends_at: datetime | 
                      source=source, details=details)
     log.info("tenant_status_changed", tenant_id=tenant_id, previous=change.previous_status, status=status, by=by)
     return change.tenant
+
+
+# What a tenant whose grace period ended becomes (tenants.suspend_overdue): the status
+# effective_status() already gives such a tenant, so nothing it may do changes when the job runs.
+OVERDUE_STATUS = "suspended"
+
+
+def suspend_overdue() -> dict[str, int]:
+    """Tenants in grace past its end lose the right to write (OVERDUE_STATUS), each with an audit
+    row and one notice to its owners through the outbox (dedupe key per grace period), in one
+    transaction per tenant."""
+    from domain.notifications import Recipient, notify
+
+    suspended = 0
+    for listed in tenant_rows.list_overdue():
+        with connection.transaction():
+            tenant = tenant_rows.lock_if_overdue(listed.id)
+            if tenant is None:  # paid (or changed by an operator) since the list was read
+                continue
+            ended = tenant.grace_period_ends_at
+            set_status(tenant.id, OVERDUE_STATUS, by="system:tenants.suspend_overdue")
+            notify(Recipient.tenant_owner(tenant.id), kind="tenant.suspended", tenant_id=tenant.id,
+                   dedupe_key=f"tenant:{tenant.id}:suspended:{ended.isoformat()}",
+                   subject=f"{tenant.name}: your workspace is now {OVERDUE_STATUS.replace('_', '-')}",
+                   text=(f"The payment grace period of {tenant.name} ended on {ended:%Y-%m-%d %H:%M} UTC. "
+                         "New documents and changes are refused until the account is settled."))
+        suspended += 1
+    return {"suspended": suspended}

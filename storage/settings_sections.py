@@ -10,6 +10,7 @@ from storage.notifications import RECIPIENT_KINDS
 from storage.settings import (AlertSettings, FederationSettings, IntegrationSettings, OperationsSettings,
                               ReportSettings, SettingsError, SmtpSettings, WebSettings, _boolean, _choice, _number,
                               normalize_database_url, redact_url)
+from storage.settings import BillingSettings, DocumentSettings, WebhookSettings
 
 
 def outbound_allow_entries(raw: str | Iterable[str]) -> tuple[str, ...]:
@@ -244,3 +245,23 @@ def federation(env: Mapping[str, str]) -> FederationSettings:
         rsa_bits=_number(env, "LAMPLIGHTER_FEDERATION_RSA_BITS", 2048, kind=int, minimum=2048),
         lifetime=lifetime, max_age=max_age, rotation_overlap=overlap,
         write_files=_boolean(env, "LAMPLIGHTER_FEDERATION_WRITE_FILES", False))
+
+
+def documents(env: Mapping[str, str]) -> DocumentSettings:
+    return DocumentSettings(
+        max_documents=_number(env, "LAMPLIGHTER_DOCUMENTS_MAX_DOCUMENTS", DocumentSettings.max_documents, kind=int),
+        max_bytes=_number(env, "LAMPLIGHTER_DOCUMENTS_MAX_BYTES", DocumentSettings.max_bytes, kind=int),
+        retention_days=_number(env, "LAMPLIGHTER_DOCUMENTS_RETENTION_DAYS", DocumentSettings.retention_days, kind=int,
+                               minimum=1))
+
+
+def billing(env: Mapping[str, str]) -> BillingSettings:
+    url = env.get("LAMPLIGHTER_BILLING_URL", "").strip()
+    if url and not re.match(r"^https?://[^/]+", url):
+        raise SettingsError(f"LAMPLIGHTER_BILLING_URL={redact_url(url)!r}: expected http(s)://host[:port]/path")
+    return BillingSettings(url=url, token=env.get("LAMPLIGHTER_BILLING_TOKEN", "").strip())
+
+
+def webhooks(env: Mapping[str, str]) -> WebhookSettings:
+    return WebhookSettings(concurrency_per_endpoint=_number(env, "LAMPLIGHTER_WEBHOOKS_CONCURRENCY", 4, kind=int,
+                                                            minimum=1))

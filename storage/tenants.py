@@ -94,3 +94,14 @@ def set_status(tenant_id: str, status: str, grace_period_ends_at: datetime | Non
     previous = row.pop("previous_status")
     previous_end = row.pop("previous_grace_period_ends_at")
     return StatusChange(Tenant(**row), previous, previous_end)
+
+
+def list_overdue() -> list[Tenant]:
+    """Tenants in grace whose grace period has ended (the database's clock)."""
+    return [Tenant(**row) for row in rows(execute("tenant_list_overdue"))]
+
+
+def lock_if_overdue(tenant_id: str) -> Tenant | None:
+    """The tenant, locked for the caller's transaction, if its grace period has (still) ended."""
+    found = rows(execute("tenant_lock_if_overdue", {"id": tenant_id}))
+    return Tenant(**found[0]) if found else None

@@ -34,3 +34,18 @@ FROM previous
 WHERE t.id = previous.id
 RETURNING t.id, t.name, t.billing_status, t.grace_period_ends_at, t.created_at, t.updated_at,
           previous.billing_status AS previous_status, previous.grace_period_ends_at AS previous_grace_period_ends_at;
+
+-- name: tenant_list_overdue --
+-- Tenants in grace whose grace period has ended (by the database's clock).
+SELECT id, name, billing_status, grace_period_ends_at, created_at, updated_at
+FROM lamplighter.tenants
+WHERE billing_status = 'grace' AND grace_period_ends_at <= lamplighter.now()
+ORDER BY id;
+
+-- name: tenant_lock_if_overdue --
+-- The tenant, locked for this transaction, if it is still in a grace period that has ended (an
+-- operator may have changed its status since the list was read).
+SELECT id, name, billing_status, grace_period_ends_at, created_at, updated_at
+FROM lamplighter.tenants
+WHERE id = %(id)s AND billing_status = 'grace' AND grace_period_ends_at <= lamplighter.now()
+FOR UPDATE;

@@ -43,6 +43,13 @@ EXPECTED_ACTORS = {
     "federation.generate_files": {"queue_name": "federation", "time_limit": 300_000, "max_retries": 5},
     "federation.refresh_cache": {"queue_name": "federation", "time_limit": 120_000, "max_retries": 3},
     "federation.advance_rotations": {"queue_name": "federation", "time_limit": 300_000, "max_retries": 0},
+    "documents.classify": {"queue_name": "documents", "time_limit": 300_000, "max_retries": 3},
+    "documents.retry_failed": {"queue_name": "documents", "time_limit": 300_000, "max_retries": 3},
+    "documents.cleanup_expired": {"queue_name": "documents", "time_limit": 1_800_000, "max_retries": 3},
+    "quotas.check": {"queue_name": "documents", "time_limit": 300_000, "max_retries": 3},
+    "tenants.suspend_overdue": {"queue_name": "maintenance", "time_limit": 300_000, "max_retries": 3},
+    "billing.report_usage": {"queue_name": "billing", "time_limit": 120_000, "max_retries": 7},
+    "webhooks.deliver": {"queue_name": "webhooks", "time_limit": 120_000, "max_retries": 9},
 }
 
 
