@@ -7,8 +7,9 @@ write? upload?" asks here; none compares status strings itself.
     read_only    yes   no     no
     suspended    no    no     no
 
-A grace period that has ended counts as suspended (:func:`effective_status`), whether or not the
-job that suspends such tenants has run yet.
+A grace period that has ended counts as read-only (:func:`effective_status`): reads go on, writes
+and uploads are refused, whether or not the job that marks such tenants (tenants.suspend_overdue)
+has run yet. Only an operator suspends a tenant outright.
 """
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def effective_status(status: str, grace_period_ends_at: datetime | None, now: datetime) -> str:
-    """The status that counts now: a grace period past its end is a suspension."""
+    """The status that counts now: a grace period past its end is read-only."""
     if status == "grace" and grace_period_ends_at is not None and grace_period_ends_at <= now:
-        return "suspended"
+        return OVERDUE_STATUS
     return status
 
 
@@ -112,9 +113,9 @@ def set_status(tenant_id: str, status: str, *, grace_period_ends_at: datetime | 
     return change.tenant
 
 
-# What a tenant whose grace period ended becomes (tenants.suspend_overdue): the status
+# What a tenant whose grace period ended becomes (tenants.suspend_overdue): read-only, the status
 # effective_status() already gives such a tenant, so nothing it may do changes when the job runs.
-OVERDUE_STATUS = "suspended"
+OVERDUE_STATUS = "read_only"
 
 
 def suspend_overdue() -> dict[str, int]:

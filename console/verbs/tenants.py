@@ -35,7 +35,7 @@ class TenantRow:
     id: str
     name: str
     status: str
-    effective: str  # what the status amounts to now (a grace period past its end: suspended)
+    effective: str  # what the status amounts to now (a grace period past its end: read_only)
     may: str  # what the tenant may do now: read, write, upload
     grace_until: datetime | None
     created: datetime

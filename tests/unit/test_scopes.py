@@ -112,5 +112,5 @@ def test_what_each_billing_status_allows():
 def test_a_grace_period_past_its_end_counts_as_suspended():
     now = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
     assert tenants.effective_status("grace", now + timedelta(seconds=1), now) == "grace"
-    assert tenants.effective_status("grace", now, now) == "suspended"
+    assert tenants.effective_status("grace", now, now) == "read_only"  # reads go on, writes are refused
     assert tenants.effective_status("active", None, now) == "active"
