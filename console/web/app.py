@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from console import metrics
+from console import dashboard, metrics
 from console.web import audit, enqueue, errors, health, jobs, queues, schedules
 from console.web.pool import DatabasePool
 from storage import settings as settings_module
@@ -23,6 +23,7 @@ ROUTERS = [
     schedules.router,
     audit.router,
     metrics.router,  # /metrics: Prometheus exposition from the database (its own read-scope check)
+    dashboard.router,  # /dashboard: the operator dashboard (console/dashboard/), signed in with a session
     # Federation's /.well-known/* (console/federation_web.py) and the dashboard: one line each, here.
 ]
 

@@ -1,0 +1,134 @@
+"""The dashboard over uvicorn on 127.0.0.1, without a browser: every page without a session and
+with each role, the session cookie's flags, CSRF refusals, confirmation, the audit row of an
+action with its address, and the sign-in rate limit."""
+import pytest
+
+from domain import sign_in_limits
+from storage import jobs
+from tests.dashboard_users import PASSWORD, ROLES, create_user, csrf_of, signed_in
+from tests.integration.test_api_jobs import _fail_attempt
+
+PAGES = ["/dashboard/", "/dashboard/jobs", "/dashboard/schedules", "/dashboard/workers", "/dashboard/queues",
+         "/dashboard/alerts", "/dashboard/reports", "/dashboard/audit"]
+# What each role gets on each page: the audit log needs the audit scope (superadmin).
+EXPECTED = {"viewer": 200, "operator": 200, "superadmin": 200}
+
+
+def _dead_job(api, sql) -> str:
+    token = api.token("enqueue")
+    job_id = api.call("POST", "/api/jobs", token, json={"actor": "maintenance.ping", "kwargs": {"note": "x"}}).json()["id"]
+    _fail_attempt(sql, job_id, "boom")
+    return job_id
+
+
+def test_every_page_redirects_to_sign_in_without_a_session(api):
+    for path in PAGES:
+        answer = api.session.get(api.url + path, allow_redirects=False, timeout=30)
+        assert answer.status_code == 303, path
+        assert answer.headers["Location"].startswith("/dashboard/login?next=%2Fdashboard%2F"), path
+    answer = api.session.post(api.url + "/dashboard/queues/default/pause", data={"csrf": "x"}, allow_redirects=False)
+    assert answer.status_code == 303
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_sees_the_pages_its_scopes_allow(api, sql, role):
+    job_id = _dead_job(api, sql)
+    browser = signed_in(api.url, create_user(role))
+    for path in PAGES + [f"/dashboard/jobs/{job_id}"]:
+        answer = browser.get(api.url + path, timeout=30)
+        expected = 403 if path == "/dashboard/audit" and role != "superadmin" else EXPECTED[role]
+        assert answer.status_code == expected, (role, path, answer.text[:300])
+        assert answer.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    page = browser.get(f"{api.url}/dashboard/jobs/{job_id}", timeout=30).text
+    assert ('id="redrive"' in page) == (role != "viewer")
+    if role == "viewer":  # a viewer's action is refused even with its own CSRF token
+        answer = browser.post(f"{api.url}/dashboard/jobs/{job_id}/retry",
+                              data={"csrf": csrf_of(page), "confirmed": "yes"}, timeout=30)
+        assert answer.status_code == 403 and jobs.get(job_id).state == "dead"
+
+
+def test_a_tenant_user_sees_its_tenant_only(api, sql):
+    from domain import tenants
+
+    tenants.create_tenant("acme", name="Acme", by="tests")
+    browser = signed_in(api.url, create_user("operator", tenant="acme"))
+    assert browser.get(api.url + "/dashboard/", allow_redirects=False).headers["Location"] == "/dashboard/jobs"
+    assert browser.get(api.url + "/dashboard/schedules").status_code == 404
+    assert browser.get(api.url + "/dashboard/jobs").status_code == 200
+    assert browser.get(api.url + f"/dashboard/jobs/{_dead_job(api, sql)}").status_code == 404  # a platform job
+
+
+def test_cookie_flags_and_secure_behind_tls(api):
+    email = create_user("viewer")
+    answer = api.session.post(api.url + "/dashboard/login", data={"email": email, "password": PASSWORD},
+                              allow_redirects=False, headers={"X-Forwarded-Proto": "https"})
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/dashboard" in cookie and "Secure" in cookie
+    plain = signed_in(api.url, email)
+    assert plain.cookies.get("lamplighter_session").startswith("lls_")
+    answer = api.session.post(api.url + "/dashboard/login", data={"email": email, "password": PASSWORD},
+                              allow_redirects=False)
+    assert "Secure" not in answer.headers["Set-Cookie"]
+
+
+def test_actions_need_the_sessions_csrf_token_then_confirmation_and_are_audited(api, sql):
+    job_id = _dead_job(api, sql)
+    browser = signed_in(api.url, create_user("operator"))
+    other = signed_in(api.url, create_user("operator", email="second@example.com"))
+    url = f"{api.url}/dashboard/jobs/{job_id}/retry"
+    assert browser.post(url, data={"confirmed": "yes"}).status_code == 403
+    foreign = csrf_of(other.get(api.url + "/dashboard/jobs").text)
+    assert browser.post(url, data={"csrf": foreign, "confirmed": "yes"}).status_code == 403
+    assert jobs.get(job_id).state == "dead"
+    token = csrf_of(browser.get(api.url + "/dashboard/jobs").text)
+    asked = browser.post(url, data={"csrf": token})
+    assert asked.status_code == 200 and 'name="confirmed" value="yes"' in asked.text
+    assert jobs.get(job_id).state == "dead"  # nothing yet: the confirmation page only
+    done = browser.post(url, data={"csrf": token, "confirmed": "yes"}, allow_redirects=False)
+    assert done.status_code == 303 and jobs.get(job_id).state == "queued"
+    [(actor, source, detail)] = sql("SELECT actor, source_address, details FROM lamplighter.audit_log "
+                                    "WHERE action = 'job.redriven' AND target_id = %s", (job_id,))
+    [(user_id,)] = sql("SELECT id FROM lamplighter.users WHERE email = 'operator@example.com'")
+    assert actor == f"user:{user_id}" and detail["source"] == "127.0.0.1"
+
+
+def test_redrive_arguments_are_checked_on_the_server(api, sql):
+    job_id = _dead_job(api, sql)
+    browser = signed_in(api.url, create_user("operator"))
+    token = csrf_of(browser.get(api.url + "/dashboard/jobs").text)
+    url = f"{api.url}/dashboard/jobs/{job_id}/redrive"
+    for text, reason in (("{nope", "not valid JSON"), ('{"args": {}}', "must be a list"),
+                         ('{"kwargs": {"unknown_arg": 1}}', "do not fit"),
+                         ('{"kwargs": {"note": "[REDACTED]"}}', "REDACTED")):
+        answer = browser.post(url, data={"csrf": token, "arguments": text, "confirmed": "yes"})
+        assert answer.status_code == 422 and reason in answer.text, (text, answer.text[:400])
+    assert jobs.get(job_id).state == "dead"
+
+
+def test_sign_in_is_rate_limited_per_account_and_logout_ends_the_session(api, sql, db_clock):
+    email = create_user("viewer")
+    for _ in range(sign_in_limits.PER_ACCOUNT):
+        assert api.session.post(api.url + "/dashboard/login", data={"email": email, "password": "wrong password!"},
+                                allow_redirects=False).status_code == 401
+    refused = api.session.post(api.url + "/dashboard/login", data={"email": email, "password": PASSWORD},
+                               allow_redirects=False)
+    assert refused.status_code == 429 and "too many" in refused.text
+    assert sql("SELECT count(*) FROM lamplighter.audit_log WHERE action = 'user.sign_in_throttled'")[0][0] == 1
+    with pytest.raises(sign_in_limits.TooManyAttempts):
+        sign_in_limits.check(email, source="10.0.0.9")  # the account's limit, from any address
+    db_clock.advance(sign_in_limits.WINDOW_SECONDS + 1)  # this thread's clock: the failures age out
+    sign_in_limits.check(email, source="127.0.0.1")
+    browser = signed_in(api.url, create_user("operator"))
+    page = browser.get(api.url + "/dashboard/jobs")
+    out = browser.post(api.url + "/dashboard/logout", data={"csrf": csrf_of(page.text)}, allow_redirects=False)
+    assert out.status_code == 303 and 'lamplighter_session=""' in out.headers["Set-Cookie"]
+    assert sql("SELECT count(*) FROM lamplighter.sessions")[0][0] == 0
+
+
+def test_sign_in_is_rate_limited_per_address(api, sql):
+    sql("INSERT INTO lamplighter.audit_log (actor, action, source_address, details) "
+        "SELECT 'anonymous', 'user.sign_in_failed', '127.0.0.1', '{}' FROM generate_series(1, %s)",
+        (sign_in_limits.PER_ADDRESS,))
+    answer = api.session.post(api.url + "/dashboard/login", data={"email": create_user("viewer"),
+                                                                  "password": PASSWORD}, allow_redirects=False)
+    assert answer.status_code == 429
