@@ -74,11 +74,3 @@ def drop_archived(month: date) -> str | None:
 def current_month() -> date:
     """The first day of the month (UTC) the log is writing now, by the database's clock."""
     return execute("audit_current_month").fetchone()[0]
-
-
-def failed_sign_ins(*, actor: str | None, source: str | None, window_seconds: float, cap: int) -> tuple[int, int]:
-    """(failed sign-ins of ``actor``, failed sign-ins from ``source``) in the last window, each up
-    to ``cap``; 0 for a side that is None."""
-    row = execute("audit_failed_sign_ins", {"actor": actor, "source": source, "window_seconds": window_seconds,
-                                            "cap": cap}).fetchone()
-    return int(row[0]), int(row[1])

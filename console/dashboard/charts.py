@@ -56,8 +56,10 @@ def line_chart(title: str, points: list[Point], series: dict[str, str], unit: st
         for name, css in series.items():
             path = " ".join(xy(p, getattr(p, name)) for p in points if getattr(p, name) is not None)
             lines.append(f'<polyline class="{css}" points="{path}"><title>{escape(name)}</title></polyline>')
+        period = f"{points[0].at:%m-%d %H:%M} to {points[-1].at:%m-%d %H:%M} UTC"
         body = "".join(lines) + (f'<text x="2" y="12" class="axis">{top:g} {escape(unit)}</text>'
-                                 f'<text x="2" y="{HEIGHT - 4}" class="axis">0</text>')
+                                 f'<text x="2" y="{HEIGHT - 4}" class="axis">0</text>'
+                                 f'<text x="{WIDTH - 4}" y="{HEIGHT + 12}" text-anchor="end" class="axis">{period}</text>')
     legend = " ".join(f'<tspan class="{css}-label">{escape(name)}</tspan>' for name, css in series.items())
     return Markup(f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT + 16}" role="img" aria-label="{escape(title)}">'
                   f'<title>{escape(title)}</title>{body}'

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from console import dashboard, metrics
+from console import metrics
 from console.web import audit, enqueue, errors, health, jobs, queues, schedules
 from console.web.pool import DatabasePool
 from storage import settings as settings_module
@@ -23,8 +23,7 @@ ROUTERS = [
     schedules.router,
     audit.router,
     metrics.router,  # /metrics: Prometheus exposition from the database (its own read-scope check)
-    dashboard.router,  # /dashboard: the operator dashboard (console/dashboard/), signed in with a session
-    # Federation's /.well-known/* (console/federation_web.py) and the dashboard: one line each, here.
+    # Federation's /.well-known/* (console/federation_web.py): one line, here. The dashboard: create_app.
 ]
 
 DESCRIPTION = """Enqueue Lamplighter's actors, read jobs and their attempts, and operate queues,
@@ -50,6 +49,9 @@ def create_app(settings: settings_module.Settings | None = None, *, readiness: h
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    from console.dashboard.routes import router as dashboard  # here: the dashboard imports console.web's modules
+
+    app.include_router(dashboard)  # /dashboard: the operator dashboard (console/dashboard/)
     # Outermost last: the access log sees every answer, the 413s of the body limit included.
     app.add_middleware(errors.BodyLimit, max_bytes=settings.web.max_body_bytes)
     app.add_middleware(errors.AccessLog)

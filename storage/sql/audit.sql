@@ -51,16 +51,3 @@ SELECT lamplighter.audit_archive_drop_v1(%(month)s::date) AS dropped;
 -- name: audit_current_month --
 -- The month (UTC) the log is writing now, by the database's clock.
 SELECT date_trunc('month', lamplighter.now() AT TIME ZONE 'UTC')::date AS month;
-
--- name: audit_failed_sign_ins --
--- Failed dashboard sign-ins within the last window seconds: of one user (its actor) and from one
--- address, each counted up to the cap (the sign-in rate limit, domain/sign_in_limits.py).
-SELECT
-    (SELECT count(*) FROM (SELECT 1 FROM lamplighter.audit_log
-                           WHERE action = 'user.sign_in_failed' AND actor = %(actor)s
-                             AND at > lamplighter.now() - make_interval(secs => %(window_seconds)s::double precision)
-                           LIMIT %(cap)s) a) AS by_account,
-    (SELECT count(*) FROM (SELECT 1 FROM lamplighter.audit_log
-                           WHERE action = 'user.sign_in_failed' AND source_address = %(source)s::inet
-                             AND at > lamplighter.now() - make_interval(secs => %(window_seconds)s::double precision)
-                           LIMIT %(cap)s) s) AS by_address;
