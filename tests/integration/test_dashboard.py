@@ -89,7 +89,7 @@ def test_actions_need_the_sessions_csrf_token_then_confirmation_and_are_audited(
     [(actor, source, detail)] = sql("SELECT actor, source_address, details FROM lamplighter.audit_log "
                                     "WHERE action = 'job.redriven' AND target_id = %s", (job_id,))
     [(user_id,)] = sql("SELECT id FROM lamplighter.users WHERE email = 'operator@example.com'")
-    assert actor == f"user:{user_id}" and detail["source"] == "127.0.0.1"
+    assert (actor, source, detail["source"]) == (f"user:{user_id}", "127.0.0.1", "127.0.0.1")
 
 
 def test_redrive_arguments_are_checked_on_the_server(api, sql):
