@@ -132,3 +132,51 @@ def test_sign_in_is_rate_limited_per_address(api, sql):
     answer = api.session.post(api.url + "/dashboard/login", data={"email": create_user("viewer"),
                                                                   "password": PASSWORD}, allow_redirects=False)
     assert answer.status_code == 429
+
+
+def test_schedule_and_queue_controls_are_confirmed_and_audited_with_the_address(api, sql):
+    from scheduler import sync
+    from tests.integration.test_scheduler import definition
+
+    sync.sync([definition("dash.ping")])
+    browser = signed_in(api.url, create_user("operator"))
+    token = csrf_of(browser.get(api.url + "/dashboard/schedules").text)
+    for path in ("/dashboard/schedules/dash.ping/pause", "/dashboard/schedules/dash.ping/run",
+                 "/dashboard/queues/maintenance/pause"):
+        assert "Confirm" in browser.post(api.url + path, data={"csrf": token}).text
+        done = browser.post(api.url + path, data={"csrf": token, "confirmed": "yes"}, allow_redirects=False)
+        assert done.status_code == 303, done.text
+    assert sql("SELECT paused FROM lamplighter.schedules WHERE key = 'dash.ping'") == [(True,)]
+    assert sql("SELECT paused FROM lamplighter.queues WHERE name = 'maintenance'") == [(True,)]
+    rows = sql("SELECT action, source_address FROM lamplighter.audit_log WHERE actor LIKE 'user:%%' "
+               "AND action IN ('schedule.paused', 'schedule.run_now', 'queue.paused') ORDER BY id")
+    assert [(a, str(s)) for a, s in rows] == [("schedule.paused", "127.0.0.1"), ("schedule.run_now", "127.0.0.1"),
+                                              ("queue.paused", "127.0.0.1")]
+    assert "paused by user:" in browser.get(api.url + "/dashboard/schedules").text
+    missing = browser.post(api.url + "/dashboard/schedules/no-such/pause", data={"csrf": token, "confirmed": "yes"})
+    assert missing.status_code == 404 and "no schedule" in missing.text and missing.headers["Content-Type"].startswith("text/html")
+
+
+def test_alerts_reports_and_unknown_jobs_render(api, database_url, tmp_path):
+    import uuid
+    from datetime import datetime, timezone
+
+    from domain import alerts, reports
+    from tests.integration.test_reports import _store
+
+    alerts.open_or_touch("jobs.failure_rate", ("actor", "maintenance.ping"), {"rate": 0.5})
+    made = reports.generate("daily", _store(database_url, tmp_path), now=datetime(2026, 12, 1, 3, tzinfo=timezone.utc),
+                            zone="UTC")
+    browser = signed_in(api.url, create_user("superadmin"))
+    assert "jobs.failure_rate" in browser.get(api.url + "/dashboard/alerts").text
+    assert "jobs.failure_rate" in browser.get(api.url + "/dashboard/").text
+    unknown = browser.get(f"{api.url}/dashboard/jobs/{uuid.uuid4()}")
+    assert unknown.status_code == 404 and "no job" in unknown.text
+    assert browser.get(api.url + "/dashboard/jobs?state=nonsense").status_code == 422
+    listed = browser.get(api.url + "/dashboard/reports").text
+    assert f"/dashboard/reports/{made['report_id']}.csv" in listed
+    csv = browser.get(f"{api.url}/dashboard/reports/{made['report_id']}.csv")
+    assert csv.headers["Content-Disposition"].startswith("attachment") and csv.text == reports.render(
+        reports.get(made["report_id"]), "csv")
+    html = browser.get(f"{api.url}/dashboard/reports/{made['report_id']}.html")
+    assert html.headers["Content-Type"].startswith("text/html") and "<html" in html.text.lower()
