@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import asdict
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse
 
 from console.dashboard import render
+from console.dashboard.pages import JobFilter
 from console.dashboard.routing import DashboardRoute
 from console.dashboard.session import Visitor, check_csrf, source, visitor
 from console.verbs import jobs as job_verbs
@@ -100,30 +102,59 @@ async def job_action(job_id: uuid.UUID, request: Request, action: str = Path(pat
     return _done(back, await request.app.state.pool.run(act))
 
 
+def _dead_ids(chosen: JobFilter, scope, limit: int) -> list[str]:
+    """The dead jobs the filter selects, newest first, up to ``limit``: the Jobs page's keyset
+    pages (storage.jobs.page), followed to the end."""
+    ids, after = [], None
+    while len(ids) < limit:
+        wanted = min(500, limit - len(ids))
+        found = chosen.page(scope, after=after, limit=wanted)
+        ids += [str(listed.job.message_id) for listed in found]
+        if len(found) < wanted:
+            break
+        after = (found[-1].listed_at, str(found[-1].job.message_id))
+    return ids
+
+
 @router.post("/jobs/retry")
 async def bulk_retry(request: Request, who: Visitor = Depends(visitor), csrf: str = Form(default="", max_length=200),
-                     confirmed: str = Form(default=""), actor: str = Form(default="", max_length=200),
-                     queue: str = Form(default="", max_length=100), error_type: str = Form(default="", max_length=200),
-                     limit: int = Form(default=1000, ge=1, le=10_000)):
-    """The API's bulk retry (POST /api/jobs/retry): dead jobs matching actor, queue and error
-    type; every tenant's, so platform users only."""
+                     confirmed: str = Form(default=""), queue: str = Form(default="", max_length=100),
+                     actor: str = Form(default="", max_length=200), tenant: str = Form(default="", max_length=63),
+                     error: str = Form(default="", max_length=200), since: str = Form(default="", max_length=40),
+                     until: str = Form(default="", max_length=40), limit: int = Form(default=1000, ge=1, le=10_000)):
+    """Retry the dead jobs the Jobs page's filter selects (its state taken as dead), each as the
+    API's retry does it (console/verbs/jobs.py retry_with: one job event per job, audited)."""
     check_csrf(request, who, csrf)
-    scopes.authorize(who.principal, "operate")
-    fields = {"actor": actor, "queue": queue, "error_type": error_type, "limit": limit}
-    back = "/dashboard/jobs?state=dead" + "".join(f"&{k}={quote(str(v))}" for k, v in (("actor", actor), ("queue", queue)) if v)
-    if confirmed != "yes":
-        chosen = ", ".join(f"{k} = {v}" for k, v in fields.items() if v and k != "limit") or "every dead job"
-        return _confirm(request, who, title="Bulk retry of dead jobs", back=back, fields=fields,
-                        what=f"Queue again up to {limit} dead jobs matching: {chosen} (oldest death first)")
+    chosen = JobFilter("dead", queue, actor, tenant, error, since, until).checked()
+    scope = chosen.scope_for(who)
+    fields = {**{k: v for k, v in asdict(chosen).items() if k != "state"}, "limit": limit}
+    back = "/dashboard/jobs?" + "&".join(f"{k}={quote(str(v))}" for k, v in asdict(chosen).items() if v)
+    where = source(request)
 
-    def act():
+    def select_and_maybe_retry():
+        ids = _dead_ids(chosen, scope, limit)
+        if confirmed != "yes":
+            return ids, 0
         from storage import jobs
 
-        return jobs.requeue_matching(actor=actor or None, queue=queue or None, error_type=error_type or None,
-                                     limit=limit, by=who.actor, source=source(request))
+        done = 0
+        for job_id in ids:
+            try:
+                job = jobs.get(job_id)
+                scopes.authorize(who.principal, "operate", tenant_id=job.tenant_id)
+                job_verbs.retry_with(job_id, by=who.actor, source=where)
+                done += 1
+            except (jobs.JobStateConflict, jobs.JobNotFound):
+                continue  # retried or pruned meanwhile
+        return ids, done
 
-    ids = await request.app.state.pool.run(act)
-    return _done(back, f"{len(ids)} dead job(s) queued again")
+    ids, done = await request.app.state.pool.run(select_and_maybe_retry)
+    if confirmed != "yes":
+        chosen_text = ", ".join(f"{k} = {v}" for k, v in fields.items() if v and k != "limit") or "no other filter"
+        return _confirm(request, who, title="Bulk retry of dead jobs", back=back, fields=fields,
+                        what=f"Queue again the {len(ids)} dead job(s) this filter selects ({chosen_text}; "
+                             f"at most {limit})")
+    return _done(back, f"{done} of {len(ids)} dead job(s) queued again")
 
 
 @router.post("/schedules/{key}/{action}")

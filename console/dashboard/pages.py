@@ -4,6 +4,7 @@ never a query of its own."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -80,6 +81,42 @@ def _aware(name: str, value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+@dataclass(frozen=True)
+class JobFilter:
+    """The Jobs page's filters, as GET /api/jobs takes them (empty: no filter)."""
+
+    state: str = ""
+    queue: str = ""
+    actor: str = ""
+    tenant: str = ""
+    error: str = ""
+    since: str = ""
+    until: str = ""
+
+    def checked(self) -> "JobFilter":
+        if self.state and self.state not in STATES:
+            raise InvalidInput(f"state: one of {', '.join(STATES)}")
+        if self.error and len(self.error) < 3:
+            raise InvalidInput("error text: at least 3 characters")
+        _aware("since", self.since), _aware("until", self.until)
+        return self
+
+    def scope_for(self, who: Visitor):
+        """The rows ``who`` may list with this filter (a tenant's user: its tenant's; 404 for another)."""
+        if who.principal.tenant_id is not None:
+            scopes.authorize(who.principal, "read", tenant_id=self.tenant or who.principal.tenant_id)
+        return scopes.tenant_scope(who.principal)
+
+    def page(self, scope, *, after=None, limit: int = 50):
+        """One keyset page: storage.jobs.page, the API's listing query."""
+        from storage import jobs
+
+        return jobs.page(scope=scope, states=[self.state] if self.state else jobs.STATES, tenant=self.tenant or None,
+                         actor=self.actor or None, queue=self.queue or None, error=self.error or None,
+                         since=_aware("since", self.since), until=_aware("until", self.until), after=after,
+                         limit=limit)
+
+
 @router.get("/jobs")
 async def job_list(request: Request, who: Visitor = Depends(visitor),
                    state: str = Query(default="", max_length=20), queue: str = Query(default="", max_length=100),
@@ -88,32 +125,18 @@ async def job_list(request: Request, who: Visitor = Depends(visitor),
                    until: str = Query(default="", max_length=40), cursor: str = Query(default="", max_length=200),
                    limit: int = Query(default=50, ge=1, le=500)):
     """The API's listing (GET /api/jobs): the same filters and keyset page of storage.jobs.page."""
-    if state and state not in STATES:
-        raise InvalidInput(f"state: one of {', '.join(STATES)}")
-    if error and len(error) < 3:
-        raise InvalidInput("error text: at least 3 characters")
+    chosen = JobFilter(state, queue, actor, tenant, error, since, until).checked()
     try:
         after = decode_cursor(cursor) if cursor else None
     except ApiError as exc:
         raise InvalidInput(exc.message) from None
-    if who.principal.tenant_id is not None:
-        scopes.authorize(who.principal, "read", tenant_id=tenant or who.principal.tenant_id)
-    scope = scopes.tenant_scope(who.principal)
-    filters = {"state": state, "queue": queue, "actor": actor, "tenant": tenant, "error": error, "since": since,
-               "until": until}
-
-    def read():
-        from storage import jobs
-
-        return jobs.page(scope=scope, states=[state] if state else jobs.STATES, tenant=tenant or None,
-                         actor=actor or None, queue=queue or None, error=error or None,
-                         since=_aware("since", since), until=_aware("until", until), after=after, limit=limit + 1)
-
-    found = await request.app.state.pool.run(read)
+    scope = chosen.scope_for(who)
+    found = await request.app.state.pool.run(lambda: chosen.page(scope, after=after, limit=limit + 1))
     more = len(found) > limit
     found = found[:limit]
-    return render.page(request, "jobs.html", who, jobs=[summary(listed.job) for listed in found], filters=filters,
-                       states=STATES, next_cursor=encode_cursor(found[-1]) if more else None, limit=limit)
+    return render.page(request, "jobs.html", who, jobs=[summary(listed.job) for listed in found],
+                       filters=asdict(chosen), states=STATES, limit=limit,
+                       next_cursor=encode_cursor(found[-1]) if more else None)
 
 
 @router.get("/jobs/{job_id}")

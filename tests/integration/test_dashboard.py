@@ -1,6 +1,8 @@
 """The dashboard over uvicorn on 127.0.0.1, without a browser: every page without a session and
 with each role, the session cookie's flags, CSRF refusals, confirmation, the audit row of an
 action with its address, and the sign-in rate limit."""
+import re
+
 import pytest
 
 from domain import sign_in_limits
@@ -180,3 +182,25 @@ def test_alerts_reports_and_unknown_jobs_render(api, database_url, tmp_path):
         reports.get(made["report_id"]), "csv")
     html = browser.get(f"{api.url}/dashboard/reports/{made['report_id']}.html")
     assert html.headers["Content-Type"].startswith("text/html") and "<html" in html.text.lower()
+
+
+def test_bulk_retry_takes_what_the_jobs_filter_selects(api, sql):
+    chosen = [_dead_job(api, sql) for _ in range(3)]
+    other = _dead_job(api, sql)
+    sql("UPDATE lamplighter.job_history SET error_message = 'something else' WHERE job_id = %s", (other,))
+    browser = signed_in(api.url, create_user("operator"))
+    page = browser.get(api.url + "/dashboard/jobs?state=dead&error=boom")
+    assert all(job_id[:8] in page.text for job_id in chosen) and other[:8] not in page.text
+    first = browser.get(api.url + "/dashboard/jobs?state=dead&error=boom&limit=2").text
+    following = re.search(r'id="next-page" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    second = browser.get(api.url + "/dashboard/jobs" + following).text
+    assert sorted(j[:8] for j in chosen if j[:8] in first or j[:8] in second) == sorted(j[:8] for j in chosen)
+    assert sum(j[:8] in second for j in chosen) == 1 and 'id="next-page"' not in second
+    form = {"csrf": csrf_of(page.text), "error": "boom", "actor": "maintenance.ping", "limit": "2"}
+    asked = browser.post(api.url + "/dashboard/jobs/retry", data=form)
+    assert "the 2 dead job(s) this filter selects" in asked.text
+    done = browser.post(api.url + "/dashboard/jobs/retry", data={**form, "limit": "10", "confirmed": "yes"})
+    assert "3 of 3 dead job(s) queued again" in done.text
+    assert [jobs.get(j).state for j in chosen] == ["queued"] * 3 and jobs.get(other).state == "dead"
+    assert sql("SELECT count(*) FROM lamplighter.audit_log WHERE action = 'job.redriven' "
+               "AND source_address = '127.0.0.1'")[0][0] == 3
