@@ -61,7 +61,7 @@ async def overview(request: Request, who: Visitor = Depends(visitor), span: str 
         from storage import metrics
 
         return {"stats": stats_verbs.stats_view(window_seconds=settings.failed_window),
-                "workers": worker_verbs.workers_view(),
+                "workers": worker_verbs.workers_view(), "running": running_by_worker(),
                 "leader": metrics.snapshot(lease_seconds=settings.lease_timeout).leader,
                 "alerts": alert_verbs.incidents(open_only=True, limit=20),
                 "perf": perf_verbs.perf_view(since_seconds=RANGES[span], actor=None)}
@@ -69,6 +69,18 @@ async def overview(request: Request, who: Visitor = Depends(visitor), span: str 
     found = await request.app.state.pool.run(read)
     return render.page(request, "overview.html", who, span=span, ranges=list(RANGES),
                        charts=charts.charts(found["perf"].samples), **found)
+
+
+def running_by_worker(limit: int = 500) -> dict[str, list[tuple[str, str]]]:
+    """What each worker runs: (job id, actor) by worker id, from the Jobs page's listing of
+    running jobs (storage.jobs.page)."""
+    from storage import jobs
+    from storage.tenants import TenantScope
+
+    running: dict[str, list[tuple[str, str]]] = {}
+    for listed in jobs.page(scope=TenantScope.every(), states=["running"], limit=limit):
+        running.setdefault(str(listed.job.worker_id), []).append((str(listed.job.message_id), listed.job.actor_name))
+    return running
 
 
 def _aware(name: str, value: str | None) -> datetime | None:
@@ -168,7 +180,8 @@ async def schedule_list(request: Request, who: Visitor = Depends(visitor)):
 @router.get("/workers")
 async def worker_list(request: Request, who: Visitor = Depends(visitor)):
     _platform(who)
-    return render.page(request, "workers.html", who, workers=await request.app.state.pool.run(worker_verbs.workers_view))
+    found = await request.app.state.pool.run(lambda: (worker_verbs.workers_view(), running_by_worker()))
+    return render.page(request, "workers.html", who, workers=found[0], running=found[1])
 
 
 @router.get("/queues")

@@ -204,3 +204,13 @@ def test_bulk_retry_takes_what_the_jobs_filter_selects(api, sql):
     assert [jobs.get(j).state for j in chosen] == ["queued"] * 3 and jobs.get(other).state == "dead"
     assert sql("SELECT count(*) FROM lamplighter.audit_log WHERE action = 'job.redriven' "
                "AND source_address = '127.0.0.1'")[0][0] == 3
+
+
+def test_workers_show_what_each_runs(api, sql, broker):
+    job_id = _dead_job(api, sql)
+    sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, finished_at = NULL WHERE message_id = %s",
+        (str(broker.worker_id), job_id))
+    browser = signed_in(api.url, create_user("viewer"))
+    for path in ("/dashboard/workers", "/dashboard/"):
+        page = browser.get(api.url + path).text
+        assert f'<a href="/dashboard/jobs/{job_id}">maintenance.ping</a>' in page, path
