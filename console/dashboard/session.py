@@ -73,6 +73,8 @@ async def visitor(request: Request) -> Visitor:
     """A dependency: the signed-in user (SignInRequired otherwise), who must hold ``read``."""
     session_id = request.cookies.get(COOKIE)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET":
+        target = PATH + "/"  # back to a page after signing in, never to a form's action
     if not session_id:
         raise SignInRequired(target)
     try:
