@@ -23,7 +23,7 @@ ROUTERS = [
     schedules.router,
     audit.router,
     metrics.router,  # /metrics: Prometheus exposition from the database (its own read-scope check)
-    # Federation's /.well-known/* (console/federation_web.py): one line, here. The dashboard: create_app.
+    # Federation's /.well-known/* (console/federation_web.py) and the dashboard: one line each, here.
 ]
 
 DESCRIPTION = """Enqueue Lamplighter's actors, read jobs and their attempts, and operate queues,
