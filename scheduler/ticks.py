@@ -120,7 +120,7 @@ def fire_one(key: str, holder: str) -> TickResult | None:
     return result
 
 
-def run_now(key: str, *, by: str) -> TickResult:
+def run_now(key: str, *, by: str, source: str | None = None) -> TickResult:
     """`lamplighter schedule run KEY`: one run now, recorded as a manual tick at the request
     time. Works on a paused schedule (the operator asked); leaves the next fire time alone."""
     db = connection.init_database()
@@ -140,14 +140,14 @@ def run_now(key: str, *, by: str) -> TickResult:
                                      missed=1, recorded_by=by):
             raise ScheduleDisabled(f"schedule {key!r}: a run was recorded at this very instant; try again")
         jobs.enqueue_many([job])
-        audit.record(by, "schedule.run_now", target_type="schedule", target_id=key,
+        audit.record(by, "schedule.run_now", target_type="schedule", target_id=key, source=source,
                      details={"job_id": job.message_id, "fire_at": fire_at.isoformat()})
     log.info("schedule_tick", schedule=key, actor=row.actor_name, fire_at=fire_at.isoformat(), kind="manual",
              outcome="enqueued", job_id=job.message_id, missed=1, by=by)
     return TickResult(key, fire_at, "manual", "enqueued", job.message_id, 1, row.next_fire_at)
 
 
-def set_paused(key: str, paused: bool, *, by: str) -> None:
+def set_paused(key: str, paused: bool, *, by: str, source: str | None = None) -> None:
     """Pause or resume. Resuming starts from the next fire time after now: the ticks of the
     paused period are not caught up (that is what pausing asked for)."""
     db = connection.init_database()
@@ -158,7 +158,8 @@ def set_paused(key: str, paused: bool, *, by: str) -> None:
         row, now = locked
         following = None if paused else next_fire_time(Cron.parse(row.cron), now, row.zone)
         schedules.set_paused(key, paused, by=by, next_fire_at=following)
-        audit.record(by, "schedule.paused" if paused else "schedule.resumed", target_type="schedule", target_id=key)
+        audit.record(by, "schedule.paused" if paused else "schedule.resumed", target_type="schedule", target_id=key,
+                     source=source)
     log.info("schedule_paused" if paused else "schedule_resumed", schedule=key, by=by)
 
 

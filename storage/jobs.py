@@ -305,9 +305,14 @@ def page(*, scope, states: Sequence[str] = STATES, tenant: str | None = None, ac
             for row in found]
 
 
-def discard(job_id: uuid.UUID | str, *, by: str) -> None:
+def _where(source: str | None) -> dict:
+    """An action's event detail: the address it came from, when known (the dashboard's)."""
+    return {} if source is None else {"source": source}
+
+
+def discard(job_id: uuid.UUID | str, *, by: str, source: str | None = None) -> None:
     """A waiting, scheduled or retry-pending job goes to dead without running again."""
-    params = {"message_id": str(job_id), "by": by, "detail": json.dumps({})}
+    params = {"message_id": str(job_id), "by": by, "detail": json.dumps(_where(source))}
     if execute("job_discard", params).fetchone():
         return
     state = get(job_id).state  # raises JobNotFound
@@ -334,16 +339,17 @@ def requeue(job_id: uuid.UUID | str, *, message: dict | None = None, by: str = "
 
 
 def requeue_matching(*, actor: str | None = None, queue: str | None = None, error_type: str | None = None,
-                     limit: int = 1000, by: str = "unknown") -> list[uuid.UUID]:
+                     limit: int = 1000, by: str = "unknown", source: str | None = None) -> list[uuid.UUID]:
     """Bulk redrive of dead jobs matching every given filter; returns the redriven ids."""
     params = {"actor": actor, "queue": queue, "error_type": error_type, "limit": limit, "by": by,
-              "detail": json.dumps({"bulk": {"actor": actor, "queue": queue, "error_type": error_type}})}
+              "detail": json.dumps({"bulk": {"actor": actor, "queue": queue, "error_type": error_type},
+                                    **_where(source)})}
     return [row[0] for row in execute("job_requeue_matching", params).fetchall()]
 
 
-def cancel(job_id: uuid.UUID | str, *, by: str) -> str:
+def cancel(job_id: uuid.UUID | str, *, by: str, source: str | None = None) -> str:
     """Cancel a waiting job at once; flag a running one. Returns what happened."""
-    params = {"message_id": str(job_id), "by": by}
+    params = {"message_id": str(job_id), "by": by, "detail": json.dumps(_where(source))}
     if execute("job_cancel_waiting", params).fetchone():
         return "cancelled"
     if execute("job_cancel_running", params).fetchone():

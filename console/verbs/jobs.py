@@ -178,9 +178,10 @@ def retry(job_id: str, *, arguments: list | dict | None, by: str) -> None:
         retry_with(job_id, args=positional, kwargs=keyword, by=by)
 
 
-def retry_with(job_id: str, *, args: list | None = None, kwargs: dict | None = None, by: str) -> None:
+def retry_with(job_id: str, *, args: list | None = None, kwargs: dict | None = None, by: str,
+               source: str | None = None) -> None:
     """:func:`retry` with positional and keyword arguments apart (the HTTP API's shape); None for
-    both keeps the job's own."""
+    both keeps the job's own. ``source``: the address the request came from (recorded)."""
     from storage import jobs
 
     message, detail = None, {"edited_args": False}
@@ -188,6 +189,8 @@ def retry_with(job_id: str, *, args: list | None = None, kwargs: dict | None = N
         job = jobs.get(job_id)
         message = {**job.message, "args": list(args or []), "kwargs": dict(kwargs or {})}
         detail = {"edited_args": True, "previous": {"args": job.args, "kwargs": job.kwargs}}
+    if source is not None:
+        detail["source"] = source
     jobs.requeue(job_id, message=message, by=by, detail=detail)
 
 

@@ -50,6 +50,9 @@ def create_app(settings: settings_module.Settings | None = None, *, readiness: h
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    from console.dashboard.routes import router as dashboard  # here: the dashboard imports console.web's modules
+
+    app.include_router(dashboard)  # /dashboard: the operator dashboard (console/dashboard/)
     # Outermost last: the access log sees every answer, the 413s of the body limit included.
     app.add_middleware(errors.BodyLimit, max_bytes=settings.web.max_body_bytes)
     app.add_middleware(errors.AccessLog)

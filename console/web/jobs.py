@@ -15,7 +15,7 @@ from datetime import datetime
 from fastapi import APIRouter, Body, Depends, Query, Request
 
 from console.verbs import jobs as job_verbs
-from console.web.auth import holding
+from console.web.auth import client_address, holding
 from console.web.errors import ApiError, responses
 from console.web.models import (ActionResult, BulkRetried, BulkRetryBody, JobDetail, JobPage, RetryBody, State,
                                 detail, summary)
@@ -112,7 +112,8 @@ async def retry_job(job_id: uuid.UUID, request: Request, who: Principal = Depend
 
     def act():
         job_verbs.retry_with(str(job_id), args=body.args if edited else None,
-                             kwargs=body.kwargs if edited else None, by=who.actor)
+                             kwargs=body.kwargs if edited else None, by=who.actor,
+                             source=client_address(request))
 
     await request.app.state.pool.run(act)
     return {"id": job_id, "result": "queued with edited arguments" if edited else "queued"}
@@ -137,7 +138,8 @@ async def cancel_job(job_id: uuid.UUID, request: Request, who: Principal = Depen
     """A waiting job is cancelled at once (``cancelled``); a running one is asked to stop
     (``cancel requested``)."""
     await _job_for(request, who, job_id, "operate")
-    result = await request.app.state.pool.run(jobs.cancel, str(job_id), by=who.actor)
+    result = await request.app.state.pool.run(jobs.cancel, str(job_id), by=who.actor,
+                                              source=client_address(request))
     return {"id": job_id, "result": result}
 
 
@@ -146,7 +148,7 @@ async def cancel_job(job_id: uuid.UUID, request: Request, who: Principal = Depen
 async def discard_job(job_id: uuid.UUID, request: Request, who: Principal = Depends(holding("operate"))):
     """A waiting, scheduled or retry-pending job goes to ``dead`` without running again."""
     await _job_for(request, who, job_id, "operate")
-    await request.app.state.pool.run(jobs.discard, str(job_id), by=who.actor)
+    await request.app.state.pool.run(jobs.discard, str(job_id), by=who.actor, source=client_address(request))
     return {"id": job_id, "result": "discarded"}
 
 
@@ -159,5 +161,6 @@ async def bulk_retry(body: BulkRetryBody, request: Request, who: Principal = Dep
         raise Forbidden("a bulk retry spans every tenant: it needs a token bound to no tenant")
     scopes.authorize(who, "operate")
     ids = await request.app.state.pool.run(jobs.requeue_matching, actor=body.actor, queue=body.queue,
-                                           error_type=body.error_type, limit=body.limit, by=who.actor)
+                                           error_type=body.error_type, limit=body.limit, by=who.actor,
+                                           source=client_address(request))
     return {"ids": ids}

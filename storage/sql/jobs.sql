@@ -662,8 +662,8 @@ WITH cancelled AS (
     WHERE message_id = %(message_id)s AND state = 'queued'
     RETURNING message_id
 ), recorded AS (
-    INSERT INTO lamplighter.job_events (job_id, event, requested_by)
-    SELECT message_id, 'cancelled', %(by)s FROM cancelled
+    INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
+    SELECT message_id, 'cancelled', %(by)s, %(detail)s::jsonb FROM cancelled
 )
 SELECT message_id FROM cancelled;
 
@@ -676,8 +676,8 @@ WITH flagged AS (
     WHERE message_id = %(message_id)s AND state = 'running'
     RETURNING message_id
 ), recorded AS (
-    INSERT INTO lamplighter.job_events (job_id, event, requested_by)
-    SELECT message_id, 'cancel_requested', %(by)s FROM flagged
+    INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
+    SELECT message_id, 'cancel_requested', %(by)s, %(detail)s::jsonb FROM flagged
 )
 SELECT message_id FROM flagged;
 
