@@ -12,7 +12,9 @@ worker. Then, in interleaved rounds (small, large, small, large, ...; the machin
 only the ratio in one run counts):
 
 - claim: the engine's `job_claim_batch` (10 jobs), rolled back so every claim sees the same queue;
-- page: the jobs page's query (`job_list`, newest 50, unfiltered and by state and by actor);
+- page: the CLI's job list (`job_list`, newest 50, unfiltered and by state and by actor), and the
+  API's and dashboard's keyset page (`job_page`, `job_page_by_error`: newest, by state, by actor,
+  by error text);
 - prune: one batch of the hourly prune (`job_prune_finished`, 5,000 jobs and their history);
 - claim during prune: claims while a prune batch runs in another session (workers not blocked).
 
@@ -136,8 +138,23 @@ def main():
         pages = {"newest": {"state": None, "actor": None, "queue": None, "limit": 50},
                  "dead": {"state": "dead", "actor": None, "queue": None, "limit": 50},
                  "actor": {"state": None, "actor": "area_3.job_11", "queue": None, "limit": 50}}
+        # The jobs page of the API and the dashboard (storage.jobs.page): keyset pages, newest first.
+        from storage.jobs import STATES
+        from storage.tenants import TenantScope, scoped
+
+        def api_page(**filters):
+            base = dict(states=list(STATES), tenant=None, actor=None, queue=None, error=None, since=None,
+                        until=None, after_at=None, after_id=None, limit=50)
+            return scoped(TenantScope.every(), **{**base, **filters})
+
+        api_pages = {"api_newest": ("job_page", api_page()),
+                     "api_completed": ("job_page", api_page(states=["completed"])),
+                     "api_dead": ("job_page", api_page(states=["dead"])),
+                     "api_actor": ("job_page", api_page(actor="area_3.job_11")),
+                     "api_error": ("job_page_by_error", api_page(states=["dead"], error="%upstream%"))}
         prune = {"states": ["completed", "cancelled"], "retention_seconds": RETENTION_S, "batch_size": prune_batch}
-        times = {label: {"claim": [], "claim_during_prune": [], "prune": [], **{f"page_{p}": [] for p in pages}}
+        times = {label: {"claim": [], "claim_during_prune": [], "prune": [], **{f"page_{p}": [] for p in pages},
+                         **{p: [] for p in api_pages}}
                  for label in dbs}
         for _ in range(args.rounds):
             for label, (url, conn) in dbs.items():
@@ -146,6 +163,9 @@ def main():
                 for name, params in pages.items():
                     for _ in range(10):
                         times[label][f"page_{name}"].append(timed(conn, SQL["job_list"], params))
+                for name, (query, params) in api_pages.items():
+                    for _ in range(10):
+                        times[label][name].append(timed(conn, SQL[query], params))
                 # A prune batch in another session while this one claims: claims must not wait on it.
                 pruner = psycopg2.connect(url)
                 done = threading.Event()
@@ -170,7 +190,8 @@ def main():
         explained = {}
         url, conn = dbs["large"]
         for name, text, params in (("claim", SQL["job_claim_batch"], claim), ("page_newest", SQL["job_list"], pages["newest"]),
-                                   ("page_actor", SQL["job_list"], pages["actor"])):
+                                   ("page_actor", SQL["job_list"], pages["actor"]),
+                                   *((name, SQL[q], params) for name, (q, params) in api_pages.items())):
             with conn.cursor() as cur:
                 cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)
                 explained[name] = [line for (line,) in cur.fetchall()]
