@@ -443,7 +443,10 @@ LIMIT %(limit)s;
 -- Finished jobs, which are what piles up (millions, with their history), page through
 -- queue_finished_idx: a page costs the same on the last page of ten million as on the first.
 -- Waiting and running jobs have no index in that order (every index on the queue is written at
--- each step of every job; 0005 dropped the listing ones): their branches sort the active set.
+-- each step of every job; 0005 dropped the listing ones): their branches sort the active set,
+-- found through the claim indexes (waiting jobs without and with a concurrency key: one branch
+-- each, so that each predicate matches its partial index; `state = 'queued'` alone matches
+-- neither and read the whole table) and queue_running_idx.
 -- With an error text, job_page_by_error answers instead.
 SELECT *
 FROM ((
@@ -506,7 +509,25 @@ UNION ALL
            q.unique_key, q.unique_states, q.concurrency_key, q.concurrency_limit, q.tenant_id, q.correlation_id,
            q.enqueued_by, q.last_error, q.cancel_requested, q.mtime, q.enqueued_at AS listed_at
     FROM dramatiq.queue q
-    WHERE q.state = 'queued' AND 'queued' = ANY(%(states)s::text[])
+    WHERE q.state = 'queued' AND q.concurrency_key IS NULL AND 'queued' = ANY(%(states)s::text[])
+      AND (%(every_tenant)s OR q.tenant_id = %(tenant_id)s)
+      AND (%(tenant)s::text IS NULL OR q.tenant_id = %(tenant)s)
+      AND (%(actor)s::text IS NULL OR q.actor_name = %(actor)s)
+      AND (%(queue)s::text IS NULL OR q.queue_name = %(queue)s)
+      AND (%(since)s::timestamptz IS NULL OR q.enqueued_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR q.enqueued_at < %(until)s)
+      AND (%(after_at)s::timestamptz IS NULL OR (q.enqueued_at, q.message_id) < (%(after_at)s, %(after_id)s::uuid))
+    ORDER BY q.enqueued_at DESC, q.message_id DESC
+    LIMIT %(limit)s
+)
+UNION ALL
+(
+    SELECT q.message_id, q.queue_name, q.actor_name, q.state, q.message, q.priority, q.available_at,
+           q.enqueued_at, q.attempt, q.max_attempts, q.worker_id, q.claimed_at, q.started_at, q.finished_at,
+           q.unique_key, q.unique_states, q.concurrency_key, q.concurrency_limit, q.tenant_id, q.correlation_id,
+           q.enqueued_by, q.last_error, q.cancel_requested, q.mtime, q.enqueued_at AS listed_at
+    FROM dramatiq.queue q
+    WHERE q.state = 'queued' AND q.concurrency_key IS NOT NULL AND 'queued' = ANY(%(states)s::text[])
       AND (%(every_tenant)s OR q.tenant_id = %(tenant_id)s)
       AND (%(tenant)s::text IS NULL OR q.tenant_id = %(tenant)s)
       AND (%(actor)s::text IS NULL OR q.actor_name = %(actor)s)

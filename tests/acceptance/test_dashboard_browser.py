@@ -5,15 +5,11 @@ sees its next tick skipped while another one's fires; signs out. Screenshots of 
 the job page go to the test's tmp dir (docs/dashboard-overview.png is one of them)."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from scheduler import sync, ticks
 from storage import jobs, schedules
+from tests import system_packages
 from tests.conftest import wait_for
 from tests.dashboard_users import PASSWORD, create_user
 from tests.integration.test_api_jobs import _fail_attempt
@@ -23,25 +19,11 @@ pytestmark = pytest.mark.acceptance
 CHROMIUM = "/usr/bin/chromium"
 
 
-def _ensure_chromium() -> None:
-    """Debian's package, installed on first use when missing (as root, with apt), as
-    tests/acceptance/test_pgbouncer.py does for PgBouncer; `.ci/run` installs it up front."""
-    if Path(CHROMIUM).exists():
-        return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", "chromium"]
-        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-            subprocess.run(install, env=env, capture_output=True)
-    assert Path(CHROMIUM).exists(), "chromium is not installed: apt-get install chromium (Debian's package)"
-
-
 @pytest.fixture
 def browser():
     from playwright.sync_api import sync_playwright
 
-    _ensure_chromium()
+    system_packages.ensure("chromium", CHROMIUM)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         context = launched.new_context(viewport={"width": 1280, "height": 900})

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import psycopg2
 import pytest
 
+from tests import system_packages
 from tests.conftest import ROOT, lamplighter_env, wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -74,23 +75,9 @@ pidfile = {self.dir}/pgbouncer.pid
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _ensure_pgbouncer() -> None:
-    """Debian's package, installed on first use when missing (as root, with apt), so that the
-    README's one test command is enough on a fresh machine; `.ci/run` installs it up front."""
-    if Path(PGBOUNCER).exists():
-        return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", "pgbouncer"]
-        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-            subprocess.run(install, env=env, capture_output=True)
-    assert Path(PGBOUNCER).exists(), "pgbouncer is not installed: apt-get install pgbouncer (Debian's package)"
-
-
 @pytest.fixture
 def pooler(database_url):
-    _ensure_pgbouncer()
+    system_packages.ensure("pgbouncer", PGBOUNCER)
     started = Pooler(database_url)
     yield started
     started.stop()

@@ -231,3 +231,18 @@ def test_a_tenant_bound_token_sees_its_tenants_jobs_only(api, sql):
     assert [j["id"] for j in api.call("GET", "/api/jobs", acme).json()["jobs"]] == [mine]
     assert api.call("GET", "/api/jobs", acme, params={"tenant": "globex"}).status_code == 404
     assert json.loads(api.call("GET", "/api/queues/stats", acme).text)["error"] == "forbidden"
+
+
+def test_every_branch_of_the_jobs_page_reads_an_index_never_the_whole_queue(sql):
+    """With sequential scans priced out, a branch that still shows one has no usable index: the
+    waiting jobs' branch had one (`state = 'queued'` alone matches neither partial claim index),
+    which read the whole table, ten million finished rows included, for every page."""
+    from storage.jobs import SQL, STATES
+    from storage.tenants import TenantScope, scoped
+
+    sql("ANALYZE dramatiq.queue")
+    params = scoped(TenantScope.every(), states=list(STATES), tenant=None, actor=None, queue=None, error=None,
+                    since=None, until=None, after_at=None, after_id=None, limit=50)
+    sql("SET enable_seqscan = off")  # the fixture's own session
+    plan = "\n".join(line for (line,) in sql("EXPLAIN " + SQL["job_page"], params))
+    assert "Seq Scan" not in plan, plan
