@@ -31,8 +31,10 @@ def migrate() -> list[str]:
     """Apply pending migrations; return their names. Safe to run again and concurrently."""
     db = connection.init_database("lamplighter-release")
     with db.connection_context():
-        db.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        # The lock first: CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent one (two
+        # release steps on a new database: "duplicate key value violates ... pg_namespace").
         db.execute_sql("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        db.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         try:
             applied = _runner(db).up()
             enqueue_role.ensure(db)

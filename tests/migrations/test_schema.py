@@ -1,6 +1,7 @@
 """Migrating an empty database gives exactly the declared schema, and migrating is idempotent
 and safe to run concurrently (two release steps at once)."""
 import threading
+import uuid
 
 import psycopg2
 
@@ -28,7 +29,7 @@ def test_migrate_again_applies_nothing_and_changes_nothing(database_url):
 def test_concurrent_release_steps_apply_each_migration_once(server_url, sql):
     # A brand-new, empty database (not the template) migrated by two threads at once.
     sql("CREATE SCHEMA scratch")  # touch the fixture so the test DB exists
-    name = "lamplighter_concurrent_migrate"
+    name = f"lamplighter_concurrent_migrate_{uuid.uuid4().hex[:8]}"  # parallel runs on one server
     admin = psycopg2.connect(server_url)
     admin.autocommit = True
     admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
