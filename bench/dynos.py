@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
 from harness.pgcluster import Cluster  # noqa: E402
-from profile import APP_PATH, cpu_seconds, server_pids, source_state, tree  # noqa: E402
+from profile import cpu_seconds, prepare_drain, server_pids, source_state, tree  # noqa: E402
 
 THREADS = 8
 
@@ -32,16 +32,8 @@ THREADS = 8
 def drain(cluster, processes: int, jobs: int) -> dict:
     db = f"dynos{processes}"
     url = cluster.fresh_db(db)
-    env = dict(os.environ, DATABASE_URL=url, BENCH_DONE_DIR=str(Path(cluster.root) / f"done{processes}"),
-               PYTHONPATH=os.pathsep.join(APP_PATH + [os.environ.get("PYTHONPATH", "")]))
-    Path(env["BENCH_DONE_DIR"]).mkdir(parents=True, exist_ok=True)
+    env = prepare_drain(url, Path(cluster.root) / f"done{processes}", jobs)
     bin_dir = Path(sys.executable).parent
-    subprocess.run([str(bin_dir / "lamplighter"), "migrate"], env=env, check=True, capture_output=True)
-    subprocess.run([sys.executable, "-c", (
-        "import time, bench_app\n"
-        f"msgs = [bench_app.bench_noop.message(i, time.time()) for i in range({jobs})]\n"
-        "for k in range(0, len(msgs), 1000):\n"
-        "    bench_app.bench_noop.broker.enqueue_many(msgs[k:k + 1000])\n")], env=env, check=True)
     log = open(Path(cluster.root) / f"workers{processes}.log", "wb")
     server_before = cpu_seconds(server_pids(cluster))
     started = time.time()

@@ -57,6 +57,22 @@ def server_pids(cluster):
     return tree(postmaster) if postmaster else []
 
 
+def prepare_drain(url: str, done_dir: Path, jobs: int, **extra_env: str) -> dict:
+    """Migrate the database at ``url`` and bulk-enqueue ``jobs`` of the bench's no-op job; return
+    the environment the workers run with (the bench app on PYTHONPATH, its done log in ``done_dir``)."""
+    env = dict(os.environ, DATABASE_URL=url, BENCH_DONE_DIR=str(done_dir),
+               PYTHONPATH=os.pathsep.join(APP_PATH + [os.environ.get("PYTHONPATH", "")]), **extra_env)
+    done_dir.mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / "lamplighter"), "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", (
+        "import time, bench_app\n"
+        f"msgs = [bench_app.bench_noop.message(i, time.time()) for i in range({jobs})]\n"
+        "for k in range(0, len(msgs), 1000):\n"
+        "    bench_app.bench_noop.broker.enqueue_many(msgs[k:k + 1000])\n")], env=env, check=True)
+    return env
+
+
 def source_state():
     """HEAD and the files that differ from it: the venv installs this work tree editable."""
     def git(*argv):
@@ -101,17 +117,8 @@ def main(argv):
     try:
         url = cluster.fresh_db("profile")
         cluster.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements;", db="profile")
-        env = dict(os.environ, DATABASE_URL=url, LAMPLIGHTER_LOG_LEVEL=args.log_level,
-                   BENCH_DONE_DIR=str(Path(cluster.root) / "done"),
-                   PYTHONPATH=os.pathsep.join(APP_PATH + [os.environ.get("PYTHONPATH", "")]))
-        Path(env["BENCH_DONE_DIR"]).mkdir(parents=True, exist_ok=True)
+        env = prepare_drain(url, Path(cluster.root) / "done", args.jobs, LAMPLIGHTER_LOG_LEVEL=args.log_level)
         bin_dir = Path(sys.executable).parent
-        subprocess.run([str(bin_dir / "lamplighter"), "migrate"], env=env, check=True, capture_output=True)
-        subprocess.run([sys.executable, "-c", (
-            "import time, bench_app\n"
-            f"msgs = [bench_app.bench_noop.message(i, time.time()) for i in range({args.jobs})]\n"
-            "for k in range(0, len(msgs), 1000):\n"
-            "    bench_app.bench_noop.broker.enqueue_many(msgs[k:k + 1000])\n")], env=env, check=True)
         cluster.psql("SELECT pg_stat_statements_reset();", db="profile")
         spy_out = Path(cluster.root) / "spy.txt"
         # The workers' output goes to a file, as under a process manager: writing the log lines
