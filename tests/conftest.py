@@ -208,6 +208,10 @@ def run_worker(broker):
     yield start
     for worker in started:
         worker.stop(timeout=10_000)
+        # dramatiq's Worker adds a middleware to the broker and never takes it out: on the
+        # session's broker it would outlive the worker (a consumer added to a stopped worker on
+        # the next declare_queue, and a "same type twice" warning per worker started since).
+        broker.middleware[:] = [m for m in broker.middleware if getattr(m, "worker", None) is not worker]
 
 
 def lamplighter_env(**extra: str) -> dict[str, str]:

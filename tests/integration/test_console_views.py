@@ -43,6 +43,9 @@ def test_job_view_holds_the_fields_events_and_attempts(broker, run_worker):
     done = actors.maintenance.ping.send(note="view").message_id
     run_worker(threads=1)
     wait_for(lambda: jobs.get(done).state == "completed", message="the ping completed")
+    # Paused, so the worker does not run the redriven job before the view is read: the view must
+    # show the one attempt on record, not a second one racing in.
+    queues.set_paused("maintenance", True, by="tester")
     jobs.requeue(done, by="tester", detail={"edited_args": False})
 
     view = job_verbs.job_view(done)
