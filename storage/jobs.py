@@ -131,6 +131,7 @@ def execute_prepared(name: str, params: dict, *, conn=None):
 
 _PLAIN_FIELDS = ("message_id", "queue_name", "actor_name", "message", "priority", "delay_ms", "max_attempts",
                  "concurrency_key", "concurrency_limit", "tenant_id", "correlation_id", "enqueued_by")
+_UNIQUE_SET_FIELDS = _PLAIN_FIELDS + ("unique_key", "unique_states")
 
 
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
@@ -146,13 +147,17 @@ _ALL_FIELDS = tuple(f.name for f in dataclass_fields(NewJob))
 def encode_new_jobs(jobs: Sequence[NewJob], fields: Sequence[str] | None = None) -> str:
     """A JSON array of the jobs' ``fields``; each message's text is spliced in as it is, not
     decoded and encoded again (the bulk path's largest cost was JSON work)."""
-    others = [f for f in (fields or _ALL_FIELDS) if f != "message"]
-    entries = []
+    return "[" + ",".join(_json_entries(jobs, fields or _ALL_FIELDS)) + "]"
+
+
+def _json_entries(jobs: Sequence[NewJob], fields: Sequence[str]) -> list[str]:
+    others = [f for f in fields if f != "message"]
     encode = _COMPACT_JSON.encode
+    entries = []
     for job in jobs:
         rest = encode({f: getattr(job, f) for f in others})
         entries.append('{"message":' + message_text(job) + ("," + rest[1:] if len(rest) > 2 else "}"))
-    return "[" + ",".join(entries) + "]"
+    return entries
 
 
 # From this many plain jobs on, enqueue_many streams them with COPY: about twice as fast per row
@@ -253,10 +258,41 @@ def enqueue_many(jobs: Sequence[NewJob], *, conn=None) -> list[str]:
             if not copied:
                 execute_prepared("job_insert_many", {"jobs": encode_new_jobs(plain, _PLAIN_FIELDS)}, conn=conn)
         if unique:
-            cursor = execute("job_insert_unique_many", {"jobs": encode_new_jobs(unique)}, conn=conn)
-            for job, row in zip(unique, cursor.fetchall()):
-                ids[job.message_id] = str(row[0])
+            ids.update(_insert_unique(unique, conn=conn))
     return [ids.get(j.message_id, j.message_id) for j in jobs]
+
+
+def _insert_unique(unique: Sequence[NewJob], *, conn=None) -> dict[str, str]:
+    """The id each unique job became. Jobs with the "ignore" policy and no parent (a sweep's
+    batch) go in with one set-based statement; the rest, and any the statement could not settle,
+    with one database function call each (which also handles the other policies)."""
+    ids: dict[str, str] = {}
+    simple = [j for j in unique if j.unique_on_conflict == "ignore" and j.parent_id is None]
+    with (connection.init_database().atomic() if conn is None else nullcontext()):
+        if conn is None and len(simple) > 1:
+            ids.update(_insert_unique_set(simple))
+        # In key order, as the set-based statement inserts: two batches over the same keys take
+        # their row locks in one order, so they wait for each other instead of deadlocking.
+        rest = sorted((j for j in unique if j.message_id not in ids), key=lambda j: j.unique_key)
+        if rest:
+            cursor = execute("job_insert_unique_many", {"jobs": encode_new_jobs(rest)}, conn=conn)
+            for job, row in zip(rest, cursor.fetchall()):
+                ids[job.message_id] = str(row[0])
+    return ids
+
+
+def _insert_unique_set(simple: Sequence[NewJob]) -> dict[str, str]:
+    import psycopg2
+
+    numbered = "[" + ",".join('{"n":%d,%s' % (n, entry[1:]) for n, entry in enumerate(
+        _json_entries(simple, _UNIQUE_SET_FIELDS))) + "]"
+    db = connection.init_database()
+    try:
+        with db.atomic():  # a savepoint inside the caller's transaction
+            found = execute("job_insert_unique_set", {"jobs": numbered}).fetchall()
+    except psycopg2.errors.UniqueViolation:  # a message_id inserted by another session meanwhile
+        return {}
+    return {simple[n].message_id: message_id for n, message_id in found if message_id is not None}
 
 
 def get(job_id: uuid.UUID | str) -> Job:

@@ -98,11 +98,12 @@ class LamplighterBroker(PostgresBroker):
     def _new_job(self, message: Message, delay: int | None) -> jobs.NewJob:
         options = message.options
         columns: dict[str, Any] = {}
+        payload = message.asdict()
         if "eta" in options or any(k in options for k in COLUMN_OPTIONS):
             options = dict(options)
             columns = {k: options.pop(k) for k in COLUMN_OPTIONS if k in options}
             options.pop("eta", None)
-            message = message.copy(options=options)
+            payload["options"] = options  # what message.copy(options=options) would encode, without the copy
         actor = self.actors.get(message.actor_name)
         resolved = columns_module.job_columns(
             message.actor_name, actor.options if actor is not None else {}, columns,
@@ -112,7 +113,7 @@ class LamplighterBroker(PostgresBroker):
             message_id=message.message_id,
             queue_name=message.queue_name,
             actor_name=message.actor_name,
-            message=codec.encode_message(message, self.settings.max_payload_bytes),
+            message=codec.checked_payload(message.actor_name, payload, self.settings.max_payload_bytes),
             delay_ms=int(delay or 0),
             enqueued_by=context.enqueued_by.get() or context.default_provenance(),
             parent_id=context.current_job_id.get(),

@@ -81,6 +81,85 @@ WITH inserted AS (
 )
 SELECT message_id, pg_notify('dramatiq.' || queue_name || '.enqueue', 't' || floor(random() * 2147483647)::bigint || ':1') FROM inserted;
 
+-- name: job_insert_unique_set --
+-- Jobs with a unique key and the "ignore" policy, not enqueued by the key's own running job
+-- (storage.jobs.enqueue_many; a sweep's thousands of health checks): one set-based statement
+-- with the same outcome as one lamplighter.job_insert_unique() per job, without a plpgsql call,
+-- a subtransaction and a NOTIFY per job. A key already held keeps its holder, whose id comes back,
+-- and the conflict is on record as the function records it; a key twice in the batch goes to
+-- the first. Returns (n, message_id) for every job in order; message_id is NULL where this
+-- statement cannot tell (a message_id already in the table, a holder committed after the
+-- statement's snapshot): the caller sends those through job_insert_unique_many.
+WITH incoming AS (
+    SELECT j.*, ARRAY(SELECT DISTINCT s FROM unnest(coalesce(j.unique_states, '{}') || '{queued,running}'::text[]) AS s
+                      ORDER BY s) AS held
+    FROM jsonb_to_recordset(%(jobs)s::jsonb) AS j(
+        n integer, message_id uuid, queue_name text, actor_name text, message jsonb, priority integer,
+        delay_ms bigint, max_attempts integer, unique_key text, unique_states text[], concurrency_key text,
+        concurrency_limit integer, tenant_id text, correlation_id text, enqueued_by text)
+), fresh AS (
+    SELECT * FROM incoming i
+    WHERE NOT EXISTS (SELECT 1 FROM dramatiq.queue q WHERE q.message_id = i.message_id)
+), inserted AS (
+    INSERT INTO dramatiq.queue AS q (
+        message_id, queue_name, actor_name, message, priority, available_at, enqueued_at,
+        max_attempts, unique_key, unique_states, concurrency_key, concurrency_limit,
+        tenant_id, correlation_id, enqueued_by, state)
+    SELECT message_id, queue_name, actor_name, message, coalesce(priority, 0),
+           lamplighter.now() + coalesce(delay_ms, 0) * interval '1 millisecond', lamplighter.now(),
+           max_attempts, unique_key, held, concurrency_key, concurrency_limit,
+           tenant_id, correlation_id, enqueued_by, 'queued'
+    FROM fresh ORDER BY unique_key, n  -- keys in one order for every bulk sender: no deadlock between two sweeps
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state = ANY (unique_states) DO NOTHING
+    RETURNING q.message_id, q.unique_key, q.queue_name, q.tenant_id, q.concurrency_key, q.concurrency_limit
+), done AS (
+    -- What was inserted, as objects to look keys up in: the CTEs' row estimates are guesses, and
+    -- a join on them planned as a nested loop made the statement quadratic in the batch size.
+    SELECT coalesce(jsonb_object_agg(message_id::text, true), '{}') AS ids,
+           coalesce(jsonb_object_agg(unique_key, jsonb_build_array(message_id, queue_name, tenant_id)), '{}') AS keys
+    FROM inserted
+), holders AS (
+    -- Not inserted: the key's holder is a job of this batch (inserted above, invisible to this
+    -- statement's snapshot otherwise) or one committed before the statement began.
+    SELECT f.n, f.message_id AS rejected, f.enqueued_by,
+           coalesce((d.keys -> f.unique_key ->> 0)::uuid, theirs.message_id) AS holder,
+           CASE WHEN d.keys ? f.unique_key THEN 'queued' ELSE theirs.state END AS holder_state,
+           coalesce(d.keys -> f.unique_key ->> 1, theirs.queue_name) AS holder_queue,
+           CASE WHEN d.keys ? f.unique_key THEN d.keys -> f.unique_key ->> 2 ELSE theirs.tenant_id END AS holder_tenant
+    FROM fresh f
+    CROSS JOIN done d
+    LEFT JOIN LATERAL (
+        SELECT q.message_id, q.state, q.queue_name, q.tenant_id FROM dramatiq.queue q
+        WHERE q.unique_key = f.unique_key AND q.state = ANY (q.unique_states)
+        LIMIT 1) AS theirs ON NOT d.keys ? f.unique_key
+    WHERE NOT d.ids ? f.message_id::text
+), conflicts AS (
+    -- The row lamplighter.job_events' trigger writes for each event, written directly: the
+    -- trigger's per-row subtransaction cost more than the rest of the statement.
+    INSERT INTO lamplighter.audit_log (actor, action, target_type, target_id, tenant_id, details)
+    SELECT coalesce(enqueued_by, 'unknown'), 'job.unique_conflict', 'job', holder::text, holder_tenant,
+           jsonb_build_object('policy', 'ignore', 'rejected_message_id', rejected, 'holder_state', holder_state)
+    FROM holders WHERE holder IS NOT NULL
+), slots AS (
+    INSERT INTO lamplighter.concurrency_slots (key, slot)
+    SELECT k.concurrency_key, generate_series(1, k.slots)
+    FROM (SELECT concurrency_key, max(coalesce(concurrency_limit, 1)) AS slots
+          FROM inserted WHERE concurrency_key IS NOT NULL GROUP BY concurrency_key) AS k
+    ON CONFLICT DO NOTHING
+), woken AS (
+    -- One wake-up per queue for its new jobs and its waiting holders, as the function wakes per job.
+    SELECT lamplighter.wake(w.queue_name, count(*)) FROM (
+        SELECT queue_name FROM inserted
+        UNION ALL SELECT holder_queue FROM holders WHERE holder_state = 'queued') AS w
+    GROUP BY w.queue_name
+), settled AS (
+    SELECT coalesce(jsonb_object_agg(n::text, holder), '{}') AS holders FROM holders WHERE holder IS NOT NULL
+)
+SELECT i.n, CASE WHEN d.ids ? i.message_id::text THEN i.message_id::text
+                 ELSE s.holders ->> i.n::text END AS message_id
+FROM incoming i, done d, settled s, (SELECT count(*) FROM woken) AS w
+ORDER BY i.n;
+
 -- name: job_insert_unique_many --
 -- Jobs with a unique key, one lamplighter.job_insert_unique() call each, in order. Returns
 -- the id of the job that holds the key afterwards (the new one, or the existing holder).
