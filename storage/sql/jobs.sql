@@ -503,18 +503,6 @@ SELECT message_id, queue_name, actor_name, state, message, priority, available_a
 FROM dramatiq.queue
 WHERE message_id = %(message_id)s;
 
--- name: job_list --
-SELECT message_id, queue_name, actor_name, state, message, priority, available_at, enqueued_at,
-       attempt, max_attempts, worker_id, claimed_at, started_at, finished_at, unique_key,
-       unique_states, concurrency_key, concurrency_limit, tenant_id, correlation_id,
-       enqueued_by, last_error, cancel_requested, mtime
-FROM dramatiq.queue
-WHERE (%(state)s::text IS NULL OR state = %(state)s)
-  AND (%(actor)s::text IS NULL OR actor_name = %(actor)s)
-  AND (%(queue)s::text IS NULL OR queue_name = %(queue)s)
-ORDER BY mtime DESC
-LIMIT %(limit)s;
-
 -- name: job_page --
 -- One page of `GET /api/jobs`, newest first by each job's time (finished_at for finished jobs,
 -- enqueued_at for waiting and running ones), after the keyset cursor (listed_at, message_id) of
@@ -637,6 +625,13 @@ UNION ALL
 )) AS j
 ORDER BY j.listed_at DESC, j.message_id DESC
 LIMIT %(limit)s;
+
+-- name: job_ids_with_error --
+-- Of these jobs (a page's newest candidates), the ones with an attempt whose error message
+-- matches (ILIKE): one look-up per job in job_history_job_id_attempt_key.
+SELECT DISTINCT h.job_id
+FROM lamplighter.job_history h
+WHERE h.job_id = ANY (%(ids)s::uuid[]) AND h.error_message ILIKE %(error)s;
 
 -- name: job_page_by_error --
 -- job_page with an error text: the jobs one of whose attempts' error message contains it, found

@@ -35,6 +35,8 @@ ENGINE = "the queue engine claims, starts, finishes, hands back and rescues ever
 ENQUEUE = "enqueueing writes the job's tenant label as its sender gave it"
 OPERATOR_VIEW = ("an operator's view over every tenant (the CLI holds the database URL: a platform superadmin); "
                  "the HTTP API (issue 17) adds tenant-scoped reads")
+PAGE_FOLLOW_UP = ("the jobs page's error search checks the jobs a tenant-filtered page (job_page) just returned, "
+                  "by their ids, and nothing else")
 MAINTENANCE = "maintenance over every tenant's rows, in bounded batches"
 AUTHENTICATION = "authentication finds a credential or a user before any tenant is known"
 SCHEDULER = "the scheduler looks at the jobs its schedules enqueued (overlap, last run), which belong to no tenant"
@@ -55,8 +57,9 @@ CROSS_TENANT = {
     ENGINE: ["job_claim_batch", "job_claim_woken", "job_mark_started", "job_finish_many", "job_reject_undecodable",
              "job_defer_unknown_actor", "job_release_unstarted", "job_release_lost_claim", "job_hand_back_started",
              "slot_free_stray", "job_cancel_requested", "worker_rescue_lost", "worker_reconcile"],
-    ENQUEUE: ["job_insert_one", "job_insert_many", "job_copy_in"],
-    OPERATOR_VIEW: ["job_get", "job_list", "job_events_for_job", "history_for_job", "queue_stats", "job_requeue", "job_requeue_matching",
+    ENQUEUE: ["job_insert_one", "job_insert_many", "job_copy_in", "job_insert_unique_set"],
+    PAGE_FOLLOW_UP: ["job_ids_with_error"],
+    OPERATOR_VIEW: ["job_get", "job_events_for_job", "history_for_job", "queue_stats", "job_requeue", "job_requeue_matching",
                     "job_cancel_waiting", "job_cancel_running", "job_discard", "stats_by_actor", "worker_list",
                     "audit_partitions",
                     "notification_list", "notification_retry"],
