@@ -22,17 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "bench"))
+
+from harness.scratch import scratch_database  # noqa: E402
 
 
 def main() -> int:
@@ -45,20 +45,7 @@ def main() -> int:
         print("bench/health_sweep.py: set DATABASE_URL to a PostgreSQL server it may create a database on",
               file=sys.stderr)
         return 2
-    name = f"ll_bench_health_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    url = urlunparse(urlparse(server_url)._replace(path="/" + name))
-    from cryptography.fernet import Fernet
-
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LAMPLIGHTER_")}, "DATABASE_URL": url,
-           "LAMPLIGHTER_ENCRYPTION_KEYS": f"b1:{Fernet.generate_key().decode()}",
-           "LAMPLIGHTER_LOG_FORMAT": "json"}
-    lamplighter = str(Path(sys.executable).with_name("lamplighter"))
-    try:
-        subprocess.run([lamplighter, "migrate"], env=env, check=True, capture_output=True)
-        os.environ.update({k: v for k, v in env.items() if k.startswith(("LAMPLIGHTER_", "DATABASE_URL"))})
+    with scratch_database(server_url, "ll_bench_health", LAMPLIGHTER_LOG_FORMAT="json") as (url, _):
         import actors
         from actors.integrations import JOBS
         from domain import integrations, tenants
@@ -103,11 +90,6 @@ def main() -> int:
             args.out.write_text(json.dumps(result, indent=2) + "\n")
         ok = waiting == args.integrations and all(r["queued"] == args.integrations for r in rounds.values())
         return 0 if ok else 1
-    finally:
-        from storage import connection
-
-        connection.reset()
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def timed(sweep) -> dict:

@@ -22,15 +22,15 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
-
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "bench"))
+
+from harness.scratch import scratch_database  # noqa: E402
 
 
 class Receiver(ThreadingHTTPServer):
@@ -78,24 +78,21 @@ def main() -> int:
     if not server_url:
         print("bench/webhooks.py: set DATABASE_URL to a PostgreSQL server it may create a database on", file=sys.stderr)
         return 2
-    name = f"ll_bench_webhooks_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    url = urlunparse(urlparse(server_url)._replace(path="/" + name))
-    from cryptography.fernet import Fernet
-
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LAMPLIGHTER_")}, "DATABASE_URL": url,
-           "LAMPLIGHTER_ENCRYPTION_KEYS": f"b1:{Fernet.generate_key().decode()}",
-           "LAMPLIGHTER_OUTBOUND_ALLOW": "127.0.0.1", "LAMPLIGHTER_LOG_LEVEL": "WARNING",
-           "LAMPLIGHTER_LOG_FORMAT": "json", "LAMPLIGHTER_WEBHOOKS_CONCURRENCY": "4"}
     receiver = Receiver()
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     lamplighter = str(Path(sys.executable).with_name("lamplighter"))
+    with scratch_database(server_url, "ll_bench_webhooks", LAMPLIGHTER_OUTBOUND_ALLOW="127.0.0.1",
+                          LAMPLIGHTER_LOG_LEVEL="WARNING", LAMPLIGHTER_LOG_FORMAT="json",
+                          LAMPLIGHTER_WEBHOOKS_CONCURRENCY="4") as (url, env):
+        try:
+            return _run(args, url, env, receiver, lamplighter)
+        finally:
+            receiver.shutdown()
+
+
+def _run(args, url, env, receiver, lamplighter) -> int:
     worker = None
     try:
-        subprocess.run([lamplighter, "migrate"], env=env, check=True, capture_output=True)
-        os.environ.update({k: v for k, v in env.items() if k.startswith(("LAMPLIGHTER_", "DATABASE_URL"))})
         import actors
         from domain import tenants, webhooks
         from domain import webhook_signatures as signatures
@@ -168,11 +165,6 @@ def main() -> int:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
-        receiver.shutdown()
-        from storage import connection
-
-        connection.reset()
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _one(conn, text):
