@@ -1,4 +1,4 @@
-"""The jobs page by actor and by tenant over finished jobs: an index for each, in page order."""
+"""The jobs page by actor, queue and tenant over finished jobs: an index for each, in page order."""
 from storage.migrations import run_sql_file
 
 

@@ -11,7 +11,7 @@ SELECT set_config('statement_timeout', %(milliseconds)s::text, true);
 -- Jobs per queue that are waiting (available now), scheduled (available later), running or dead,
 -- and the age of the oldest waiting one. Each part reads a partial index, never the finished jobs:
 -- queued rows the two claim indexes (one predicate each, so that the planner can use them),
--- running ones queue_running_idx, dead ones queue_dead_idx (migration 0012). Completed and
+-- running ones queue_running_idx, dead ones queue_finished_queue_idx (migration 0022). Completed and
 -- cancelled jobs are counted by lamplighter.job_counters instead. Paused queues with no job are
 -- listed too.
 WITH clock AS MATERIALIZED (

@@ -1,5 +1,5 @@
 """The jobs page (storage.jobs.page: the CLI's list, GET /api/jobs, the dashboard) over a history
-with many finished jobs: a filter by actor or by tenant reads an index in page order, and the
+with many finished jobs: a filter by actor, queue or tenant reads an index in page order, and the
 error search's two ways (the newest candidates checked one by one, or the trigram index) give the
 same pages."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from storage.tenants import TenantScope, scoped
 FILL = """
 INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, attempt, enqueued_at,
                             available_at, started_at, finished_at, mtime, tenant_id, last_error)
-SELECT gen_random_uuid(), 'maintenance', 'area.job_' || (i %% 40), '{}'::jsonb,
+SELECT gen_random_uuid(), CASE WHEN i %% 500 = 0 THEN 'rare' ELSE 'maintenance' END, 'area.job_' || (i %% 40), '{}'::jsonb,
        CASE WHEN i %% 10 = 0 THEN 'dead' ELSE 'completed' END, 1, t, t, t, t, t,
        'tenant_' || (i %% 200), CASE WHEN i %% 10 = 0 THEN 'RuntimeError: ' || %(error)s END
 FROM generate_series(1, %(rows)s) AS i,
@@ -32,7 +32,7 @@ def _page(sql, **filters):
     return "\n".join(line for (line,) in sql("EXPLAIN " + jobs.SQL["job_page"], params))
 
 
-def test_a_rare_actor_or_a_tenant_pages_through_its_own_index(broker, sql):
+def test_a_rare_actor_queue_or_tenant_pages_through_its_own_index(broker, sql):
     sql(FILL, {"rows": 20_000, "error": "upstream down"})
     sql("ANALYZE dramatiq.queue")
     # At 20,000 rows reading a state's few thousand and sorting them is still cheap; at 10M it is
@@ -42,6 +42,9 @@ def test_a_rare_actor_or_a_tenant_pages_through_its_own_index(broker, sql):
     # An actor without dead jobs on the dead page: walking queue_finished_idx would read every dead job.
     plan = _page(sql, states=["dead"], actor="area.job_7")
     assert "queue_finished_actor_idx" in plan, plan
+    # A queue with one job in 500.
+    plan = _page(sql, queue="rare")
+    assert "queue_finished_queue_idx" in plan, plan
     # One tenant's page among 200: walking the finished jobs would read every other tenant's.
     plan = _page(sql, scope=TenantScope.of("tenant_7"))
     assert "queue_finished_tenant_idx" in plan, plan
@@ -50,6 +53,7 @@ def test_a_rare_actor_or_a_tenant_pages_through_its_own_index(broker, sql):
     assert len(listed) == 20 and {e.job.tenant_id for e in listed} == {"tenant_7"}
     assert [e.listed_at for e in listed] == sorted((e.listed_at for e in listed), reverse=True)
     assert jobs.page(scope=TenantScope.every(), states=["dead"], actor="area.job_7") == []
+    assert {e.job.queue_name for e in jobs.page(scope=TenantScope.every(), queue="rare")} == {"rare"}
 
 
 @pytest.mark.parametrize("walk", [1, 7, 1000])
