@@ -153,6 +153,8 @@ def test_the_dashboards_read_pages_read_the_replica_while_actions_write_the_prim
         assert on_replica in listing and on_primary not in listing
         assert browser.get(f"{api.url}/dashboard/jobs/{on_replica}", timeout=30).status_code == 200
         assert browser.get(f"{api.url}/dashboard/jobs/{on_primary}", timeout=30).status_code == 404
+        for page in ("/dashboard/", "/dashboard/workers"):  # read-only connections: a write would fail them
+            assert browser.get(api.url + page, timeout=30).status_code == 200, page
         queues = browser.get(api.url + "/dashboard/queues", timeout=30)
         assert queues.status_code == 200
         # The API is not routed: it reads the primary.
