@@ -19,7 +19,7 @@ def ping(note: str | None = None) -> dict:
                 time_limit=30 * 60_000, max_retries=3)
 def rotate_encryption_keys(batch_size: int = 500) -> dict:
     ring = encryption.keyring()
-    conn = connection.raw_connection("lamplighter-rotation")
+    conn = connection.raw_connection("key-rotation")
     try:
         return maintenance.rotate_secrets(
             list(encryption.ENCRYPTED_COLUMNS),

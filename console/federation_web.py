@@ -86,7 +86,7 @@ class PublishedDocuments:
         for attempt in (1, 2):
             kept = self._conn is not None and not self._conn.closed
             if not kept:
-                self._conn = connection.raw_connection("lamplighter-web-federation")
+                self._conn = connection.raw_connection("federation")
                 self._conn.autocommit = True
             try:
                 return read(conn=self._conn)

@@ -104,6 +104,7 @@ def run(settings: settings_module.Settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    connection.set_process_kind("scheduler")
     connection.init_database()
     scheduler = Scheduler(settings)
     log.info("scheduler_started", holder=scheduler.holder, lease_ttl=settings.scheduler_lease_ttl,

@@ -53,6 +53,8 @@ class FrozenClock:
         return self.current
 
 
-def sql_offset_option(offset: float) -> str:
-    """libpq ``options`` that make ``lamplighter.now()`` agree with ``SystemClock(offset)``."""
-    return f"-c lamplighter.clock_offset={offset:g}" if offset else ""
+def sql_offset_setting(offset: float) -> str:
+    """The session's ``lamplighter.clock_offset`` that makes ``lamplighter.now()`` agree with
+    ``SystemClock(offset)``; empty for none (storage/connection.py SETs it after connecting).
+    Every digit: ``:g`` kept six, and moved SQL's clock up to a second from Python's."""
+    return repr(float(offset)) if offset else ""

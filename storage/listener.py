@@ -80,7 +80,7 @@ class Listener(threading.Thread):
             conn, error = None, None
             try:
                 dsn, params = connection.split_url(self.url)
-                conn = psycopg2.connect(dsn, **{**connection.connect_kwargs("lamplighter-listener"), **params})
+                conn = psycopg2.connect(dsn, **{**connection.connect_kwargs(connection.application_name("listener")), **params})
                 conn.autocommit = True
                 cur = conn.cursor()
                 for channel in CHANNELS:

@@ -42,7 +42,7 @@ class Session:
         self.conn = None
 
     def __enter__(self) -> "Session":
-        self.conn = connection.raw_connection("lamplighter-optimize")
+        self.conn = connection.raw_connection("optimize")
         self.conn.autocommit = True
         with self.conn.cursor() as cur:
             cur.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.lock_timeout * 1000)}ms",))

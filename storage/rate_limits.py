@@ -53,7 +53,7 @@ class PostgresBackend(RateLimiterBackend):
             conn.close()
             conn = None
         if conn is None:
-            conn = connection.raw_connection("lamplighter-rate-limits")
+            conn = connection.raw_connection("rate-limits")
             conn.autocommit = True
             conn.cursor().execute("SET synchronous_commit = off")
             self._local.conn, self._local.url = conn, url

@@ -38,7 +38,7 @@ class PostgresResultBackend(ResultBackend):
             url = connection.database_url()
             conn = getattr(self._local, "conn", None)
             if conn is None or conn.closed or self._local.url != url:
-                conn = connection.raw_connection("lamplighter-results")
+                conn = connection.raw_connection("results")
                 conn.autocommit = True
                 self._local.conn, self._local.url = conn, url
             try:

@@ -29,7 +29,7 @@ def _runner(db) -> Runner:
 
 def migrate() -> list[str]:
     """Apply pending migrations; return their names. Safe to run again and concurrently."""
-    db = connection.init_database("lamplighter-release")
+    db = connection.init_database()
     with db.connection_context():
         # The lock first: CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent one (two
         # release steps on a new database: "duplicate key value violates ... pg_namespace").

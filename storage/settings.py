@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Mapping
 
 # The sections, re-exported: callers import them from here.
-from storage.settings_types import (AlertSettings, BillingSettings, DocumentSettings,  # noqa: F401
+from storage.settings_types import (AlertSettings, BillingSettings, DatabaseSettings, DocumentSettings,  # noqa: F401
                                     FederationSettings, IntegrationSettings, OperationsSettings, ReportSettings,
                                     SmtpSettings, WebhookSettings, WebSettings)
 
@@ -101,6 +101,8 @@ class Settings:
     scheduler_poll_interval: float = 1.0  # seconds between lease renewals / due-schedule checks
     scheduler_tick_retention: float = 90 * 86400.0  # tick rows older than this are pruned
 
+    # Statement timeouts per process kind, the dashboard's read replica (storage/connection.py).
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
     # Notifications and alerts (domain/notifications.py, domain/alerts.py).
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
@@ -128,7 +130,7 @@ class Settings:
                     if not sf.repr:
                         inner = "(set)" if inner else "(unset)"
                     elif sf.name.endswith("url"):
-                        inner = redact_url(inner)
+                        inner = redact_url(inner) if inner or f.name != "database" else "(the primary)"
                     shown[f"{f.name}.{sf.name}"] = inner
                 continue
             if not f.repr:
@@ -192,7 +194,7 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def normalize_database_url(url: str) -> str:
+def normalize_database_url(url: str, variable: str = "DATABASE_URL") -> str:
     """Accept Heroku's ``postgres://`` spelling; refuse anything that is not PostgreSQL."""
     url = url.strip()
     if not url:
@@ -200,7 +202,7 @@ def normalize_database_url(url: str) -> str:
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
     if not url.startswith("postgresql://"):
-        raise SettingsError(f"DATABASE_URL: expected a postgresql:// or postgres:// URL, got {redact_url(url)!r}")
+        raise SettingsError(f"{variable}: expected a postgresql:// or postgres:// URL, got {redact_url(url)!r}")
     return url
 
 
@@ -234,7 +236,8 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     )
     settings = Settings(
         database_url=normalize_database_url(env.get("DATABASE_URL", "")),
-        direct_database_url=normalize_database_url(env.get("LAMPLIGHTER_DIRECT_DATABASE_URL", "")),
+        direct_database_url=normalize_database_url(env.get("LAMPLIGHTER_DIRECT_DATABASE_URL", ""),
+                                                   "LAMPLIGHTER_DIRECT_DATABASE_URL"),
         data_dir=Path(env.get("LAMPLIGHTER_DATA_DIR") or ".lamplighter").resolve(),
         worker_processes=_number(env, "LAMPLIGHTER_WORKER_PROCESSES", 2, kind=int, minimum=1),
         worker_threads=_number(env, "LAMPLIGHTER_WORKER_THREADS", 8, kind=int, minimum=1),
@@ -282,6 +285,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         scheduler_poll_interval=_number(env, "LAMPLIGHTER_SCHEDULER_POLL_INTERVAL", 1.0, minimum=0.05),
         scheduler_tick_retention=_number(env, "LAMPLIGHTER_SCHEDULER_TICK_RETENTION", 90 * 86400.0,
                                          minimum=86400.0),
+        database=sections.database(env),
         smtp=sections.smtp(env),
         alerts=sections.alerts(env),
         reports=sections.reports(env),

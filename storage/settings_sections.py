@@ -7,7 +7,7 @@ import re
 from typing import Iterable, Mapping
 
 from storage.notifications import RECIPIENT_KINDS
-from storage.settings import (AlertSettings, FederationSettings, IntegrationSettings, OperationsSettings,
+from storage.settings import (AlertSettings, DatabaseSettings, FederationSettings, IntegrationSettings, OperationsSettings,
                               ReportSettings, SettingsError, SmtpSettings, WebSettings, _boolean, _choice, _number,
                               normalize_database_url, redact_url)
 from storage.settings import BillingSettings, DocumentSettings, WebhookSettings
@@ -175,6 +175,16 @@ def integrations(env: Mapping[str, str]) -> IntegrationSettings:
         default_token_lifetime=_number(env, "LAMPLIGHTER_INTEGRATIONS_DEFAULT_TOKEN_LIFETIME", 3600.0, minimum=1.0),
         index_page_size=_number(env, "LAMPLIGHTER_INTEGRATIONS_INDEX_PAGE_SIZE", 1000, kind=int, minimum=1),
         index_pages_per_run=_number(env, "LAMPLIGHTER_INTEGRATIONS_INDEX_PAGES_PER_RUN", 20, kind=int, minimum=1))
+
+
+def database(env: Mapping[str, str]) -> DatabaseSettings:
+    d = DatabaseSettings
+    return DatabaseSettings(
+        statement_timeout_web=_number(env, "LAMPLIGHTER_STATEMENT_TIMEOUT_WEB", d.statement_timeout_web),
+        statement_timeout_scheduler=_number(env, "LAMPLIGHTER_STATEMENT_TIMEOUT_SCHEDULER",
+                                            d.statement_timeout_scheduler),
+        statement_timeout_worker=_number(env, "LAMPLIGHTER_STATEMENT_TIMEOUT_WORKER", d.statement_timeout_worker),
+        read_url=normalize_database_url(env.get("LAMPLIGHTER_READ_DATABASE_URL", ""), "LAMPLIGHTER_READ_DATABASE_URL"))
 
 
 def web(env: Mapping[str, str]) -> WebSettings:

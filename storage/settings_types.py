@@ -1,5 +1,5 @@
-"""The settings sections (a dataclass per area: smtp, alerts, reports, operations, integrations,
-web, federation, documents, billing, webhooks), apart from storage/settings.py so that the
+"""The settings sections (a dataclass per area: database, smtp, alerts, reports, operations,
+integrations, web, federation, documents, billing, webhooks), apart from storage/settings.py so that the
 `Settings` module stays readable. storage/settings_sections.py reads each from the environment;
 storage/settings.py re-exports them."""
 from __future__ import annotations
@@ -76,6 +76,28 @@ class IntegrationSettings:
     default_token_lifetime: float = 3600.0  # seconds, when a token response has no expires_in
     index_page_size: int = 1000  # files asked for per page of a provider's listing
     index_pages_per_run: int = 20  # pages one index_files run stores before it queues its continuation
+
+
+# The kinds of process a connection can belong to (storage/connection.py's set_process_kind).
+PROCESS_KINDS = ("release", "web", "worker", "scheduler", "cli")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Per process kind, the statement timeout its sessions get (seconds; 0: Lamplighter sets
+    none, the role's or server's default applies); and where the dashboard's read-only pages
+    read (a replica's URL; empty: the primary)."""
+
+    statement_timeout_web: float = 30.0  # a request must not hold a pool connection for minutes
+    statement_timeout_scheduler: float = 60.0  # one tick's queries; a stuck one loses the lease anyway
+    statement_timeout_worker: float = 0.0  # actors' own statements: bounded by their time limits
+    read_url: str = ""  # LAMPLIGHTER_READ_DATABASE_URL
+
+    def statement_timeout(self, kind: str) -> float:
+        """The release step and the CLI set none: a migration or an operator's command may
+        rightly run long, and the migrations that lock take their own lock_timeout."""
+        return {"web": self.statement_timeout_web, "scheduler": self.statement_timeout_scheduler,
+                "worker": self.statement_timeout_worker}.get(kind, 0.0)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The dashboard's pages (GET, server-rendered). Each reads the same view the CLI prints and the
 API returns (console/verbs/<noun>.py, console/web/models.py, storage/jobs.py's keyset page):
-never a query of its own."""
+never a query of its own. The overview, jobs, job, workers and queues pages read through
+``pool.read``: from the read replica when LAMPLIGHTER_READ_DATABASE_URL names one (which lags
+the primary: docs/operations.md "Past one primary"); sign-in, sessions and actions stay on the primary."""
 from __future__ import annotations
 
 import uuid
@@ -66,7 +68,7 @@ async def overview(request: Request, who: Visitor = Depends(visitor), span: str 
                 "alerts": alert_verbs.incidents(open_only=True, limit=20),
                 "perf": perf_verbs.perf_view(since_seconds=RANGES[span], actor=None)}
 
-    found = await request.app.state.pool.run(read)
+    found = await request.app.state.pool.read(read)
     return render.page(request, "overview.html", who, span=span, ranges=list(RANGES),
                        charts=charts.charts(found["perf"].samples), **found)
 
@@ -143,7 +145,7 @@ async def job_list(request: Request, who: Visitor = Depends(visitor),
     except ApiError as exc:
         raise InvalidInput(exc.message) from None
     scope = chosen.scope_for(who)
-    found = await request.app.state.pool.run(lambda: chosen.page(scope, after=after, limit=limit + 1))
+    found = await request.app.state.pool.read(lambda: chosen.page(scope, after=after, limit=limit + 1))
     more = len(found) > limit
     found = found[:limit]
     return render.page(request, "jobs.html", who, jobs=[summary(listed.job) for listed in found],
@@ -160,7 +162,7 @@ async def job_page(job_id: uuid.UUID, request: Request, who: Visitor = Depends(v
         scopes.authorize(who.principal, "read", tenant_id=job.tenant_id)
         return job
 
-    job = detail(await request.app.state.pool.run(read))
+    job = detail(await request.app.state.pool.read(read))
     next_attempt = job["available_at"] if job["state"] == "queued" else None
     return render.page(request, "job.html", who, job=job, next_attempt=next_attempt,
                        arguments={"args": job["args"], "kwargs": job["kwargs"]})
@@ -180,7 +182,7 @@ async def schedule_list(request: Request, who: Visitor = Depends(visitor)):
 @router.get("/workers")
 async def worker_list(request: Request, who: Visitor = Depends(visitor)):
     _platform(who)
-    found = await request.app.state.pool.run(lambda: (worker_verbs.workers_view(), running_by_worker()))
+    found = await request.app.state.pool.read(lambda: (worker_verbs.workers_view(), running_by_worker()))
     return render.page(request, "workers.html", who, workers=found[0], running=found[1])
 
 
@@ -188,7 +190,7 @@ async def worker_list(request: Request, who: Visitor = Depends(visitor)):
 async def queue_list(request: Request, who: Visitor = Depends(visitor)):
     _platform(who)
     seconds = request.app.state.settings.failed_window
-    view = await request.app.state.pool.run(lambda: stats_verbs.stats_view(window_seconds=seconds))
+    view = await request.app.state.pool.read(lambda: stats_verbs.stats_view(window_seconds=seconds))
     return render.page(request, "queues.html", who, stats=view)
 
 

@@ -19,8 +19,10 @@ STATUSES = ((domain_errors.Unauthenticated, 401), (domain_errors.Forbidden, 403)
 
 def status_of(exc: Exception) -> int | None:
     from scheduler import ticks
-    from storage import jobs
+    from storage import connection, jobs
 
+    if isinstance(exc, connection.StatementTimeout):
+        return 503
     if isinstance(exc, (jobs.JobNotFound, ticks.ScheduleNotFound)):
         return 404
     if isinstance(exc, (jobs.JobStateConflict, ticks.ScheduleDisabled)):

@@ -92,7 +92,7 @@ def _server_limit() -> int | None:
     from storage import connection
 
     try:
-        conn = connection.raw_connection("lamplighter-config")
+        conn = connection.raw_connection("config")
     except connection.DatabaseUnavailable:
         return None
     try:

@@ -43,6 +43,7 @@ def cmd_migrate(args, settings) -> int:
     from storage import connection
     from storage import settings as settings_module
 
+    connection.set_process_kind("release")
     if settings.direct_database_url:  # the release step's session lock must not go through a pooler
         settings_module.configure(dataclasses.replace(settings, database_url=settings.direct_database_url))
         connection.reset()
@@ -56,6 +57,9 @@ def cmd_migrate(args, settings) -> int:
 
 def cmd_worker(args, settings) -> int:
     from console import processes
+    from storage import connection
+
+    connection.set_process_kind("worker")  # dramatiq's processes say so themselves (engine/lifecycle.py)
 
     return processes.run_worker(settings, processes_=args.processes, threads=args.threads, queues=args.queues)
 
@@ -74,6 +78,9 @@ def cmd_web(args, settings) -> int:
 
 def cmd_up(args, settings) -> int:
     from console import processes
+    from storage import connection
+
+    connection.set_process_kind("release")  # up itself runs the release step; its children say what they are
 
     with _declarations_checked():
         return processes.up(settings)

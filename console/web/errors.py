@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from console.web.pool import CONNECTION_ERRORS, PoolExhausted
 from domain import errors as domain_errors
 from domain.idempotency import KeyReused
+from storage import connection
 
 log = structlog.get_logger("lamplighter.web")
 
@@ -97,6 +98,11 @@ def install(app: FastAPI) -> None:
     for error_type, status, code in ((jobs.JobNotFound, 404, "not_found"), (ticks.ScheduleNotFound, 404, "not_found"),
                                      (jobs.JobStateConflict, 409, "conflict"), (ticks.ScheduleDisabled, 409, "conflict")):
         app.add_exception_handler(error_type, _fixed(status, code))
+
+    @app.exception_handler(connection.StatementTimeout)
+    async def timed_out(request: Request, exc: connection.StatementTimeout):
+        log.warning("http_statement_timeout", path=request.url.path)
+        return error_response(503, "statement_timeout", str(exc))
 
     @app.exception_handler(PoolExhausted)
     async def busy(request: Request, exc: PoolExhausted):

@@ -4,7 +4,13 @@ Storage functions use peewee's connection, one per thread (storage/connection.py
 ``size`` threads, each keeping its own connection from request to request; a request's database
 work runs on one of them (:meth:`DatabasePool.run`), and a request that finds every one busy
 waits up to ``timeout`` seconds, then gets a 503. A connection that fails is closed, and the
-next call on its thread connects afresh.
+next call on its thread connects afresh. A statement cancelled by the web's statement timeout
+(LAMPLIGHTER_STATEMENT_TIMEOUT_WEB) leaves its connection usable and becomes
+``connection.StatementTimeout``, which the app answers with a 503 that says so.
+
+:meth:`DatabasePool.read` is for the dashboard's read-only pages: their storage reads go to the
+read replica when LAMPLIGHTER_READ_DATABASE_URL names one (each thread then keeps a connection
+to both).
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ class DatabasePool:
         self.timeout = timeout
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="web-db")
         self._slots: asyncio.Semaphore | None = None
-        self._connections: dict[int, Any] = {}  # by thread: the connection each keeps
+        self._connections: dict[tuple[int, int], Any] = {}  # by (thread, database): what each keeps
 
     async def run(self, fn: Callable[..., Any], /, *args, **kwargs) -> Any:
         """``fn(*args, **kwargs)`` on one of the pool's connections."""
@@ -50,15 +56,24 @@ class DatabasePool:
         finally:
             self._slots.release()
 
+    async def read(self, fn: Callable[..., Any], /, *args, **kwargs) -> Any:
+        """:meth:`run` for a page that writes nothing: on the read replica when one is set."""
+        return await self.run(connection.on_replica, fn, *args, **kwargs)
+
     def _call(self, fn, args, kwargs):
         try:
             return fn(*args, **kwargs)
-        except CONNECTION_ERRORS:
-            _close_this_threads_connection()
+        except Exception as exc:
+            # psycopg2 makes a cancelled statement an OperationalError, like a lost connection.
+            if connection.statement_timed_out(exc):
+                raise connection.StatementTimeout(connection.timeout_message()) from None
+            if isinstance(exc, CONNECTION_ERRORS):
+                _close_this_threads_connection()
             raise
         finally:
-            if not connection.database.is_closed():
-                self._connections[threading.get_ident()] = connection.database.connection()
+            for db in (connection.database, connection.read_database):
+                if not db.deferred and not db.is_closed():
+                    self._connections[threading.get_ident(), id(db)] = db.connection()
 
     def close(self) -> None:
         """Stop the threads (waiting for work in progress), then close the connections they kept."""
@@ -72,7 +87,10 @@ class DatabasePool:
 
 
 def _close_this_threads_connection() -> None:
-    try:
-        connection.database.close()
-    except (peewee.PeeweeException, psycopg2.Error):
-        pass  # already broken: closing it was only to make the next call connect afresh
+    for db in (connection.database, connection.read_database):  # which one failed is not known here
+        if db.deferred:
+            continue
+        try:
+            db.close()
+        except (peewee.PeeweeException, psycopg2.Error):
+            pass  # already broken: closing it was only to make the next call connect afresh

@@ -34,6 +34,7 @@ def bind(port: int, host: str = "0.0.0.0") -> socket.socket:
 
 
 def serve(settings: settings_module.Settings, *, port: int | None = None) -> int:
+    connection.set_process_kind("web")
     connection.init_database()
     sock = bind(settings.port if port is None else port)
     server = uvicorn.Server(config(settings))

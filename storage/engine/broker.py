@@ -264,7 +264,7 @@ class LamplighterBroker(PostgresBroker):
         """Record this deployment's actors in lamplighter.actors, which lamplighter.enqueue()
         checks: by the release step (so SQL enqueue works before any worker has started) and
         by every worker at start."""
-        conn = connection.raw_connection("lamplighter-release")
+        conn = connection.raw_connection("register-actors")
         try:
             conn.autocommit = True
             workers.register_actors(conn, presence_module.actor_rows(self))

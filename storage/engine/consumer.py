@@ -70,9 +70,9 @@ class LamplighterConsumer(Consumer):
         self.run_seconds: float | None = None
         self.next_hand_back_check = 0.0
         # Autocommit: the claim is one statement, so one round trip (no BEGIN, no COMMIT).
-        self.claim_conn = ResilientConnection(f"lamplighter-claim:{queue_name}", autocommit=True)
+        self.claim_conn = ResilientConnection(f"claim:{queue_name}", autocommit=True)
         # LISTEN needs a session: past a transaction pooler, on the direct URL when one is given.
-        self.listen_conn = ResilientConnection(f"lamplighter-listen:{queue_name}", autocommit=True, direct=True)
+        self.listen_conn = ResilientConnection(f"listen:{queue_name}", autocommit=True, direct=True)
         self.listening = False
         # Tokens of claims that died with their connection: they may have committed unseen.
         self.lost_tokens: list[int] = []

@@ -63,7 +63,7 @@ class Finisher(threading.Thread):
         self.items: deque = deque()
         self.wake = threading.Event()
         self.parked = False
-        self.conn = ResilientConnection("lamplighter-finisher", autocommit=True)
+        self.conn = ResilientConnection("finisher", autocommit=True)
         self.stopping = threading.Event()
         # Jobs that ran but whose finish is not committed yet. Consumers stop claiming while
         # there are two windows of them.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import structlog
 from dramatiq.middleware import Middleware, Shutdown, SkipMessage
 
-from storage import logs
+from storage import connection, logs
 from storage.engine import claims, context
 from storage.engine.claims import Claim
 from storage.engine.columns import ACTOR_COLUMN_OPTIONS
@@ -34,6 +34,12 @@ class Lifecycle(Middleware):
     def actor_options(self):
         # Job-column defaults an actor may declare next to itself (see COLUMN_OPTIONS).
         return set(ACTOR_COLUMN_OPTIONS)
+
+    def after_process_boot(self, broker):
+        # dramatiq's worker processes (`dramatiq actors`, as `lamplighter worker` runs it): their
+        # connections say so and take the worker's statement timeout. An in-process Worker
+        # (tests) leaves its process's kind alone.
+        connection.set_process_kind("worker")
 
     def before_worker_boot(self, broker, worker):
         broker.worker_threads = worker.worker_threads  # before the consumers: they claim for free threads

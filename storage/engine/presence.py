@@ -43,7 +43,7 @@ class Presence(threading.Thread):
         super().__init__(name="lamplighter-heartbeat", daemon=True)
         self.broker = broker
         self.queues = queues
-        self.conn = ResilientConnection("lamplighter-heartbeat", autocommit=True)
+        self.conn = ResilientConnection("heartbeat", autocommit=True)
         self.stop_event = threading.Event()
         self.nudge = threading.Event()  # a worker thread wants a heartbeat now
         self.stopping = False

@@ -119,3 +119,28 @@ def test_a_drain_through_a_transaction_pooler_loses_nothing(database_url, pooler
     assert listening == (2 if direct else 0)
     for worker in workers:
         assert worker.stop() == 0, worker.log_tail()
+
+
+def test_connections_through_the_pooler_send_no_options_and_leave_the_timeout_to_the_role(database_url, pooler):
+    """PgBouncer 1.18 refuses the `options` startup parameter: with the clock offset set (which
+    was sent that way) every kind of connection still connects through it. The statement timeout
+    is not SET through the pooler, where it would stay on the server connection for the next
+    client; application_name, which PgBouncer tracks per client, still says who holds it."""
+    from storage import connection
+    from tests.conftest import use_database
+
+    use_database(pooler.url, LAMPLIGHTER_PREPARED_STATEMENTS="false", LAMPLIGHTER_CLOCK_OFFSET="3600",
+                 LAMPLIGHTER_STATEMENT_TIMEOUT_WEB="5")
+    connection.set_process_kind("web")
+    try:
+        query = "SELECT current_setting('application_name'), current_setting('statement_timeout')"
+        assert connection.init_database().execute_sql(query).fetchall() == [("lamplighter-web", "0")]
+        raw = connection.raw_connection("finisher")
+        try:
+            cursor = raw.cursor()
+            cursor.execute(query)
+            assert cursor.fetchall() == [("lamplighter-web/finisher", "0")]
+        finally:
+            raw.close()
+    finally:
+        connection.set_process_kind("cli")

@@ -97,6 +97,13 @@ def test_release_then_web_worker_and_scheduler_from_the_procfile(fresh_database,
         wait_for(lambda: _query(fresh_database, "SELECT count(*) FROM lamplighter.scheduler_lease "
                                                 "WHERE holder IS NOT NULL")[0][0] == 1,
                  timeout=60, interval=0.2, message="the scheduler holds the leader lease")
+        # pg_stat_activity tells which process kind, and which part of it, holds each connection.
+        expected = {"lamplighter-web", "lamplighter-scheduler", "lamplighter-worker/heartbeat",
+                    "lamplighter-worker/finisher"}
+        wait_for(lambda: expected <= {name for (name,) in _query(
+                     fresh_database, "SELECT application_name FROM pg_stat_activity "
+                                     "WHERE datname = current_database()")},
+                 timeout=30, interval=0.2, message=f"connections named {sorted(expected)}")
     finally:
         for proc in started.values():
             proc.send_signal(signal.SIGTERM)

@@ -30,7 +30,9 @@ def _config(*args):
     env = lamplighter_env(DATABASE_URL=URL, ZITADEL_PAT="pat-secret", LAMPLIGHTER_ENCRYPTION_KEYS="k1:fernet-key",
                           LAMPLIGHTER_SMTP_URL="smtp://mailer:smtp-secret@mail.example:587",
                           LAMPLIGHTER_SMTP_FROM="lamplighter@example.org",
-                          LAMPLIGHTER_ALERT_WEBHOOK_URL="https://hooks.example/services/hook-secret")
+                          LAMPLIGHTER_ALERT_WEBHOOK_URL="https://hooks.example/services/hook-secret",
+                          LAMPLIGHTER_READ_DATABASE_URL="postgres://app:replica-secret@replica.example/app",
+                          LAMPLIGHTER_STATEMENT_TIMEOUT_WEB="12.5")
     return subprocess.run([sys.executable, "-m", "console", "config", *args], env=env, capture_output=True,
                           text=True, timeout=60)
 
@@ -49,11 +51,13 @@ def test_config_lists_every_setting_with_secrets_redacted():
     assert values["database_url"] == "postgresql://app:***@db.example:5432/app?sslmode=require&password=***"
     assert (values["zitadel_pat"], values["encryption_keys"]) == ("(set)", "(set)")
     assert values["finish_flush_interval"] == 0.005
+    assert values["database.read_url"] == "postgresql://app:***@replica.example/app"
+    assert [values[f"database.statement_timeout_{kind}"] for kind in ("web", "scheduler", "worker")] == [12.5, 60, 0]
     table = _config()
     assert table.returncode == 0, table.stderr
     assert table.stdout.startswith("SETTING")
     assert re.search(r"^finish_flush_interval +0\.005$", table.stdout, re.MULTILINE)  # not 0.0
-    for secret in ("hunter2", "qs-secret", "pat-secret", "fernet-key", "smtp-secret", "hook-secret"):
+    for secret in ("hunter2", "qs-secret", "pat-secret", "fernet-key", "smtp-secret", "hook-secret", "replica-secret"):
         assert secret not in shown.stdout + shown.stderr + table.stdout + table.stderr
 
 

@@ -26,6 +26,10 @@ def test_heroku_postgres_scheme_is_accepted():
     ({"LAMPLIGHTER_LOG_FORMAT": "xml"}, "LAMPLIGHTER_LOG_FORMAT"),
     ({"LAMPLIGHTER_QUEUES": "ok,bad queue"}, "LAMPLIGHTER_QUEUES"),
     ({"PORT": "http"}, "PORT"),
+    ({"LAMPLIGHTER_STATEMENT_TIMEOUT_WEB": "-1"}, "LAMPLIGHTER_STATEMENT_TIMEOUT_WEB"),
+    ({"LAMPLIGHTER_STATEMENT_TIMEOUT_WORKER": "soon"}, "LAMPLIGHTER_STATEMENT_TIMEOUT_WORKER"),
+    ({"LAMPLIGHTER_READ_DATABASE_URL": "mysql://replica"}, "LAMPLIGHTER_READ_DATABASE_URL"),
+    ({"LAMPLIGHTER_DIRECT_DATABASE_URL": "mysql://server"}, "LAMPLIGHTER_DIRECT_DATABASE_URL"),
     ({"LAMPLIGHTER_LEASE_TIMEOUT": "1", "LAMPLIGHTER_HEARTBEAT_INTERVAL": "2"}, "LAMPLIGHTER_LEASE_TIMEOUT"),
 ])
 def test_bad_value_names_the_variable(env, variable):
@@ -124,3 +128,11 @@ def test_operations_settings_are_checked():
         with pytest.raises(SettingsError, match=message) as refused:
             load(env)
         assert "pw" not in str(refused.value)
+
+
+def test_each_process_kind_has_its_statement_timeout():
+    database = load({"LAMPLIGHTER_STATEMENT_TIMEOUT_SCHEDULER": "0", "LAMPLIGHTER_READ_DATABASE_URL":
+                     "postgres://r@replica/app"}).database
+    assert {kind: database.statement_timeout(kind) for kind in ("web", "scheduler", "worker", "release", "cli")} == \
+        {"web": 30.0, "scheduler": 0.0, "worker": 0.0, "release": 0.0, "cli": 0.0}
+    assert database.read_url == "postgresql://r@replica/app"
