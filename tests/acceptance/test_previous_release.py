@@ -1,6 +1,6 @@
 """Zero-downtime deploys: migrations expand first and contract in a later release, so the previous
 release's workers keep working on the new schema while the new release rolls out. The code of the
-parent of the newest commit that changed storage/migrations (the release before the latest schema
+parent of the newest commit that added a migration (the release before the latest schema
 change) drains jobs on a database migrated by this release's code: none lost, each run once."""
 import io
 import subprocess
@@ -21,7 +21,10 @@ def _git(*args: str) -> bytes:
 
 def previous_release(into: Path) -> str:
     """Unpack the code before the newest schema change into ``into``; return its commit."""
-    newest = _git("log", "-1", "--first-parent", "--format=%H", "--", "storage/migrations").decode().strip()
+    # The newest commit that added a migration: one that edits a migration not yet released
+    # (its own follow-up) is not a schema change between releases.
+    newest = _git("log", "-1", "--first-parent", "--diff-filter=A", "--format=%H", "--",
+                  "storage/migrations").decode().strip()
     assert newest, "no commit touches storage/migrations"
     parent = _git("rev-parse", f"{newest}^1").decode().strip()
     with tarfile.open(fileobj=io.BytesIO(_git("archive", "--format=tar", parent)), mode="r") as tar:
