@@ -346,7 +346,8 @@ def page(*, scope, states: Sequence[str] = STATES, tenant: str | None = None, ac
             for row in found]
 
 
-# Newest candidates checked against an error text before the history's trigram index is asked.
+# Newest candidates checked against an error text before the history's trigram index is asked:
+# first a few pages' worth, then this many.
 ERROR_WALK = 1000
 
 
@@ -356,12 +357,14 @@ def _page_by_error(params: dict) -> list[dict]:
     fill the page after a few hundred rows. The trigram index (job_page_by_error) finds every
     match of a rare error at once, but sorting hundreds of thousands of matches of a common one
     took over a second at 10M history rows; it answers when the walk does not fill the page."""
-    candidates = rows(execute("job_page", {**params, "limit": ERROR_WALK}))
-    if candidates:
+    for walk in sorted({min(params["limit"] * 4, ERROR_WALK), ERROR_WALK}):
+        candidates = rows(execute("job_page", {**params, "limit": walk}))
+        if not candidates:
+            return []
         ids = [str(c["message_id"]) for c in candidates]
         matching = {str(job_id) for (job_id,) in execute("job_ids_with_error", {"ids": ids, "error": params["error"]})}
         hits = [c for c in candidates if str(c["message_id"]) in matching]
-        if len(hits) >= params["limit"] or len(candidates) < ERROR_WALK:
+        if len(hits) >= params["limit"] or len(candidates) < walk:
             return hits[:params["limit"]]
     return rows(execute("job_page_by_error", params))
 

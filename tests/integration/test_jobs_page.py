@@ -56,7 +56,7 @@ def test_a_rare_actor_queue_or_tenant_pages_through_its_own_index(broker, sql):
     assert {e.job.queue_name for e in jobs.page(scope=TenantScope.every(), queue="rare")} == {"rare"}
 
 
-@pytest.mark.parametrize("walk", [1, 7, 1000])
+@pytest.mark.parametrize("walk", [1, 7, 13, 1000])
 def test_the_error_search_gives_the_same_pages_whichever_way_it_answers(broker, sql, monkeypatch, walk):
     sql(FILL, {"rows": 400, "error": "upstream down"})  # 40 dead jobs, the newest first
     rare = [job_id for (job_id,) in sql("SELECT message_id::text FROM dramatiq.queue WHERE state = 'dead' "
