@@ -23,7 +23,8 @@ def register(verbs) -> None:
     e.add_argument("--priority", type=int, help="lower runs first (default: the actor's)")
     e.set_defaults(run=cmd_enqueue)
 
-    j = verbs.add_parser("jobs", help="list jobs, newest change first")
+    j = verbs.add_parser("jobs", help="list jobs, newest first (finished ones by finish time, waiting and "
+                                      "running ones by enqueue time)")
     j.add_argument("--state", choices=STATES)
     j.add_argument("--actor")
     j.add_argument("--queue", type=cli.queue_name)
@@ -75,7 +76,7 @@ JOB_COLUMNS = [f.name for f in fields(JobRow)]
 
 def job_rows(*, state: str | None = None, actor: str | None = None, queue: str | None = None,
              limit: int = 50) -> list[JobRow]:
-    """Jobs matching every given filter, newest change first."""
+    """Jobs matching every given filter, newest first: the jobs page's order (storage.jobs.page)."""
     from storage import jobs
 
     return [JobRow(id=str(j.message_id), actor=j.actor_name, queue=j.queue_name, state=j.state,
