@@ -266,11 +266,9 @@ def _insert_unique(unique: Sequence[NewJob], *, conn=None) -> dict[str, str]:
     """The id each unique job became. Jobs with the "ignore" policy and no parent (a sweep's
     batch) go in with one set-based statement; the rest, and any the statement could not settle,
     with one database function call each (which also handles the other policies)."""
-    ids: dict[str, str] = {}
     simple = [j for j in unique if j.unique_on_conflict == "ignore" and j.parent_id is None]
     with (connection.init_database().atomic() if conn is None else nullcontext()):
-        if conn is None and len(simple) > 1:
-            ids.update(_insert_unique_set(simple))
+        ids = _insert_unique_set(simple) if conn is None and len(simple) > 1 else {}
         # In key order, as the set-based statement inserts: two batches over the same keys take
         # their row locks in one order, so they wait for each other instead of deadlocking.
         rest = sorted((j for j in unique if j.message_id not in ids), key=lambda j: j.unique_key)

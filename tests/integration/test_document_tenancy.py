@@ -8,6 +8,7 @@ import actors
 from domain import webhooks
 from storage import files
 from storage import settings as settings_module
+from tests.conftest import wait_for
 from tests.documents_setup import documents_env, upload  # noqa: F401 (fixture)
 
 TABLES = {  # table: its order
@@ -95,11 +96,14 @@ def test_a_thousand_documents_on_two_worker_processes_are_each_classified_once(d
     for name in ("one", "two"):
         worker_processes.start(name, documents_env.database_url, sql, threads=4, queues=("documents",),
                                **documents_env.env)
+    # Both processes listening on the queue before the jobs go in: otherwise the first one up can
+    # claim all twenty before the second's consumer starts (seen under load).
+    wait_for(lambda: sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND application_name = 'lamplighter-worker/listen:documents'") == [(2,)],
+             timeout=30, message=f"both processes listening\n{worker_processes.logs()}")
     # Twenty jobs at once for the tenant (no unique key), on eight threads in two processes.
     broker.enqueue_many([actors.documents.classify.message_with_options(kwargs={"tenant_id": "acme"})
                          for _ in range(20)])
-    from tests.conftest import wait_for
-
     wait_for(lambda: sql("SELECT count(*) FROM dramatiq.queue WHERE actor_name = 'documents.classify' "
                          "AND state = 'completed'") == [(20,)], timeout=60,
              message=f"20 classify jobs completed\n{worker_processes.logs()}")
