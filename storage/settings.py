@@ -166,7 +166,9 @@ def _number(env: Mapping[str, str], name: str, default: float, *, kind=float, mi
     try:
         value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected {'an integer' if kind is int else 'a number'}") from None
+        raise SettingsError(f"{name}={raw[:40]!r}: expected {'an integer' if kind is int else 'a number'}") from None
+    if value != value or value in (float("inf"), float("-inf")):  # float() takes nan and inf; sleeps do not
+        raise SettingsError(f"{name}={raw!r}: expected a finite number")
     if value < minimum:
         raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
     return value
