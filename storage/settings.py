@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlparse
 
 # The sections, re-exported: callers import them from here.
 from storage.settings_types import (AlertSettings, BillingSettings, DatabaseSettings, DocumentSettings,  # noqa: F401
@@ -205,6 +206,10 @@ def normalize_database_url(url: str, variable: str = "DATABASE_URL") -> str:
         url = "postgresql://" + url[len("postgres://"):]
     if not url.startswith("postgresql://"):
         raise SettingsError(f"{variable}: expected a postgresql:// or postgres:// URL, got {redact_url(url)!r}")
+    try:  # what the connection code parses later, where a ValueError was a traceback
+        urlparse(url).port
+    except ValueError as exc:
+        raise SettingsError(f"{variable}: not a valid URL ({exc}): {redact_url(url)!r}") from None
     return url
 
 
