@@ -77,6 +77,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def whole_number(low: int, high: int, what: str):
+    """An argument type: a whole number from ``low`` to ``high`` (a port, a priority)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be from {low} to {high}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+port = whole_number(1, 65535, "port")
+# The queue table's priority is a PostgreSQL integer: outside it the insert failed (exit 1).
+priority = whole_number(-2**31, 2**31 - 1, "priority")
+
+
 def queue_name(text: str) -> str:
     from storage.settings import SettingsError, validate_queue_name
 
