@@ -43,6 +43,8 @@ def json_args(text: str):
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except RecursionError:  # argparse turns only ValueError and TypeError into its one-line error
+        raise argparse.ArgumentTypeError("JSON nested too deeply") from None
     if not isinstance(value, (list, dict)):
         raise argparse.ArgumentTypeError("must be a JSON array (positional) or object (keyword arguments)")
     return value
@@ -75,6 +77,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def whole_number(low: int, high: int, what: str):
+    """An argument type: a whole number from ``low`` to ``high`` (a port, a priority)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be from {low} to {high}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+port = whole_number(1, 65535, "port")
+# The queue table's priority is a PostgreSQL integer: outside it the insert failed (exit 1).
+priority = whole_number(-2**31, 2**31 - 1, "priority")
+
+
 def queue_name(text: str) -> str:
     from storage.settings import SettingsError, validate_queue_name
 
@@ -92,6 +115,7 @@ def tenant_id(text: str) -> str:
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION = timedelta(days=36_500)
 
 
 def duration(text: str) -> timedelta:
@@ -99,7 +123,12 @@ def duration(text: str) -> timedelta:
     match = _RELATIVE.match(text.strip())
     if not match or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 90s, 30m, 12h, 7d)")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    # Longer ones overflowed (OverflowError, a traceback: argparse only reports ValueError and
+    # TypeError) here or when added to now, as `audit --since 99999999d` did.
+    if seconds > MAX_DURATION.total_seconds():
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is longer than {MAX_DURATION.days}d")
+    return timedelta(seconds=seconds)
 
 
 def instant(text: str) -> datetime:

@@ -18,16 +18,35 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
+import sys
 import threading
 from urllib.parse import parse_qsl, urlparse, urlunparse
 
 import peewee
 import psycopg2
+import psycopg2.extras
 
 from storage import clock as clock_module
 from storage import embedded
 from storage import settings as settings_module
 from storage.settings_types import PROCESS_KINDS
+
+
+def _loads_jsonb(text: str):
+    """psycopg2's jsonb decoding, except that a document Python's json cannot decode though
+    jsonb holds it (a row inserted by SQL may: nested deeper than the recursion limit, or a
+    number of over 4,300 digits) reads as a short note instead of raising, which failed the whole
+    fetch: one such job made its API pages, dashboard page and `lamplighter jobs` fail."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return f"(JSON of {len(text)} characters nested deeper than {sys.getrecursionlimit()} levels: not decoded)"
+    except ValueError as exc:
+        return f"(JSON of {len(text)} characters not decoded: {str(exc)[:200]})"
+
+
+psycopg2.extras.register_default_jsonb(globally=True, loads=_loads_jsonb)
 
 # PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name (and warns when it cuts).
 APPLICATION_NAME_LIMIT = 63

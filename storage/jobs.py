@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from storage import connection
 from storage import queries as queries_module
@@ -99,11 +99,14 @@ class Job:
 
     @property
     def args(self) -> list:
-        return list(self.message.get("args", [])) if isinstance(self.message, dict) else []
+        # Only a list or a dict is arguments: a row written by SQL may hold any JSON there.
+        found = self.message.get("args") if isinstance(self.message, dict) else None
+        return list(found) if isinstance(found, list) else []
 
     @property
     def kwargs(self) -> dict:
-        return dict(self.message.get("kwargs", {})) if isinstance(self.message, dict) else {}
+        found = self.message.get("kwargs") if isinstance(self.message, dict) else None
+        return dict(found) if isinstance(found, dict) else {}
 
 
 rows = queries_module.rows
@@ -443,7 +446,3 @@ def prune_batch(*, states: Sequence[str], retention_seconds: float, batch_size: 
 def free_stray_slots(conn) -> int:
     """Free concurrency slots whose holder no longer runs; returns how many."""
     return execute("slot_free_stray", conn=conn).rowcount
-
-
-def iter_ids(values: Iterable[str]) -> list[str]:
-    return [str(uuid.UUID(v)) for v in values]

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlparse
 
 # The sections, re-exported: callers import them from here.
 from storage.settings_types import (AlertSettings, BillingSettings, DatabaseSettings, DocumentSettings,  # noqa: F401
@@ -166,7 +167,9 @@ def _number(env: Mapping[str, str], name: str, default: float, *, kind=float, mi
     try:
         value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected {'an integer' if kind is int else 'a number'}") from None
+        raise SettingsError(f"{name}={raw[:40]!r}: expected {'an integer' if kind is int else 'a number'}") from None
+    if value != value or value in (float("inf"), float("-inf")):  # float() takes nan and inf; sleeps do not
+        raise SettingsError(f"{name}={raw!r}: expected a finite number")
     if value < minimum:
         raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
     return value
@@ -203,6 +206,10 @@ def normalize_database_url(url: str, variable: str = "DATABASE_URL") -> str:
         url = "postgresql://" + url[len("postgres://"):]
     if not url.startswith("postgresql://"):
         raise SettingsError(f"{variable}: expected a postgresql:// or postgres:// URL, got {redact_url(url)!r}")
+    try:  # what the connection code parses later, where a ValueError was a traceback
+        urlparse(url).port
+    except ValueError as exc:
+        raise SettingsError(f"{variable}: not a valid URL ({exc}): {redact_url(url)!r}") from None
     return url
 
 

@@ -133,7 +133,7 @@ def reports(env: Mapping[str, str]) -> ReportSettings:
     zone = env.get("LAMPLIGHTER_REPORTS_ZONE", "").strip() or "UTC"
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise SettingsError(f"LAMPLIGHTER_REPORTS_ZONE={zone!r}: not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
     return ReportSettings(zone=zone)
 
@@ -227,7 +227,7 @@ def federation(env: Mapping[str, str]) -> FederationSettings:
     metadata = env.get("LAMPLIGHTER_FEDERATION_METADATA", "").strip() or "{}"
     try:
         parsed = json.loads(metadata)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a number over 4,300 digits, nested too deeply
         raise SettingsError("LAMPLIGHTER_FEDERATION_METADATA: not valid JSON") from None
     if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
         raise SettingsError("LAMPLIGHTER_FEDERATION_METADATA: expected a JSON object of entity types, e.g. "

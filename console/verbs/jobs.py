@@ -20,7 +20,7 @@ def register(verbs) -> None:
     e.add_argument("--args", type=cli.json_args, default=[], help="JSON array (positional) or object (keyword)")
     e.add_argument("--queue", type=cli.queue_name, help="queue (default: the actor's)")
     e.add_argument("--delay", type=cli.non_negative, default=0.0, help="seconds before it may run")
-    e.add_argument("--priority", type=int, help="lower runs first (default: the actor's)")
+    e.add_argument("--priority", type=cli.priority, help="lower runs first (default: the actor's)")
     e.set_defaults(run=cmd_enqueue)
 
     j = verbs.add_parser("jobs", help="list jobs, newest first (finished ones by finish time, waiting and "

@@ -20,7 +20,7 @@ def register(verbs) -> None:
     verbs.add_parser("scheduler", help="run the cron scheduler (one leader, standbys wait)"
                      ).set_defaults(run=cmd_scheduler)
     web = verbs.add_parser("web", help="run the web process (health, console, metrics) on $PORT")
-    web.add_argument("--port", type=int, help="port (PORT)")
+    web.add_argument("--port", type=cli.port, help="port (PORT)")
     web.set_defaults(run=cmd_web)
 
 

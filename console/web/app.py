@@ -54,6 +54,7 @@ def create_app(settings: settings_module.Settings | None = None, *, readiness: h
 
     app.include_router(dashboard)  # /dashboard: the operator dashboard (console/dashboard/)
     # Outermost last: the access log sees every answer, the 413s of the body limit included.
+    app.add_middleware(errors.RefuseNul)
     app.add_middleware(errors.BodyLimit, max_bytes=settings.web.max_body_bytes)
     app.add_middleware(errors.AccessLog)
     return app

@@ -177,6 +177,22 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class RefuseNul:
+    """ASGI middleware: a NUL character in the path or the query string (``%00``) gets a 422
+    before any route sees it. PostgreSQL's text cannot hold one: a filter that passed it on made
+    psycopg2 raise ValueError, a 500, on every route that queries by a string parameter."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and (b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]):
+            response = error_response(422, "invalid_request", "the path and query must not contain a NUL "
+                                                              "character (%00)")
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 
 

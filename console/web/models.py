@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storage.logs import REDACTED, redact
 
@@ -18,6 +18,30 @@ MAX_BATCH = 10_000
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        """Refuse (422) a string PostgreSQL cannot store, anywhere in the body: JSON's \\u0000 and
+        lone surrogate escapes decode to text that psycopg2 refused with a ValueError or a
+        UnicodeEncodeError when the job was written, a 500."""
+        stack = [data]
+        while stack:  # a loop, not recursion: arguments may nest as deep as the JSON parser took them
+            item = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(item.values())
+                stack.extend(item.keys())
+            elif isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, str):
+                if "\x00" in item:
+                    raise ValueError("text must not contain a NUL character (\\u0000)")
+                if not item.isascii():
+                    try:
+                        item.encode()
+                    except UnicodeEncodeError:
+                        raise ValueError("text must not contain a lone surrogate (\\ud800-\\udfff)") from None
+        return data
 
 
 class EnqueueBody(Strict):

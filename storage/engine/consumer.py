@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import select
+import sys
 import threading
 import time
 from collections import deque
@@ -250,6 +251,12 @@ class LamplighterConsumer(Consumer):
             return None
         except (TypeError, ValueError) as exc:
             self._reject(message_id, token, f"undecodable message: {exc}")
+            return None
+        except RecursionError:
+            # JSON nested deeper than Python's recursion limit (jsonb takes thousands of levels).
+            # Uncaught, it ended the claim: the batch's other rows stayed claimed and never ran.
+            self._reject(message_id, token, "undecodable message: nested too deeply to decode "
+                                            f"(over {sys.getrecursionlimit()} levels)")
             return None
         try:
             # A TypeError from the call itself would be retried like any failure; arguments
