@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler import sync
-from tests.acceptance.test_scheduler import (LEASE_TTL, POLL, Schedulers, definition, lease, next_minute,
-                                             offset_to, shifted_now, ticks, wait_for_polls_after)
+from tests.scheduler_processes import (LEASE_TTL, POLL, Schedulers, definition, lease, next_minute, offset_to,
+                                       shifted_now, ticks, wait_for_polls_after)
 from tests.conftest import lamplighter_env, use_database, wait_for
 
 pytestmark = pytest.mark.acceptance
