@@ -10,6 +10,7 @@ seconds before a minute boundary, so that a per-minute schedule ticks within the
 from __future__ import annotations
 
 import json
+from collections import Counter
 import subprocess
 import sys
 import time
@@ -282,6 +283,8 @@ def outage(rig: Rig, seconds: float, *, interval: float = 0.5) -> dict:
     scheduler_back = time.monotonic() - back
     problems += [p for a in rig.ask_all() if (p := a.problem(down=False))]
     return {"down_s": round(stopped_for, 2), "answers_while_down": len(answers),
-            "statuses_while_down": sorted({(a.what, a.status) for a in answers}),
+            "statuses_while_down": sorted({(a.what, a.status) for a in answers}, key=str),
+            "counts_while_down": dict(Counter(f"{a.what} {a.status}" for a in answers)),
+            "first_answers_while_down": {a.what: f"{a.status} {a.content_type}: {a.body[:160]}" for a in answers[2::-1]},
             "web_back_s": round(web_back, 2), "scheduler_leading_again_s": round(scheduler_back, 2),
             "problems": problems}
