@@ -47,7 +47,7 @@ class Answer:
         if leaked:
             return f"{self.what}: {self.status} whose body shows {leaked}: {self.body[:300]!r}"
         if not down:
-            return None if self.status == 200 else f"{self.what}: {self.status} after the database was back: {self.body[:300]!r}"
+            return None if self.status == 200 else f"{self.what}: {self.status}, not 200: {self.body[:300]!r}"
         if self.status != 503:
             return f"{self.what}: {self.status} while the database was down, not 503: {self.body[:300]!r}"
         if self.content_type.startswith("application/json"):
