@@ -11,12 +11,14 @@ throwaway cluster (tests/outage_rig.py; never the shared server).
 * pg_terminate_backend of every connection of the web, of the workers and of the scheduler: the
   web's next answers are 200 (no 503: a pool connection found dead is replaced before the
   request runs on it), jobs sent afterwards complete, the next cron tick is enqueued, once.
+* A process that only sends jobs: after a restart, one send fails, the next ones work.
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
+import peewee
 import pytest
 
 from tests.outage_rig import Rig, outage
@@ -91,3 +93,19 @@ def test_terminated_connections_of_web_workers_and_scheduler_are_replaced_withou
     problems = [f"tick {fire_at} enqueued {n} times" for fire_at, n in rig.ticks() if n != 1]
     problems += rig.job_problems() + rig.web_log_problems()
     assert problems == [], "\n".join(problems) + f"\n{rig.describe()}"
+
+
+def test_an_applications_sends_work_again_after_a_restart(cluster):
+    """A process that only sends jobs (an application's `actor.send()`) finds its connection
+    closed after a restart: that send fails, the next ones reconnect."""
+    import psycopg2
+    from actors import maintenance
+
+    maintenance.ping.send(note="before")
+    cluster.restart_fast()
+    try:
+        maintenance.ping.send(note="on the closed connection")
+    except (peewee.OperationalError, peewee.InterfaceError, psycopg2.OperationalError, psycopg2.InterfaceError):
+        pass  # told to the caller; what matters is that it is the last failure
+    sent = [maintenance.ping.send(note=f"after {i}").message_id for i in range(3)]
+    assert cluster.sql("SELECT count(*) FROM dramatiq.queue WHERE message_id = ANY(%s::uuid[])", (sent,)) == [(3,)]
