@@ -3,9 +3,9 @@
 Two worker processes draining recording jobs, a scheduler and `lamplighter web` run over a
 throwaway cluster (tests/outage_rig.py; never the shared server).
 
-* The cluster stopped for 1 s, then for 10 s: meanwhile GET /api/jobs (a token's), /readyz and a
-  dashboard page answer 503 with a JSON reason (or the dashboard's error page), never a 500 or a
-  traceback, in the answer or in the web's log; once it is back every process recovers by itself:
+* The cluster stopped for 1 s, then for 10 s: meanwhile GET /api/jobs (a token's) and /readyz
+  answer 503 with a JSON reason and a dashboard page the dashboard's error page (503), never a 500
+  or a traceback, in the answer or in the web's log; once it is back every process recovers by itself:
   the web answers 200, the scheduler leads again, every job completes, each ran once, never twice
   at once, with one history row per attempt. (60 s: bench/outage.py.)
 * pg_terminate_backend of every connection of the web, of the workers and of the scheduler: the
