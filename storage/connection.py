@@ -65,6 +65,15 @@ class SessionDatabase(peewee.PostgresqlDatabase):
     def _initialize_connection(self, conn):
         start_session(conn, pooled=behind_pooler(), read_only=self.read_only)
 
+    def cursor(self, named_cursor=None):
+        # A connection the driver found closed (the server restarted or terminated it) is
+        # replaced outside a transaction; peewee would hand it out again, and every later
+        # statement of the thread (an application's `actor.send()`) would fail with
+        # "connection already closed" until the process restarted.
+        if not self.is_closed() and not self.in_transaction() and self._state.conn.closed:
+            self.close()
+        return super().cursor(named_cursor)
+
 
 database = SessionDatabase(None, autorollback=False)
 read_database = SessionDatabase(None, autorollback=False, read_only=True)

@@ -3,6 +3,7 @@ refusals of a page or action into an HTML error page (or, with no session, a red
 sign-in form) before the app's JSON handlers (console/web/errors.py) would see them."""
 from __future__ import annotations
 
+import structlog
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
@@ -13,15 +14,26 @@ from console.dashboard import render
 from console.dashboard.session import SignInRequired, sign_in_redirect
 from domain import errors as domain_errors
 
+log = structlog.get_logger("lamplighter.web")
 STATUSES = ((domain_errors.Unauthenticated, 401), (domain_errors.Forbidden, 403), (domain_errors.NotFound, 404),
             (domain_errors.Conflict, 409), (domain_errors.InvalidInput, 422))
+
+
+DATABASE_UNAVAILABLE = "database unavailable; retry shortly"
+
+
+def _unavailable(exc: Exception) -> bool:
+    """The database could not be reached or every pool connection stayed busy (the API's 503s)."""
+    from console.web.pool import CONNECTION_ERRORS, PoolExhausted
+
+    return isinstance(exc, (*CONNECTION_ERRORS, PoolExhausted))
 
 
 def status_of(exc: Exception) -> int | None:
     from scheduler import ticks
     from storage import connection, jobs
 
-    if isinstance(exc, connection.StatementTimeout):
+    if isinstance(exc, connection.StatementTimeout) or _unavailable(exc):
         return 503
     if isinstance(exc, (jobs.JobNotFound, ticks.ScheduleNotFound)):
         return 404
@@ -37,6 +49,8 @@ def status_of(exc: Exception) -> int | None:
 
 
 def message_of(exc: Exception) -> str:
+    if _unavailable(exc):  # never the driver's text: it names the host, user and database
+        return DATABASE_UNAVAILABLE
     if isinstance(exc, RequestValidationError):
         return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'form'}: {e.get('msg')}"
                          for e in exc.errors()[:5])
@@ -58,6 +72,8 @@ class DashboardRoute(APIRoute):
                 status = status_of(exc)
                 if status is None:
                     raise
+                if _unavailable(exc):
+                    log.warning("http_database_unavailable", path=request.url.path, error_type=type(exc).__name__)
                 return render.page(request, "error.html", None, status=status, status_code=status,
                                    message=message_of(exc))
 

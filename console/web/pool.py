@@ -4,7 +4,9 @@ Storage functions use peewee's connection, one per thread (storage/connection.py
 ``size`` threads, each keeping its own connection from request to request; a request's database
 work runs on one of them (:meth:`DatabasePool.run`), and a request that finds every one busy
 waits up to ``timeout`` seconds, then gets a 503. A connection that fails is closed, and the
-next call on its thread connects afresh. A statement cancelled by the web's statement timeout
+next call on its thread connects afresh. A kept connection the server has closed meanwhile
+(``pg_terminate_backend``, a restart, an idle timeout) is replaced before the request runs on
+it, not found dead by the request: the server's goodbye makes its idle socket readable. A statement cancelled by the web's statement timeout
 (LAMPLIGHTER_STATEMENT_TIMEOUT_WEB) leaves its connection usable and becomes
 ``connection.StatementTimeout``, which the app answers with a 503 that says so.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import select
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -61,6 +64,7 @@ class DatabasePool:
         return await self.run(connection.on_replica, fn, *args, **kwargs)
 
     def _call(self, fn, args, kwargs):
+        _drop_closed_connections()
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -84,6 +88,27 @@ class DatabasePool:
             except psycopg2.Error:
                 pass  # broken already
         self._connections.clear()
+
+
+def _drop_closed_connections() -> None:
+    """Close this thread's kept connections that the server has closed or is closing. An idle
+    connection of the web's gets nothing from the server (it LISTENs to nothing) but its
+    goodbye: a FATAL message (terminated, shutting down) and the end of the stream. Anything
+    readable, then, means the connection is not worth a request; it is closed, and peewee
+    connects afresh on the request's first statement."""
+    for db in (connection.database, connection.read_database):
+        if db.deferred or db.is_closed():
+            continue
+        conn = db.connection()
+        try:
+            dead = bool(conn.closed) or bool(select.select([conn.fileno()], [], [], 0)[0])
+        except (OSError, ValueError, psycopg2.Error):
+            dead = True
+        if dead:
+            try:
+                db.close()
+            except (peewee.PeeweeException, psycopg2.Error):
+                db._state.reset()  # broken beyond closing: forget it
 
 
 def _close_this_threads_connection() -> None:
