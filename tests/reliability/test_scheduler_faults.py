@@ -20,9 +20,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler import sync
-from tests.scheduler_processes import (LEASE_TTL, POLL, Schedulers, definition, lease, next_minute, offset_to,
-                                       shifted_now, ticks, wait_for_polls_after)
 from tests.conftest import lamplighter_env, use_database, wait_for
+# db, a fixture: the test's own connection, opened before any ALTER DATABASE, so its clock is the real one.
+from tests.scheduler_processes import (LEASE_TTL, POLL, Schedulers, db, definition, lease,  # noqa: F401
+                                       next_minute, offset_to, shifted_now, ticks, wait_for_polls_after)
 
 pytestmark = pytest.mark.acceptance
 
@@ -82,11 +83,6 @@ def procs(database_url, tmp_path):
     running = Processes(database_url, tmp_path)
     yield running
     running.stop_all()
-
-
-@pytest.fixture
-def db(sql):
-    return sql  # opened before any ALTER DATABASE: its own clock is the real one
 
 
 def offset_for(moment: datetime) -> float:
