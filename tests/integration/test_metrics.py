@@ -203,3 +203,23 @@ def test_a_finish_sent_twice_counts_once(broker, sql):
     # 0.25 s is the sixth bound: a run time on a bound counts in the bucket above it (width_bucket).
     assert sql("SELECT outcome, bucket, sum(attempts)::int, sum(run_seconds) FROM lamplighter.job_counters "
                "WHERE actor_name = 'tests.metered' GROUP BY 1, 2") == [("completed", 6, 1, 0.25)]
+
+
+def test_a_scrape_on_a_connection_whose_session_ended_reconnects_instead_of_answering_503(broker, sql):
+    """The scrape thread keeps its connection between scrapes; after a restart or a terminated
+    backend the next scrape finds it dead on use, and reconnects once rather than answer 503."""
+    from console import metrics
+
+    def on_scrape_thread(function):
+        return metrics._scrapes.submit(metrics._guarded, function).result()
+
+    assert isinstance(on_scrape_thread(metrics.exposition), bytes)
+    [(pid,)] = on_scrape_thread(lambda: connection.init_database().execute_sql("SELECT pg_backend_pid()").fetchall())
+    assert sql("SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    wait_for(lambda: sql("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)) == [(0,)],
+             message="the scrape thread's session ended")
+
+    answer = on_scrape_thread(metrics.exposition)
+    assert isinstance(answer, bytes), answer.body  # the exposition, not the 503 JSONResponse
+    [(again,)] = on_scrape_thread(lambda: connection.init_database().execute_sql("SELECT pg_backend_pid()").fetchall())
+    assert again != pid
