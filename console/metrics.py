@@ -151,29 +151,20 @@ async def _on_scrape_thread(function, *args):
 
 
 def _guarded(function, *args):
-    for attempt in (1, 2):
+    # The scrape thread keeps its connection between scrapes: one the server closed meanwhile
+    # (a restart, a terminated backend) is replaced first, as the web's pool does, not a 503.
+    connection.drop_closed_connections()
+    try:
+        return function(*args)
+    except (peewee.PeeweeException, psycopg2.Error, connection.DatabaseUnavailable) as exc:
+        # The next scrape connects afresh; host and user stay in the log, redacted.
         try:
-            return function(*args)
-        except (peewee.PeeweeException, psycopg2.Error, connection.DatabaseUnavailable) as exc:
-            try:  # the next try connects afresh
-                connection.database.close()
-            except (peewee.PeeweeException, psycopg2.Error):
-                pass
-            if attempt == 1 and _connection_lost(exc):
-                # The scrape thread's connection outlived its server session (a restart, a
-                # terminated backend): found out only on use, it costs one reconnect, not a 503.
-                continue
-            # Host and user stay in the log, redacted.
-            detail = settings_module.redact_url((str(exc).strip().splitlines() or [type(exc).__name__])[0])
-            log.warning("metrics_database_unreachable", error=detail)
-            return _error(503, "database_unreachable", "database unreachable")
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    """A kept connection found dead on use: the driver's error carries no SQLSTATE (a statement
-    the server refused or cancelled does)."""
-    cause = getattr(exc, "orig", None) or exc.__cause__ or exc
-    return isinstance(cause, (psycopg2.OperationalError, psycopg2.InterfaceError)) and cause.pgcode is None
+            connection.database.close()
+        except (peewee.PeeweeException, psycopg2.Error):
+            pass
+        detail = settings_module.redact_url((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        log.warning("metrics_database_unreachable", error=detail)
+        return _error(503, "database_unreachable", "database unreachable")
 
 
 async def require_read(authorization: str | None = Header(default=None)) -> Response | None:

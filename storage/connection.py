@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import select
 import sys
 import threading
 from urllib.parse import parse_qsl, urlparse, urlunparse
@@ -169,6 +170,27 @@ def timeout_message() -> str:
     variable = f"LAMPLIGHTER_STATEMENT_TIMEOUT_{_process_kind.upper()}"
     limit = f"its {seconds:g} s statement timeout ({variable})" if seconds else "the statement timeout"
     return f"the database cancelled the query: it ran past {limit}, or an operator cancelled it"
+
+
+def drop_closed_connections() -> None:
+    """Close this thread's kept peewee connections that the server has closed or is closing
+    (a restart, ``pg_terminate_backend``, a dropped database), before a request or a scrape runs
+    on them. An idle connection gets nothing from the server (it LISTENs to nothing) but its
+    goodbye: a FATAL message and the end of the stream. Anything readable, then, means the
+    connection is not worth using; peewee connects afresh on the next statement."""
+    for db in (database, read_database):
+        if db.deferred or db.is_closed():
+            continue
+        conn = db.connection()
+        try:
+            dead = bool(conn.closed) or bool(select.select([conn.fileno()], [], [], 0)[0])
+        except (OSError, ValueError, psycopg2.Error):
+            dead = True
+        if dead:
+            try:
+                db.close()
+            except (peewee.PeeweeException, psycopg2.Error):
+                db._state.reset()  # broken beyond closing: forget it
 
 
 def database_url() -> str:

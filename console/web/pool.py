@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import select
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -64,7 +63,7 @@ class DatabasePool:
         return await self.run(connection.on_replica, fn, *args, **kwargs)
 
     def _call(self, fn, args, kwargs):
-        _drop_closed_connections()
+        connection.drop_closed_connections()
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -88,27 +87,6 @@ class DatabasePool:
             except psycopg2.Error:
                 pass  # broken already
         self._connections.clear()
-
-
-def _drop_closed_connections() -> None:
-    """Close this thread's kept connections that the server has closed or is closing. An idle
-    connection of the web's gets nothing from the server (it LISTENs to nothing) but its
-    goodbye: a FATAL message (terminated, shutting down) and the end of the stream. Anything
-    readable, then, means the connection is not worth a request; it is closed, and peewee
-    connects afresh on the request's first statement."""
-    for db in (connection.database, connection.read_database):
-        if db.deferred or db.is_closed():
-            continue
-        conn = db.connection()
-        try:
-            dead = bool(conn.closed) or bool(select.select([conn.fileno()], [], [], 0)[0])
-        except (OSError, ValueError, psycopg2.Error):
-            dead = True
-        if dead:
-            try:
-                db.close()
-            except (peewee.PeeweeException, psycopg2.Error):
-                db._state.reset()  # broken beyond closing: forget it
 
 
 def _close_this_threads_connection() -> None:
