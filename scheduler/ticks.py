@@ -18,7 +18,6 @@ enqueue of the same tick impossible, whoever tries and however late.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,6 +27,7 @@ from domain import audit
 from scheduler import policy
 from scheduler.cron import Cron, next_fire_time, next_fire_times, validate_zone
 from storage import connection, jobs, schedules
+from storage.message_ids import new_message_ids
 
 log = structlog.get_logger("lamplighter.scheduler")
 
@@ -59,7 +59,7 @@ def provenance(key: str, fire_at: datetime) -> str:
 def build_job(row: schedules.ScheduleRow, *, fire_at: datetime, enqueued_by: str) -> jobs.NewJob:
     """The job for one tick. The message has the shape of dramatiq's ``Message.asdict()``; the
     scheduler does not import the actors (layers), so it builds it from the schedule row."""
-    message_id = str(uuid.uuid4())
+    message_id = new_message_ids(1)[0]  # time-ordered, as every send's (storage/engine/codec.py)
     message = {
         "queue_name": row.queue_name,
         "actor_name": row.actor_name,

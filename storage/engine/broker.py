@@ -36,7 +36,7 @@ from dramatiq.middleware import Middleware, MiddlewareError
 from dramatiq_pg import PostgresBroker
 
 from storage import clock as clock_module
-from storage import connection, jobs, logs, workers
+from storage import connection, jobs, logs, message_ids, workers
 from storage import settings as settings_module
 from storage.engine import claims, codec, context, lifecycle
 from storage.engine import columns as columns_module
@@ -214,7 +214,7 @@ class LamplighterBroker(PostgresBroker):
             return [m.message_id for m in self.enqueue_many(as_messages(), delay=delay)]
         # The same JSON as codec.encode_message(actor.message(...)), without building the Message.
         stamp = current_millis()
-        ids = codec.new_message_ids(len(items))
+        ids = message_ids.new_message_ids(len(items))
         messages = [(message_id, codec.checked_payload(actor.actor_name, {
             "queue_name": actor.queue_name, "actor_name": actor.actor_name, "args": args, "kwargs": kwargs,
             "options": {}, "message_id": message_id, "message_timestamp": stamp}, self.settings.max_payload_bytes))

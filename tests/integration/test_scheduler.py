@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import threading
+import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -102,6 +103,7 @@ def test_a_due_tick_enqueues_one_job_with_its_tick_row(database_url, sql):
     assert (result.fire_at, result.kind, result.outcome) == (at("2026-05-01 10:01"), "scheduled", "enqueued")
     [(job_id, enqueued_by, message)] = jobs_of(sql, "a")
     assert str(job_id) == result.job_id
+    assert uuid.UUID(str(job_id)).version == 7  # time-ordered, as every send's (storage/message_ids.py)
     assert enqueued_by == "cron:a@2026-05-01T10:01:00+00:00"
     assert {k: message[k] for k in ("queue_name", "actor_name", "args", "kwargs", "message_id")} == {
         "queue_name": "maintenance", "actor_name": "maintenance.ping", "args": [1], "kwargs": {"x": "y"},

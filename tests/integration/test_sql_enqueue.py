@@ -134,6 +134,22 @@ def test_a_role_without_the_grant_may_not_execute_enqueue(registered, sql, datab
 
 # ---- the new options ------------------------------------------------------------------------
 
+def test_jobs_enqueued_by_sql_get_time_ordered_version_7_ids(registered, sql):
+    """As the Python sends' ids (storage/message_ids.py): the clock's milliseconds first, so a job
+    enqueued by SQL sits with the jobs enqueued around it in every index keyed by job id."""
+    clock_ms = "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    [(before,)] = sql(clock_ms)
+    ids = [sql("SELECT lamplighter.enqueue('maintenance.ping')")[0][0] for _ in range(3)]
+    ids.append(sql("SELECT lamplighter.enqueue('maintenance.ping', unique_key => 'v7')")[0][0])
+    [(after,)] = sql(clock_ms)
+    parsed = [uuid.UUID(str(job_id)) for job_id in ids]
+    assert [(p.version, p.variant) for p in parsed] == [(7, uuid.RFC_4122)] * 4
+    stamps = [p.int >> 80 for p in parsed]  # the first 48 bits: Unix time in milliseconds
+    assert before <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= after
+    assert [job_row(sql, job_id)["message"]["message_id"] for job_id in ids] == [str(p) for p in parsed]
+    assert len(set(ids)) == 4
+
+
 def test_eta_in_the_future_sets_available_at_and_a_past_eta_means_now(registered, sql):
     eta = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=1)
     [(later,)] = sql("SELECT lamplighter.enqueue('maintenance.ping', eta => %s)", (eta,))

@@ -1,8 +1,9 @@
-"""Bulk sends make their own message ids: valid, unique, time-ordered UUIDs (version 7)."""
+"""Sends, bulk sends and cron ticks make their own message ids: valid, unique, time-ordered UUIDs
+(version 7). SQL enqueue's are tested in tests/integration/test_sql_enqueue.py."""
 import time
 import uuid
 
-from storage.engine.codec import new_message_ids as _new_message_ids
+from storage.message_ids import new_message_ids as _new_message_ids
 
 
 def test_bulk_ids_are_unique_version_7_uuids_of_this_millisecond():
