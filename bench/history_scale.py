@@ -8,7 +8,9 @@ bench's settings) with two databases migrated by this work tree: `small` and `la
 by SQL with that many finished jobs over the retention window (7 days: 96 % completed, 2 % failed
 then completed, 1 % dead, 1 % cancelled, 40 actors, 8 queues, 1,000 tenants) and one history row per attempt,
 plus jobs already past the retention for the prune to delete, 1,000 waiting jobs and a live
-worker. Then, in interleaved rounds (small, large, small, large, ...; the machine is noisy and
+worker. Job ids are time-ordered (version 7) UUIDs stamped with the job's enqueue time, as the
+product's sends make them (storage/engine/codec.py): old jobs' keys sit together at the left of
+each index, which is what the prune and the history lookups read. Then, in interleaved rounds (small, large, small, large, ...; the machine is noisy and
 only the ratio in one run counts):
 
 - claim: the engine's `job_claim_batch` (10 jobs), rolled back so every claim sees the same queue;
@@ -17,6 +19,10 @@ only the ratio in one run counts):
   (1,000 tenants), by a common and by a rare error text;
 - prune: one batch of the hourly prune (`job_prune_finished`, 5,000 jobs and their history);
 - claim during prune: claims while a prune batch runs in another session (workers not blocked).
+
+Also the server's own execution time of the claim and of each page query at both sizes
+(EXPLAIN ANALYZE, alternating): the size's cost to the database apart from this process and the
+machine's load.
 
 Target (issue: deployment at scale): the large figures within 10 % of the small ones, and the
 prune's rate enough for 1M jobs a day (41,667 an hour) in a small part of the hour. Writes
@@ -43,7 +49,8 @@ RETENTION_S = 7 * 24 * 3600
 POPULATE = """
 INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, attempt, enqueued_at,
                             available_at, started_at, finished_at, mtime, tenant_id)
-SELECT gen_random_uuid(), 'queue_' || (i % 8), 'area_' || (i % 8) || '.job_' || (i % 40), '{{}}'::jsonb,
+SELECT uuidv7(t - interval '1 second' - now()), 'queue_' || (i % 8), 'area_' || (i % 8) || '.job_' || (i % 40),
+       '{{}}'::jsonb,
        CASE WHEN i % 100 = 0 THEN 'dead' WHEN i % 100 = 1 THEN 'cancelled' ELSE 'completed' END,
        CASE WHEN i % 100 IN (2, 3) THEN 2 ELSE 1 END,
        t - interval '1 second', t - interval '1 second', t - interval '200 milliseconds', t, t,
@@ -54,7 +61,7 @@ FROM generate_series(1, {jobs}) AS i,
 -- Past the retention: what the prune rounds delete (completed, 8 days old).
 INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, attempt, enqueued_at,
                             available_at, started_at, finished_at, mtime)
-SELECT gen_random_uuid(), 'queue_' || (i % 8), 'area_' || (i % 8) || '.job_' || (i % 40), '{{}}'::jsonb,
+SELECT uuidv7(t - now()), 'queue_' || (i % 8), 'area_' || (i % 8) || '.job_' || (i % 40), '{{}}'::jsonb,
        'completed', 1, t, t, t, t, t
 FROM generate_series(1, {expired}) AS i,
      LATERAL (SELECT now() - interval '8 days' - make_interval(secs => i) AS t) AS at_;
@@ -64,13 +71,13 @@ INSERT INTO lamplighter.job_history (job_id, attempt, actor_name, queue_name, wo
 SELECT q.message_id, a.attempt, q.actor_name, q.queue_name, gen_random_uuid(), q.started_at, q.finished_at,
        200, CASE WHEN a.attempt < q.attempt THEN 'failed' WHEN q.state = 'completed' THEN 'completed' ELSE q.state END,
        CASE WHEN a.attempt < q.attempt OR q.state = 'dead' THEN 'RuntimeError' END,
-       CASE WHEN (a.attempt < q.attempt OR q.state = 'dead') AND q.message_id::text LIKE '000%'
-            THEN 'disk quota exceeded'  -- a rare error: one job in 4,096
+       CASE WHEN (a.attempt < q.attempt OR q.state = 'dead') AND right(q.message_id::text, 2) = '00'
+            THEN 'disk quota exceeded'  -- a rare error: one failed attempt in 256
             WHEN a.attempt < q.attempt OR q.state = 'dead' THEN 'upstream down' END
 FROM dramatiq.queue q, generate_series(1, q.attempt) AS a(attempt);
 
 INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, available_at, enqueued_at)
-SELECT gen_random_uuid(), 'claim_bench', 'area_0.job_0', '{{}}'::jsonb, 'queued',
+SELECT uuidv7(-make_interval(secs => i)), 'claim_bench', 'area_0.job_0', '{{}}'::jsonb, 'queued',
        now() - make_interval(secs => i), now() - make_interval(secs => i)
 FROM generate_series(1, 1000) AS i;
 INSERT INTO lamplighter.workers (id, hostname, pid, queues, version)
@@ -206,17 +213,36 @@ def main():
             return scoped(scope, states=list(states), tenant=None, actor=actor, queue=None, error=None, since=None,
                           until=None, after_at=None, after_id=None, limit=50)
 
-        for name, text, params in (("claim", SQL["job_claim_batch"], claim),
-                                   *((name, SQL["job_page"], page_params(**f)) for name, f in pages.items()
-                                     if "error" not in f)):
+        planned = (("claim", SQL["job_claim_batch"], claim),
+                   *((name, SQL["job_page"], page_params(**f)) for name, f in pages.items() if "error" not in f))
+        for name, text, params in planned:
             with conn.cursor() as cur:
                 cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)
                 explained[name] = [line for (line,) in cur.fetchall()]
             conn.rollback()
+        # The server's own execution time of each statement (EXPLAIN ANALYZE's "Execution Time"),
+        # small and large alternating: what the table's size costs the database, without this
+        # process's Python and the machine's other load, which the end-to-end figures include.
+        server = {label: {name: [] for name, _, _ in planned} for label in dbs}
+        for _ in range(20):
+            for label, (_, label_conn) in dbs.items():
+                for name, text, params in planned:
+                    with label_conn.cursor() as cur:
+                        cur.execute("EXPLAIN (ANALYZE, TIMING OFF) " + text, params)
+                        [ms] = [float(line.split(":")[1].split()[0]) for (line,) in cur.fetchall()
+                                if line.startswith("Execution Time:")]
+                    label_conn.rollback()
+                    server[label][name].append(ms / 1000)
+        server_figures = {label: {name: summary(values) for name, values in measured.items()}
+                          for label, measured in server.items()}
+        server_ratios = {name: round(server_figures["large"][name]["median_ms"]
+                                     / server_figures["small"][name]["median_ms"], 3)
+                         for name in server_figures["large"]}
         result = {
             "bench": "history_scale", "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "fill": fill, "figures": figures, "large_over_small": ratios,
             "within_10_percent": {name: ratio <= 1.10 for name, ratio in ratios.items()},
+            "server_execution": server_figures, "server_large_over_small": server_ratios,
             "prune": {"batch_jobs": prune_batch, "median_s_at_large": round(prune_s, 3),
                       "jobs_per_s": round(prune_batch / prune_s), "jobs_per_hour_at_1M_a_day": round(per_hour),
                       "seconds_of_the_hour_needed": round(per_hour / (prune_batch / prune_s), 1)},
@@ -224,7 +250,8 @@ def main():
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
-        print(json.dumps({k: result[k] for k in ("fill", "large_over_small", "within_10_percent", "prune")}, indent=2))
+        print(json.dumps({k: result[k] for k in ("fill", "large_over_small", "within_10_percent", "prune",
+                                                 "server_large_over_small")}, indent=2))
         print(f"-> {out}")
         for _, conn in dbs.values():
             conn.close()

@@ -82,7 +82,9 @@ def source_state():
 
 
 def summarise_spy(path, top=30):
-    own, cum, total = collections.Counter(), collections.Counter(), 0
+    """Shares of the busy samples by frame. Start-up (a stack inside an import: the worker
+    processes importing the app) is counted apart, so the shares are those of the drain itself."""
+    own, cum, total, importing = collections.Counter(), collections.Counter(), 0, 0
     for line in Path(path).read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not n.isdigit():
@@ -91,12 +93,15 @@ def summarise_spy(path, top=30):
         # Threads parked in a wait are not work: leave them out of the shares.
         if any(w in frames[-1] for w in ("Condition.wait", "Event.wait", "select", "Queue.get", "sleep")):
             continue
+        if any(f.startswith("_find_and_load ") for f in frames):
+            importing += n
+            continue
         total += n
         own[frames[-1]] += n
         for f in set(frames):
             cum[f] += n
     share = lambda c: [{"frame": f, "share": round(k / total, 4)} for f, k in c.most_common(top)]  # noqa: E731
-    return {"busy_samples": total, "self": share(own), "cumulative": share(cum)}
+    return {"busy_samples": total, "import_samples": importing, "self": share(own), "cumulative": share(cum)}
 
 
 def main(argv):
@@ -109,6 +114,7 @@ def main(argv):
     p.add_argument("--log-level", default="INFO",
                    help="LAMPLIGHTER_LOG_LEVEL of the workers (INFO, the shipped default: one line per job)")
     p.add_argument("--out", default=None)
+    p.add_argument("--raw", default=None, help="also keep py-spy's raw stacks (collapsed format) here")
     args = p.parse_args(argv)
     if not Path(args.py_spy).exists():
         sys.exit(f"py-spy not found at {args.py_spy}; install it in this venv or pass --py-spy")
@@ -167,6 +173,7 @@ def main(argv):
                     "slows it a little)",
             "statements": json.loads(statements or "[]"),
             "py_spy": summarise_spy(spy_out),
+            **({"raw_stacks": str(shutil.copyfile(spy_out, args.raw))} if args.raw else {}),
             "cluster": cluster.report(),
         }
     finally:
