@@ -29,9 +29,10 @@ TENANTS_TABLES = """
 ROW_OF = {
     "lamplighter.users": "INSERT INTO lamplighter.users (email, display_name, role, tenant_id) "
                          "VALUES ('u' || %(n)s || '@example.com', 'U', 'viewer', %(tenant)s)",
-    "lamplighter.api_tokens": "INSERT INTO lamplighter.api_tokens (name, secret_hash, display_prefix, scopes, tenant_id, "
-                              "owner, created_by, expires_at) VALUES ('t', md5(%(n)s::text) || md5(%(n)s::text), 'llt_', "
-                              "'{jobs:read}', %(tenant)s, 'o', 'test', now() + interval '1 day')",
+    "lamplighter.api_tokens": "INSERT INTO lamplighter.api_tokens (name, secret_hash, display_prefix, scopes, "
+                              "tenant_id, owner, created_by, expires_at) VALUES ('t', md5(%(n)s::text) "
+                              "|| md5(%(n)s::text), 'llt_', '{jobs:read}', %(tenant)s, 'o', 'test', "
+                              "now() + interval '1 day')",
     "lamplighter.documents": "INSERT INTO lamplighter.documents (tenant_id, name, size_bytes, file_key, sha256, "
                              "retention_until, uploaded_by) VALUES (%(tenant)s, 'd', 1, 'key-' || %(n)s, 'x', "
                              "now() + interval '1 day', 'u')",
@@ -128,8 +129,9 @@ def test_every_tenants_table_has_the_wall_forced_and_the_labelled_tables_none(da
     missing = {table: walls[table] for table in tenants_tables
                if walls[table] != (True, True, ["tenant_wall * t t t"])}
     assert missing == {}, ("each tenant's table needs row-level security enabled and forced, and the one policy "
-                           "tenant_wall for every command and role, the same test for reads and writes (SELECT lamplighter.tenant_wall_v1('<table>') in its "
-                           "migration); another permissive policy would widen it")
+                           "tenant_wall for every command and role, the same test for reads and writes "
+                           "(SELECT lamplighter.tenant_wall_v1('<table>') in its migration); another "
+                           "permissive policy would widen it")
     # The labels stay unwalled: the queue is the hot path, and job_history, audit_log and
     # notifications keep rows of tenants this database does not have.
     assert {table: walls[table][:2] for table in NOT_TENANT_OWNED} == {table: (False, False)
