@@ -163,8 +163,11 @@ def dump(url: str, destination: Path, *, tables: list[str], configured_dir: str 
             snapshot, version = cur.fetchone()
         tool = find_tool("pg_dump", server_major(conn), configured_dir=configured_dir)
         counts = count_rows(conn, tables)
-        _run(tool, ["--format=custom", "--no-password", f"--snapshot={snapshot}", f"--file={destination}",
-                    f"--lock-wait-timeout={int(lock_wait_timeout * 1000)}"], url)
+        # --enable-row-security: the tenants' tables force row-level security on their owner
+        # (migration 0023), and pg_dump's default (row_security off) then fails for an owner who is
+        # not a superuser. With it on, and no tenant named, the policy lets every row through.
+        _run(tool, ["--format=custom", "--no-password", "--enable-row-security", f"--snapshot={snapshot}",
+                    f"--file={destination}", f"--lock-wait-timeout={int(lock_wait_timeout * 1000)}"], url)
         return Dumped(row_counts=counts, server_version=version, tool=tool)
     finally:
         conn.close()

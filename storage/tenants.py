@@ -10,12 +10,18 @@ tenant's (``TenantScope.of("acme")``) or, for platform operators, every tenant's
 (``TenantScope.every()``). A scope bound to no tenant and not "every" matches nothing, so a
 mistake shows as an empty answer, never as another tenant's rows. tests/integration/
 test_tenancy.py checks every named query that touches a table with a ``tenant_id`` column.
+
+Behind that filter stands PostgreSQL's row-level security (migration 0023): a session that names
+a tenant in ``lamplighter.tenant`` sees and changes only that tenant's rows of the tenants' tables,
+whatever its queries say. :func:`tenant_transaction` names it for one transaction.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from storage import connection
 from storage.queries import rows, runner
 
 execute = runner("tenants")
@@ -50,6 +56,29 @@ def scoped(scope: TenantScope, **params) -> dict:
     if "tenant_id" in params or "every_tenant" in params:
         raise TypeError("tenant_id and every_tenant come from the scope")
     return {**params, "tenant_id": scope.tenant_id, "every_tenant": scope.every_tenant}
+
+
+@contextlib.contextmanager
+def tenant_transaction(scope: TenantScope):
+    """A transaction (storage calls made in it join it) walled to ``scope``'s tenant by the
+    database itself: ``lamplighter.tenant`` set with ``set_config(..., true)``, which ends with the
+    transaction, so it is safe behind a transaction pooler and never reaches another request.
+    ``TenantScope.every()`` gives a plain transaction (the platform sees every row). The wall
+    holds for a role that is not a superuser (nor BYPASSRLS): the tables' owner included.
+
+    It opens the transaction itself: inside one already open, the setting would outlive the
+    block and wall the rest of the caller's transaction."""
+    if not isinstance(scope, TenantScope):
+        raise TypeError(f"scope must be a storage.tenants.TenantScope, not {type(scope).__name__}")
+    if not scope.every_tenant and scope.tenant_id is None:
+        raise ValueError("a scope bound to no tenant has no wall to raise: name a tenant, or every tenant")
+    db = connection.init_database()
+    if db.in_transaction():
+        raise RuntimeError("tenant_transaction opens its own transaction, not one inside another")
+    with db.atomic():
+        if not scope.every_tenant:
+            db.execute_sql("SELECT set_config('lamplighter.tenant', %s, true)", (scope.tenant_id,))
+        yield
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """A description of Lamplighter's schema read from PostgreSQL's catalog: tables, columns,
-constraints, indexes, storage options, functions, triggers and views of the lamplighter and
-dramatiq schemas, one line each, sorted. A view is described by its columns (the text PostgreSQL
-prints for it differs between versions). A partitioned table is described once, as its parent
+constraints, indexes, storage options, row-level security and its policies, functions, triggers
+and views of the lamplighter and dramatiq schemas, one line each, sorted. A view is described by
+its columns (the text PostgreSQL prints for it differs between versions). A partitioned table is described once, as its parent
 (columns, constraints, indexes, triggers, partition key) and its default partition: the monthly
 partitions depend on the month the database was migrated in, so they are left out.
 tests/migrations/declared_schema.txt is the declared schema; after adding a migration,
@@ -65,6 +65,16 @@ QUERIES = {
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_inherits i ON i.inhrelid = c.oid JOIN pg_class p ON p.oid = i.inhparent
         WHERE n.nspname = ANY(%(schemas)s) AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'""",
+    "row_security": """
+        SELECT n.nspname || '.' || c.relname || ' ENABLED'
+               || CASE WHEN c.relforcerowsecurity THEN ' FORCED' ELSE '' END
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%(schemas)s) AND (c.relrowsecurity OR c.relforcerowsecurity)""",
+    "policy": """
+        SELECT schemaname || '.' || tablename || ' ' || policyname || ' ' || permissive || ' ' || cmd
+               || ' TO ' || array_to_string(roles, ',') || coalesce(' USING ' || qual, '')
+               || coalesce(' WITH CHECK ' || with_check, '')
+        FROM pg_policies WHERE schemaname = ANY(%(schemas)s)""",
     "view": """
         SELECT n.nspname || '.' || c.relname
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
