@@ -254,6 +254,18 @@ def refuse_secret_flags(argv: list[str]) -> None:
             raise SystemExit(EXIT_USAGE)
 
 
+DISK_FULL = "53100"  # SQLSTATE disk_full: PostgreSQL could not extend a file
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a psycopg2 error, also when peewee wrapped it (its first argument)."""
+    for candidate in (exc, *exc.args[:1], exc.__cause__, exc.__context__):
+        code = getattr(candidate, "pgcode", None)
+        if code:
+            return code
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     refuse_secret_flags(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -307,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
 
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         hint = " (is the schema migrated? run `lamplighter migrate`)" if "does not exist" in first_line else ""
+        if sqlstate(exc) == DISK_FULL:
+            hint = (f" (the disk under {settings.data_dir} (LAMPLIGHTER_DATA_DIR) is full: free space there, "
+                    "then retry)" if settings.embedded else " (the database server's disk is full)")
         print(f"lamplighter {args.verb}: database error: {redact_url(first_line)}{hint}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -199,7 +199,10 @@ def database_url() -> str:
     with _lock:
         if _url is None:
             current = settings_module.get()
-            _url = current.database_url or embedded.ensure_running(current.data_dir)
+            try:
+                _url = current.database_url or embedded.ensure_running(current.data_dir)
+            except embedded.EmbeddedServerError as exc:
+                raise DatabaseUnavailable(str(exc)) from None
         return _url
 
 
