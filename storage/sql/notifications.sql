@@ -102,7 +102,7 @@ RETURNING n.id, queued.job_id IS DISTINCT FROM queued.previous_job_id AS requeue
 -- An enabled user by id, by 'user:<id>' (the audit log's actor form) or by e-mail address.
 SELECT email FROM lamplighter.users
 WHERE disabled_at IS NULL
-  AND (id::text = %(ref)s OR 'user:' || id = %(ref)s OR lower(email) = lower(%(ref)s));
+  AND (id::text = %(ref)s OR 'user:' || id = %(ref)s OR email_key = lower(%(ref)s));
 
 -- name: notification_recipient_role --
 -- Every enabled user with the role, of the notification's tenant (NULL: platform users).

@@ -20,14 +20,14 @@ WHERE id = %(id)s
 -- name: user_get_by_email --
 SELECT id, email, display_name, role, tenant_id, disabled_at, last_login_at, created_at, updated_at, password_hash
 FROM lamplighter.users
-WHERE lower(email) = lower(%(email)s)
+WHERE email_key = lower(%(email)s)  -- email_key: lower(email), indexed (migration 0023)
   AND (%(every_tenant)s OR tenant_id = %(tenant_id)s);
 
 -- name: user_find_for_login --
 -- Sign-in looks the address up before anyone is known, so before any tenant is.
 SELECT id, email, display_name, role, tenant_id, disabled_at, last_login_at, created_at, updated_at, password_hash
 FROM lamplighter.users
-WHERE lower(email) = lower(%(email)s);
+WHERE email_key = lower(%(email)s);  -- email_key: lower(email), indexed (migration 0023)
 
 -- name: user_list --
 SELECT id, email, display_name, role, tenant_id, disabled_at, last_login_at, created_at, updated_at, password_hash

@@ -273,3 +273,30 @@ def test_a_backup_by_a_role_the_wall_applies_to_dumps_every_tenants_rows(databas
     finally:
         sql("ALTER TABLE lamplighter.documents OWNER TO CURRENT_USER")
         drop_login(database_url, login)
+
+
+def test_under_the_wall_the_sign_in_lookup_keeps_its_index(database_url, sql, probe, two_tenants):
+    """A condition applying a function that is not leakproof to a column (lower(email)) waits for
+    the policy, so it cannot be an index condition for a role the wall applies to: the sign-in
+    lookup compares the stored key (email_key) with plain equality instead. Planned as the probe,
+    with enough users that a full scan would be the worse plan."""
+    from storage.queries import queries
+
+    sql("INSERT INTO lamplighter.users (email, display_name, role, tenant_id) "
+        "SELECT 'bulk' || i || '@Example.com', 'B', 'viewer', 'a' FROM generate_series(1, 5000) AS i")
+    sql("ANALYZE lamplighter.users")
+    lookups = {"user_find_for_login": queries("users")["user_find_for_login"],
+               "user_get_by_email": queries("users")["user_get_by_email"]}
+    params = {"email": "BULK77@example.COM", "tenant_id": "a", "every_tenant": False}
+    for tenant in (None, "a"):
+        conn, cur = _walled(database_url, probe, tenant)
+        try:
+            for name, text in lookups.items():
+                cur.execute(text, params)
+                assert [row[1] for row in cur.fetchall()] == ["bulk77@Example.com"], name
+                cur.execute("EXPLAIN " + text, params)
+                plan = "\n".join(line for (line,) in cur.fetchall())
+                assert "users_email_key_idx" in plan and "Seq Scan" not in plan, f"{name} as {tenant}:\n{plan}"
+        finally:
+            conn.rollback()
+            conn.close()
