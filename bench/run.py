@@ -1100,6 +1100,23 @@ class Results:
 
 
 # --------------------------------------------------------------------------- main
+def dependency_audit(results_path):
+    """bench/audit_dependencies.py (pip-audit over the lock files, with its allow-list), its
+    result next to this run's file; what it found, or why it could not run, goes in the meta."""
+    out = Path(results_path).with_name(Path(results_path).stem + "_dependency_audit.json")
+    log("dependency audit ->", out)
+    done = subprocess.run([sys.executable, str(BENCH / "audit_dependencies.py"), "--out", str(out)],
+                          capture_output=True, text=True)
+    try:
+        result = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return {"exit_code": done.returncode, "status": "failed", "error": done.stderr.strip()[-2000:]}
+    return {"exit_code": done.returncode, "status": result["status"], "file": out.name,
+            "reports": {name: {k: r[k] for k in ("lock", "packages", "status", "service", "vulnerabilities", "errors")}
+                        for name, r in result["reports"].items()},
+            "allowed": [a["id"] for a in result["allowed"]]}
+
+
 def discover_systems():
     return sorted(p.name for p in SYSTEMS_DIR.iterdir()
                   if p.is_dir() and not p.name.startswith("_") and (p / "system.json").exists())
@@ -1197,6 +1214,9 @@ def main():
     p.add_argument("--scale", type=float, default=1.0, help="multiply job counts (quick checks: 0.05)")
     p.add_argument("--batch", type=int, default=1000, help="batch size for bulk enqueue")
     p.add_argument("--keep-scratch", action="store_true", help="keep done logs and worker logs")
+    p.add_argument("--dependency-audit", choices=("auto", "yes", "no"), default="auto",
+                   help="run bench/audit_dependencies.py first and record it in meta.dependency_audit "
+                        "(auto: with --systems all --workloads all)")
     g = p.add_argument_group("workload sizes")
     g.add_argument("--w1-single", type=int, default=5000)
     g.add_argument("--w1-bulk", type=int, default=20000)
@@ -1247,6 +1267,8 @@ def main():
     args = p.parse_args()
 
     known = discover_systems()
+    if args.dependency_audit == "auto":
+        args.dependency_audit = "yes" if args.systems == "all" and args.workloads == "all" else "no"
     args.systems = known if args.systems == "all" else [x.strip() for x in args.systems.split(",") if x.strip()]
     for x in args.systems:
         if x not in known:
@@ -1266,6 +1288,9 @@ def main():
     out = args.out or str(BENCH / "results" / f"{dt.datetime.now():%Y-%m-%d_%H%M%S}.json")
     results = Results(out, args)
     log("results ->", out)
+    if args.dependency_audit == "yes":
+        results.data["meta"]["dependency_audit"] = dependency_audit(out)
+        results.save()
     try:
         # --rounds N: the whole system list N times over, so a drift of the machine's noise
         # (minutes of a busier neighbour) spreads over every system instead of hitting one.
