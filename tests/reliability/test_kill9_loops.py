@@ -1,0 +1,166 @@
+"""kill -9 of one and of both worker processes, several times in one drain (issue #26), checked
+job by job.
+
+Two worker processes (dramatiq's CLI over tests.worker_app, THREADS threads each, a LEASE s
+lease) drain JOBS jobs of about 20 ms (tests.timed: every start and end, with its process, is
+appended to a file, so every execution is seen, whether the database recorded it or not).
+Meanwhile, each round once a number of jobs completed: kill -9 of the first process, a new one
+started in its place; of the second; of both at once, two new ones started; of both again. A
+round ends when the killed processes' jobs are handed back (README "Delivery and crashes").
+
+What README "Guarantees" promises, asserted per job:
+
+* nothing is lost: every job completed, with one history row per attempt (record_problems),
+  its last execution one that ended normally;
+* a job runs again only if, when a process that ran it was killed, it was running there (started
+  before the kill, no end written), or it had ended there but its finish was not yet sent (the
+  flush window: the database never recorded that run, so its attempt is ``lost``);
+* history has one row per execution, matched by process and start: the killed ones ``lost``,
+  the last ``completed``. One more ``lost`` row is allowed: an attempt whose start reached the
+  database just before its process was killed, before the actor wrote its first line;
+* no job runs twice at once;
+* a kill -9 of one process re-runs at most RERUNS_PER_KILL jobs: THREADS that were running,
+  plus the finishes not yet sent, which a worker thread keeps under two per thread by waiting
+  before it starts a job (Finisher.unsent_cap, storage/engine/finisher.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from tests import executions
+from tests.conftest import wait_for
+from tests.executions import send
+from tests.job_records import held_by, history, record_problems, settled, states
+
+pytestmark = pytest.mark.acceptance
+
+THREADS = 4
+LEASE = 3.0
+TIMINGS = {"LAMPLIGHTER_LEASE_TIMEOUT": f"{LEASE:g}", "LAMPLIGHTER_HEARTBEAT_INTERVAL": "0.5"}
+JOBS = 4000
+SECONDS = 0.02
+# What a kill -9 of one process may run again: the jobs its threads were running, plus the
+# finishes it had not yet sent (two per thread at most: the finisher's cap).
+RERUNS_PER_KILL = THREADS + 2 * THREADS
+# Completed jobs before each round's kill: the drain is well under way, and far from over.
+# A lost attempt with no execution: started in the database at most this long before its kill.
+CUT_OFF = 1.0
+ROUNDS = ((300, ("a",)), (900, ("b",)), (1500, ("a", "b")), (2100, ("a", "b")))
+
+
+def _waiting(sql, worker_processes, condition, *, timeout: float, message: str, interval: float = 0.05):
+    try:
+        return wait_for(condition, timeout=timeout, interval=interval, message=message)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; job states {states(sql)}\n{worker_processes.logs()}") from None
+
+
+def _completed(sql) -> int:
+    return sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'completed'")[0][0]
+
+
+def test_kill_9_of_one_then_the_other_then_both_mid_drain_reruns_only_what_was_running_or_unsent(
+        database_url, broker, sql, worker_processes, tmp_path):
+    import tests.worker_app as app
+
+    path = tmp_path / "executions.log"
+    live = {name: worker_processes.start(name, database_url, sql, threads=THREADS, **TIMINGS) for name in "ab"}
+    tags = send(broker, path, [(app.timed, f"j{i}", SECONDS) for i in range(JOBS)])
+    started = time.monotonic()
+    killed_at: dict[int, float] = {}  # pid -> time.time() once the process was gone
+    signalled_at: dict[int, float] = {}  # pid -> time.time() just before its kill -9
+    generation = 1
+
+    for at, names in ROUNDS:
+        victims = [live[name] for name in names]
+        _waiting(sql, worker_processes,
+                 lambda: _completed(sql) >= at and all(held_by(sql, w.worker_id)[0] for w in victims),
+                 timeout=60, message=f"{at} jobs completed and jobs running in {', '.join(names)}")
+        for worker in victims:  # both: one right after the other, a few milliseconds apart
+            signalled_at[worker.pid] = time.time()
+            worker.kill()
+        _waiting(sql, worker_processes, lambda: not any(executions.process_running(w.pid) for w in victims),
+                 timeout=10, message="the killed processes gone", interval=0.001)
+        gone = time.time()
+        killed_at.update((w.pid, gone) for w in victims)
+        generation += 1
+        for name in names:
+            live[name] = worker_processes.start(f"{name}{generation}", database_url, sql, threads=THREADS, **TIMINGS)
+        _waiting(sql, worker_processes, lambda: all(held_by(sql, w.worker_id) == (set(), set()) for w in victims),
+                 timeout=30, message="the killed processes' jobs handed back")
+
+    _waiting(sql, worker_processes, lambda: settled(sql), timeout=60, message="every job settled")
+    _waiting(sql, worker_processes, lambda: executions.all_ended(path), timeout=30, message="every execution ended")
+    drained = time.monotonic() - started
+    for worker in live.values():
+        worker.stop()  # SIGTERM: the finishers write what is left
+
+    # An execution with no end in a killed process ended at the kill.
+    runs = [dataclasses.replace(e, ended=killed_at[e.pid], how="killed") if e.open and e.pid in killed_at else e
+            for e in executions.read(path)]
+    worker_of = {w.worker_id: w.pid for w in worker_processes.started}
+    rows = history(sql)
+    by_tag: dict[str, list[executions.Execution]] = {}
+    for execution in runs:
+        by_tag.setdefault(execution.tag, []).append(execution)
+
+    problems = [f"job {a.tag} ran twice at once: {a} | {b}" for a, b in executions.runs_at_once(runs, {})]
+    problems += record_problems(sql, tags)
+    reruns: dict[int, list[str]] = {pid: [] for pid in killed_at}
+    unsent_ages = []
+    without_row: list[float] = []  # executions history knows nothing of: how long before their kill they started
+    cut_off_rows = 0  # lost attempts of no execution
+    for tag, job_id in sorted(tags.items()):
+        done = by_tag.get(tag, [])
+        if not done or done[-1].how != "ok":
+            problems.append(f"job {tag}: no execution that ended normally last: {', '.join(map(str, done)) or 'none'}")
+            continue
+        for execution in done[:-1]:
+            kill = killed_at.get(execution.pid)
+            if kill is None or execution.started > kill:
+                problems.append(f"job {tag} ran again though {execution} was in no process killed while it ran")
+                continue
+            reruns[execution.pid].append(tag)
+            if execution.how != "killed":
+                unsent_ages.append(max(0.0, signalled_at[execution.pid] - execution.ended))
+        recorded = rows.get(job_id, [])
+        shown = [(attempt, outcome, f"pid {worker_of.get(worker_id)}", f"{started_at:.3f}")
+                 for attempt, outcome, worker_id, started_at in recorded]
+        # A history row is an execution's when it names that execution's process and start.
+        rows_of = {e: [r for r in recorded if worker_of.get(r[2]) == e.pid and abs(r[3] - e.started) < 0.5]
+                   for e in done}
+        unrecorded = [e for e in done if not rows_of[e]]
+        without_row += [signalled_at[e.pid] - e.started for e in unrecorded if e.pid in signalled_at]
+        # A row of no execution: an attempt whose start reached the database, its process killed before the actor
+        # wrote its first line (a moment later: it is the actor's first statement).
+        cut_off = [r for r in recorded if not any(r in found for found in rows_of.values())]
+        cut_off_rows += len(cut_off)
+        unexplained = [r for r in cut_off if (pid := worker_of.get(r[2])) not in signalled_at
+                       or not signalled_at[pid] - CUT_OFF <= r[3] <= killed_at[pid]]
+        outcomes = [r[1] for r in recorded]
+        if unrecorded:
+            problems.append(f"job {tag}: {len(unrecorded)} of its {len(done)} executions left no history row (and "
+                            f"spent no attempt): {'; '.join(map(str, unrecorded))}; history {shown}, executions "
+                            f"[{'; '.join(map(str, done))}]")
+        elif (outcomes != ["lost"] * (len(recorded) - 1) + ["completed"] or recorded[-1] not in rows_of[done[-1]]
+              or unexplained):
+            problems.append(f"job {tag}: history {shown} for executions [{'; '.join(map(str, done))}]: expected one "
+                            f"row per execution, the killed ones lost, the last completed (and lost only, of a killed "
+                            f"process, for a start cut off within {CUT_OFF:g} s of its kill)")
+    for pid, rerun in reruns.items():
+        if len(rerun) > RERUNS_PER_KILL:
+            problems.append(f"kill -9 of pid {pid}: {len(rerun)} jobs ran again, at most {RERUNS_PER_KILL} allowed "
+                            f"({THREADS} running + {2 * THREADS} unsent finishes): {', '.join(sorted(rerun))}")
+    total = sum(map(len, reruns.values()))
+    summary = (f"{len(runs)} executions of {len(tags)} jobs, {total} re-runs over {len(killed_at)} process kills "
+               f"(per kill {sorted(len(r) for r in reruns.values())}, at most {RERUNS_PER_KILL} each); "
+               f"{len(unsent_ages)} of them ended before the kill (unsent finishes, up to "
+               f"{max(unsent_ages, default=0) * 1000:.0f} ms before it); {len(without_row)} executions without a "
+               f"history row (started up to {max(without_row, default=0) * 1000:.0f} ms before their kill); "
+               f"{cut_off_rows} lost attempts cut off before the actor's first line; "
+               f"drained in {drained:.1f} s")
+    print(summary)
+    assert problems == [], f"{worker_processes.describe()}; {summary}:\n" + "\n".join(problems)
