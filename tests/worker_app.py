@@ -3,6 +3,7 @@ actors. `python -m dramatiq tests.worker_app --queues tests-slow` (cwd: the repo
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import dramatiq
@@ -93,6 +94,13 @@ def _run_timed(path: str, tag: str, seconds: float) -> None:
         raise
     finally:
         _append(path, f"{tag} end {os.getpid()} {time.time():.6f} {how}\n")
+
+
+@dramatiq.actor(broker=broker, actor_name="tests.poison", queue_name="tests-poison", max_retries=1,
+                time_limit=60_000)
+def poison() -> None:
+    """Kills its own worker process as it starts (a segfault, the OOM killer)."""
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dramatiq.actor(broker=broker, actor_name="tests.timed", queue_name="tests-outage", max_retries=3,

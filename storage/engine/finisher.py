@@ -102,6 +102,7 @@ class Finisher(threading.Thread):
         if self.parked:
             self.wake.set()
         if done is not None:
+            self.hurry.set()  # a worker thread waits on this commit: no gathering
             done.wait()
 
     def run(self) -> None:

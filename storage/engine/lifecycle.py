@@ -90,8 +90,17 @@ class Lifecycle(Middleware):
                               "queue": claim.queue_name, "tenant_id": claim.tenant_id})
         context.enqueued_by.set(f"job:{message_id}")
         context.current_job_id.set(message_id)
+        # A job of a queue whose runs take over LONG_JOB_SECONDS on average (or are not known yet)
+        # starts once its start is committed: a kill -9 then always leaves its attempt spent and
+        # on record (`lost`), and a job that kills its worker as it starts goes dead after its
+        # attempts instead of running for ever. The wait (one commit, shared by the threads
+        # starting at the same time) is a few milliseconds. A short job's start goes with its
+        # finish, in the flush window: waiting would halve a drain of no-op jobs, and a kill -9
+        # in the milliseconds before that flush runs it again without a `lost` row.
+        consumer = broker.consumers.get(claim.queue_name)
         broker.finisher.submit("start", {"message_id": message_id, "token": claim.token, "attempt": claim.attempt,
-                                         "started_at": claim.started_at})
+                                         "started_at": claim.started_at},
+                               wait=consumer is None or consumer.long_jobs)
         # One INFO line per job is its finish (with duration and outcome); the start is DEBUG.
         job_log.debug("job_started")
 

@@ -2,8 +2,12 @@
 job by job.
 
 Two worker processes (dramatiq's CLI over tests.worker_app, THREADS threads each, a LEASE s
-lease) drain JOBS jobs of about 20 ms (tests.timed: every start and end, with its process, is
-appended to a file, so every execution is seen, whether the database recorded it or not).
+lease) drain JOBS jobs of SECONDS each (tests.timed: every start and end, with its process, is
+appended to a file, so every execution is seen, whether the database recorded it or not). They
+are longer than the engine's LONG_JOB_SECONDS, so each starts once its start is committed
+(storage/engine/lifecycle.py); a queue of shorter jobs records a start with its finish, and a
+kill -9 in the milliseconds before that flush runs the job again with no `lost` row (README
+"Delivery and crashes"; bench w6 counts those re-runs).
 Meanwhile, each round once a number of jobs completed: kill -9 of the first process, a new one
 started in its place; of the second; of both at once, two new ones started; of both again. A
 round ends when the killed processes' jobs are handed back (README "Delivery and crashes").
@@ -40,15 +44,15 @@ pytestmark = pytest.mark.acceptance
 THREADS = 4
 LEASE = 3.0
 TIMINGS = {"LAMPLIGHTER_LEASE_TIMEOUT": f"{LEASE:g}", "LAMPLIGHTER_HEARTBEAT_INTERVAL": "0.5"}
-JOBS = 4000
-SECONDS = 0.02
+JOBS = 480
+SECONDS = 0.15
 # What a kill -9 of one process may run again: the jobs its threads were running, plus the
 # finishes it had not yet sent (two per thread at most: the finisher's cap).
 RERUNS_PER_KILL = THREADS + 2 * THREADS
 # Completed jobs before each round's kill: the drain is well under way, and far from over.
 # A lost attempt with no execution: started in the database at most this long before its kill.
 CUT_OFF = 1.0
-ROUNDS = ((300, ("a",)), (900, ("b",)), (1500, ("a", "b")), (2100, ("a", "b")))
+ROUNDS = ((30, ("a",)), (90, ("b",)), (150, ("a", "b")), (220, ("a", "b")))
 
 
 def _waiting(sql, worker_processes, condition, *, timeout: float, message: str, interval: float = 0.05):
@@ -65,7 +69,9 @@ def _completed(sql) -> int:
 def test_kill_9_of_one_then_the_other_then_both_mid_drain_reruns_only_what_was_running_or_unsent(
         database_url, broker, sql, worker_processes, tmp_path):
     import tests.worker_app as app
+    from storage.engine.consumer import LONG_JOB_SECONDS
 
+    assert SECONDS > LONG_JOB_SECONDS  # jobs whose start is committed before they run
     path = tmp_path / "executions.log"
     live = {name: worker_processes.start(name, database_url, sql, threads=THREADS, **TIMINGS) for name in "ab"}
     tags = send(broker, path, [(app.timed, f"j{i}", SECONDS) for i in range(JOBS)])
@@ -164,3 +170,29 @@ def test_kill_9_of_one_then_the_other_then_both_mid_drain_reruns_only_what_was_r
                f"drained in {drained:.1f} s")
     print(summary)
     assert problems == [], f"{worker_processes.describe()}; {summary}:\n" + "\n".join(problems)
+
+
+def test_a_job_that_kills_its_worker_as_it_starts_spends_its_attempts_and_goes_dead(
+        database_url, broker, sql, worker_processes):
+    """A poison job (a segfault, the OOM killer): its start is committed before it runs, so each
+    worker it kills spends an attempt, recorded `lost`; after max_retries + 1 it is dead and the
+    next worker lives. Were its start sent after it began, every death would hand it back
+    unstarted, with no attempt spent: it would kill workers for ever."""
+    import tests.worker_app as app
+
+    message = app.poison.send()
+    deaths = 0
+
+    def dead() -> bool:
+        return states(sql) == {"dead": 1}
+
+    for n in range(1, 5):
+        worker = worker_processes.start(f"p{n}", database_url, sql, threads=2, queues=("tests-poison",), **TIMINGS)
+        _waiting(sql, worker_processes, lambda: not worker.alive() or dead(), timeout=30,
+                 message=f"worker p{n} killed by the poison job, or the job dead")
+        if dead():
+            break
+        deaths += 1
+    assert (deaths, dead(), worker.alive()) == (2, True, True), worker_processes.describe()
+    rows = history(sql)[message.message_id]
+    assert [(attempt, outcome) for attempt, outcome, _, _ in rows] == [(1, "lost"), (2, "lost")]
