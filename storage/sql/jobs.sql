@@ -509,11 +509,11 @@ WHERE message_id = %(message_id)s;
 -- the previous page's last row. One branch per state, each stopping at the page's size, merged.
 -- Finished jobs, which are what piles up (millions, with their history), page through
 -- queue_finished_idx: a page costs the same on the last page of ten million as on the first.
--- Waiting and running jobs have no index in that order (every index on the queue is written at
--- each step of every job; 0005 dropped the listing ones): their branches sort the active set,
--- found through the claim indexes (waiting jobs without and with a concurrency key: one branch
--- each, so that each predicate matches its partial index; `state = 'queued'` alone matches
--- neither and read the whole table) and queue_running_idx.
+-- Waiting jobs page through queue_waiting_page_idx (0025), written at enqueue only: a backlog
+-- of a million costs a page what an empty queue does (without it the branch sorted every
+-- waiting job: 1-2 s). Its two branches (without and with a concurrency key) keep their claim
+-- index predicates for filtered pages. Running jobs (at most the workers' threads) are sorted,
+-- found through queue_running_idx.
 -- With an error text, job_page_by_error answers instead.
 SELECT *
 FROM ((

@@ -79,3 +79,21 @@ def test_the_error_search_gives_the_same_pages_whichever_way_it_answers(broker, 
     common = every_page("upstream", 5)
     assert len(rare) == 3 and len(common) == 37 and not set(common) & set(rare)
     assert every_page("no such error", 10) == []
+
+
+def test_the_newest_waiting_jobs_come_from_their_own_index_not_a_sort_of_the_backlog(broker, sql):
+    """A backlog of waiting jobs: the page's waiting branch reads queue_waiting_page_idx (0025)
+    newest first and stops at the page, instead of sorting every waiting job (a million: 1-2 s,
+    bench/overload.py)."""
+    sql("INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, enqueued_at, available_at) "
+        "SELECT gen_random_uuid(), 'maintenance', 'maintenance.ping', '{}'::jsonb, 'queued', t, t "
+        "FROM generate_series(1, 50000) AS i, LATERAL (SELECT lamplighter.now() - make_interval(secs => i) AS t) AS at_")
+    sql("ANALYZE dramatiq.queue")
+    plan = _page(sql)  # no SET enable_sort: the planner must prefer the index on its own
+    assert "queue_waiting_page_idx" in plan, plan
+    listed = jobs.page(scope=TenantScope.every(), limit=50)
+    assert len(listed) == 50 and {e.job.state for e in listed} == {"queued"}
+    assert [e.listed_at for e in listed] == sorted((e.listed_at for e in listed), reverse=True)
+    following = jobs.page(scope=TenantScope.every(), limit=50, after=(listed[-1].listed_at, listed[-1].job.message_id))
+    assert following and following[0].listed_at <= listed[-1].listed_at
+    assert not {e.job.message_id for e in following} & {e.job.message_id for e in listed}
