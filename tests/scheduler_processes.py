@@ -43,10 +43,14 @@ class Schedulers:
         self.tmp_path = tmp_path
         self.started: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, offset: float) -> subprocess.Popen:
-        env = lamplighter_env(DATABASE_URL=self.database_url, LAMPLIGHTER_CLOCK_OFFSET=f"{offset:.6f}",
-                              LAMPLIGHTER_SCHEDULER_LEASE_TTL=str(LEASE_TTL),
+    def start(self, name: str, offset: float | None) -> subprocess.Popen:
+        """A scheduler process with its own clock offset, or (None) on the database's default."""
+        env = lamplighter_env(DATABASE_URL=self.database_url, LAMPLIGHTER_SCHEDULER_LEASE_TTL=str(LEASE_TTL),
                               LAMPLIGHTER_SCHEDULER_POLL_INTERVAL=str(POLL))
+        if offset is None:
+            env.pop("LAMPLIGHTER_CLOCK_OFFSET", None)
+        else:
+            env["LAMPLIGHTER_CLOCK_OFFSET"] = f"{offset:.6f}"
         log = open(self.tmp_path / f"{name}.log", "wb")
         process = subprocess.Popen([sys.executable, "-m", "console", "scheduler"], env=env, stdout=log,
                                    stderr=subprocess.STDOUT)

@@ -11,8 +11,6 @@ connections (each process reconnects by itself). That is how a clock "jumps" her
 setting itself is read once at start, by design (a test knob; production has one clock, the
 database's)."""
 import signal
-import subprocess
-import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -20,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler import sync
-from tests.conftest import lamplighter_env, use_database, wait_for
+from tests.conftest import use_database, wait_for
 # db, a fixture: the test's own connection, opened before any ALTER DATABASE, so its clock is the real one.
 from tests.scheduler_processes import (LEASE_TTL, POLL, Schedulers, db, definition, lease,  # noqa: F401
                                        next_minute, offset_to, shifted_now, ticks, wait_for_polls_after)
@@ -34,26 +32,13 @@ BERLIN = ZoneInfo("Europe/Berlin")
 class Processes(Schedulers):
     """Schedulers whose clock is the database's default offset unless given their own."""
 
-    def start(self, name: str, offset: float | None = None):
-        if offset is not None:
-            return super().start(name, offset)
-        env = lamplighter_env(DATABASE_URL=self.database_url, LAMPLIGHTER_SCHEDULER_LEASE_TTL=str(LEASE_TTL),
-                              LAMPLIGHTER_SCHEDULER_POLL_INTERVAL=str(POLL))
-        env.pop("LAMPLIGHTER_CLOCK_OFFSET", None)
-        log = open(self.tmp_path / f"{name}.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "console", "scheduler"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
-        log.close()
-        self.started[name] = process
-        return process
-
     def start_at_once(self, names: list[str]) -> None:
         """Start every process at the same instant (a barrier in front of each Popen)."""
         barrier = threading.Barrier(len(names))
 
         def go(name):
             barrier.wait(timeout=10)
-            self.start(name)
+            self.start(name, None)
 
         threads = [threading.Thread(target=go, args=(n,)) for n in names]
         for t in threads:
@@ -234,7 +219,7 @@ def test_two_schedulers_with_disagreeing_clocks_fire_each_tick_once_in_its_zone(
                           grace_seconds=120)])
     set_database_clock(db, a_clock + 30, apply=False)  # b runs 30 s ahead of a
     a = procs.start("a", a_clock)
-    procs.start("b")
+    procs.start("b", None)
     holders = procs.holders()
     names = {v: k for k, v in holders.items()}
 
