@@ -1,8 +1,10 @@
-"""Queue statistics per queue and actor, computed in SQL (storage/sql/stats.sql)."""
+"""Queue statistics per queue and actor, computed in SQL (storage/sql/stats.sql). Counts past
+storage.queues.EXACT_UP_TO jobs of a queue are estimates, named in ``estimated``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from storage import queues
 from storage.queries import rows, runner
 
 execute = runner("stats")
@@ -18,10 +20,27 @@ class ActorStats:
     completed: int  # attempts completed within the window
     failed: int  # attempts failed within the window
     dead: int
-    oldest_waiting_age: float  # seconds
+    oldest_waiting_age: float  # seconds; of the jobs counted, when waiting is estimated
     run_ms_p50: float | None  # run time of the window's attempts
     run_ms_p95: float | None
+    estimated: tuple[str, ...] = field(default=())  # the figures past EXACT_UP_TO: estimates
 
 
 def by_actor(*, window_seconds: float) -> list[ActorStats]:
-    return [ActorStats(**row) for row in rows(execute("stats_by_actor", {"window_seconds": window_seconds}))]
+    with queues.counting():
+        found = rows(execute("stats_by_actor", {"window_seconds": window_seconds,
+                                                "exact_up_to": queues.EXACT_UP_TO}))
+        figures = []
+        for row in found:
+            # The queue's count stopped at the bound: each actor's figure is the planner's
+            # estimate, never below the jobs counted. Its scheduled jobs are as counted unless
+            # some were among them (the planner cannot tell "none" from "a few").
+            row["scheduled_capped"] = row["queued_capped"] and row["scheduled"] > 0
+            estimated = queues.estimate_waiting(row, queue=row["queue_name"], actor=row["actor_name"])
+            if row.pop("dead_capped"):
+                row["dead"] = max(row["dead"], queues.count_estimate(queue=row["queue_name"], actor=row["actor_name"],
+                                                                     state="dead"))
+                estimated.append("dead")
+            del row["counted_at"]
+            figures.append(ActorStats(**row, estimated=tuple(estimated)))
+    return figures

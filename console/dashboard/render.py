@@ -9,6 +9,9 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from storage.queues import EXACT_UP_TO
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -40,13 +43,22 @@ def age(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+def figure(figures: Any, name: str) -> str:
+    """A count from a queue's figures; "≈" before it when it is the planner's estimate
+    (past storage.queues.EXACT_UP_TO), as the title says on hover."""
+    value = getattr(figures, name)
+    if name in getattr(figures, "estimated", ()):
+        return Markup('<span title="estimated: more than {} jobs">≈{}</span>').format(f"{EXACT_UP_TO:,}", value)
+    return str(value)
+
+
 def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                   trim_blocks=True, lstrip_blocks=True)
-env.filters.update(when=when, age=age, pretty=pretty, ms=lambda v: "-" if v is None else f"{float(v):.1f} ms")
+env.filters.update(when=when, age=age, pretty=pretty, figure=figure, ms=lambda v: "-" if v is None else f"{float(v):.1f} ms")
 
 
 def page(request: Request, template: str, who=None, *, status: int = 200, **context) -> HTMLResponse:

@@ -39,7 +39,7 @@ def table_rows(view: StatsView) -> list[dict]:
     """The table's rows: a paused queue says so next to its name; ages in seconds."""
     rows = []
     for figures in view.queues:
-        row = asdict(figures)
+        row = _approximate(asdict(figures))
         row["queue"] = row.pop("queue_name") + (" (paused)" if row["paused"] else "")
         row["oldest_waiting_s"] = row.pop("oldest_waiting_age")
         rows.append(row)
@@ -66,10 +66,25 @@ def actor_stats_view(*, window_seconds: float) -> ActorStatsView:
 
 
 def actor_table_rows(view: ActorStatsView) -> list[dict]:
-    return [{"queue": a.queue_name, "actor": a.actor_name, "waiting": a.waiting, "scheduled": a.scheduled,
-             "running": a.running, "completed": a.completed, "failed": a.failed, "dead": a.dead,
-             "oldest_waiting_s": a.oldest_waiting_age, "p50_ms": a.run_ms_p50, "p95_ms": a.run_ms_p95}
+    return [_approximate({"queue": a.queue_name, "actor": a.actor_name, "waiting": a.waiting,
+                          "scheduled": a.scheduled, "running": a.running, "completed": a.completed,
+                          "failed": a.failed, "dead": a.dead, "oldest_waiting_s": a.oldest_waiting_age,
+                          "p50_ms": a.run_ms_p50, "p95_ms": a.run_ms_p95, "estimated": a.estimated})
             for a in view.actors]
+
+
+def _estimates_note(shown: bool) -> None:
+    if shown:
+        from storage.queues import EXACT_UP_TO
+
+        print(f"(≈ = the planner's estimate: counting stops at {EXACT_UP_TO:,} jobs of a queue)")
+
+
+def _approximate(row: dict) -> dict:
+    """Estimated figures (past storage.queues.EXACT_UP_TO jobs) printed as "≈N"."""
+    for name in row.pop("estimated", ()):
+        row[name] = f"≈{row[name]}"
+    return row
 
 
 def cmd_stats(args, settings) -> int:
@@ -80,6 +95,7 @@ def cmd_stats(args, settings) -> int:
             return 0
         print(cli.table(actor_table_rows(view), ACTOR_COLUMNS))
         print(f"(completed, failed and run times: attempts in the last {view.window_seconds:g} s)")
+        _estimates_note(any(a.estimated for a in view.actors))
         return 0
     view = stats_view(window_seconds=settings.failed_window)
     if args.json:
@@ -87,4 +103,5 @@ def cmd_stats(args, settings) -> int:
         return 0
     print(cli.table(table_rows(view), TABLE_COLUMNS))
     print(f"(failed = failed attempts in the last {view.window_seconds:g} s)")
+    _estimates_note(any(q.estimated for q in view.queues))
     return 0

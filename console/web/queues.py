@@ -3,7 +3,7 @@ pause / resume of a queue (platform tokens with ``operate``; each an audit row).
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from console.verbs import stats as stats_verbs
 from console.web.auth import client_address, holding, superadmin
@@ -28,6 +28,9 @@ class ActorFigures(BaseModel):
     oldest_waiting_seconds: float
     run_ms_p50: float | None
     run_ms_p95: float | None
+    estimated: list[str] = Field(default_factory=list, description=(
+        "the figures that are the query planner's estimates, not counts: a queue's waiting, "
+        "scheduled or dead jobs past the count's bound (storage.queues.EXACT_UP_TO, 20,000)"))
 
 
 class QueueStats(BaseModel):
@@ -46,7 +49,8 @@ async def queue_stats(request: Request, who: Principal = Depends(superadmin),
                       window: float | None = Query(default=None, gt=0, le=30 * 86400,
                                                    description="seconds (default LAMPLIGHTER_FAILED_WINDOW)")):
     """Waiting, scheduled, running and dead now; completed and failed attempts within the
-    window, with their run time's p50 and p95 (ms); the oldest waiting job's age. Computed in
+    window, with their run time's p50 and p95 (ms); the oldest waiting job's age. Past 20,000
+    jobs of a queue, its figures are estimates, named in `estimated`. Computed in
     SQL (storage/sql/stats.sql); `lamplighter stats --by-actor` prints the same view."""
     seconds = window or request.app.state.settings.failed_window
     view = await request.app.state.pool.run(stats_verbs.actor_stats_view, window_seconds=seconds)
@@ -54,7 +58,7 @@ async def queue_stats(request: Request, who: Principal = Depends(superadmin),
             "actors": [{"queue": a.queue_name, "actor": a.actor_name, "waiting": a.waiting, "scheduled": a.scheduled,
                         "running": a.running, "completed": a.completed, "failed": a.failed, "dead": a.dead,
                         "oldest_waiting_seconds": a.oldest_waiting_age, "run_ms_p50": a.run_ms_p50,
-                        "run_ms_p95": a.run_ms_p95} for a in view.actors]}
+                        "run_ms_p95": a.run_ms_p95, "estimated": list(a.estimated)} for a in view.actors]}
 
 
 async def _set_paused(request: Request, who: Principal, name: str, paused: bool) -> dict:

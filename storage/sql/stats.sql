@@ -5,16 +5,74 @@
 -- completed and failed attempts finished within the window, oldest waiting age, and the run
 -- time of the window's attempts (p50, p95, milliseconds). Current figures come from the queue,
 -- window figures from the history (job_history_finished_idx bounds the scan to the window).
-WITH current AS (
+--
+-- As in queue_stats (storage/sql/queues.sql), a deep queue costs what a shallow one does: per
+-- queue, its first %(exact_up_to)s + 1 queued jobs in claim order and as many dead ones are read
+-- and grouped by actor (plus one sample of the jobs with a concurrency key, for all queues).
+-- queued_capped / dead_capped say a queue had more: storage/stats.py then replaces that queue's
+-- figures by the planner's estimates per actor. Such a queue lists the actors of the jobs read.
+WITH RECURSIVE clock AS MATERIALIZED (
+    SELECT lamplighter.now() AS now
+), unkeyed_names AS (
+    (SELECT queue_name FROM dramatiq.queue
+     WHERE state = 'queued' AND concurrency_key IS NULL ORDER BY queue_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT q.queue_name FROM dramatiq.queue q
+            WHERE q.state = 'queued' AND q.concurrency_key IS NULL AND q.queue_name > u.queue_name
+            ORDER BY q.queue_name LIMIT 1)
+    FROM unkeyed_names u WHERE u.queue_name IS NOT NULL
+), dead_names AS (
+    (SELECT queue_name FROM dramatiq.queue WHERE state = 'dead' ORDER BY queue_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT q.queue_name FROM dramatiq.queue q
+            WHERE q.state = 'dead' AND q.queue_name > d.queue_name ORDER BY q.queue_name LIMIT 1)
+    FROM dead_names d WHERE d.queue_name IS NOT NULL
+), queued_sample AS MATERIALIZED (
+    SELECT n.queue_name, s.actor_name, s.available_at, false AS keyed
+    FROM unkeyed_names n
+    CROSS JOIN LATERAL (
+        SELECT actor_name, available_at FROM dramatiq.queue
+        WHERE state = 'queued' AND concurrency_key IS NULL AND queue_name = n.queue_name
+        ORDER BY priority, available_at  -- claim order: the longest-waiting jobs are among them
+        LIMIT %(exact_up_to)s + 1) s
+    WHERE n.queue_name IS NOT NULL
+    UNION ALL
+    (SELECT queue_name, actor_name, available_at, true FROM dramatiq.queue
+     WHERE state = 'queued' AND concurrency_key IS NOT NULL
+     LIMIT %(exact_up_to)s + 1)
+), queued_capped AS (
+    SELECT queue_name, true AS capped FROM queued_sample WHERE NOT keyed
+    GROUP BY queue_name HAVING count(*) > %(exact_up_to)s
+    UNION
+    SELECT DISTINCT queue_name, true FROM queued_sample
+    WHERE (SELECT count(*) FROM queued_sample WHERE keyed) > %(exact_up_to)s
+), dead_sample AS MATERIALIZED (
+    SELECT n.queue_name, s.actor_name
+    FROM dead_names n
+    CROSS JOIN LATERAL (
+        SELECT actor_name FROM dramatiq.queue WHERE state = 'dead' AND queue_name = n.queue_name
+        LIMIT %(exact_up_to)s + 1) s
+    WHERE n.queue_name IS NOT NULL
+), current AS (
     SELECT queue_name, actor_name,
-           count(*) FILTER (WHERE state = 'queued' AND available_at <= lamplighter.now()) AS waiting,
-           count(*) FILTER (WHERE state = 'queued' AND available_at > lamplighter.now()) AS scheduled,
-           count(*) FILTER (WHERE state = 'running') AS running,
-           count(*) FILTER (WHERE state = 'dead') AS dead,
-           extract(epoch FROM lamplighter.now() - min(available_at)
-                   FILTER (WHERE state = 'queued' AND available_at <= lamplighter.now())) AS oldest_waiting_age
-    FROM dramatiq.queue
-    WHERE state IN ('queued', 'running', 'dead')
+           count(*) FILTER (WHERE available_at <= clock.now) AS waiting,
+           count(*) FILTER (WHERE available_at > clock.now) AS scheduled,
+           0::bigint AS running, 0::bigint AS dead,
+           min(available_at) FILTER (WHERE available_at <= clock.now) AS oldest_waiting
+    FROM queued_sample CROSS JOIN clock
+    GROUP BY queue_name, actor_name
+    UNION ALL
+    SELECT queue_name, actor_name, 0, 0, count(*), 0, NULL
+    FROM dramatiq.queue WHERE state = 'running'
+    GROUP BY queue_name, actor_name
+    UNION ALL
+    SELECT queue_name, actor_name, 0, 0, 0, count(*), NULL
+    FROM dead_sample
+    GROUP BY queue_name, actor_name
+), current_by_actor AS (
+    SELECT queue_name, actor_name, sum(waiting)::bigint AS waiting, sum(scheduled)::bigint AS scheduled,
+           sum(running)::bigint AS running, sum(dead)::bigint AS dead, min(oldest_waiting) AS oldest_waiting
+    FROM current
     GROUP BY queue_name, actor_name
 ), windowed AS (
     SELECT queue_name, actor_name,
@@ -23,15 +81,21 @@ WITH current AS (
            percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS run_ms_p50,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS run_ms_p95
     FROM lamplighter.job_history
-    WHERE finished_at > lamplighter.now() - make_interval(secs => %(window_seconds)s)
+    WHERE finished_at > (SELECT now FROM clock) - make_interval(secs => %(window_seconds)s)
     GROUP BY queue_name, actor_name
 )
 SELECT queue_name, actor_name,
        coalesce(c.waiting, 0) AS waiting, coalesce(c.scheduled, 0) AS scheduled,
        coalesce(c.running, 0) AS running, coalesce(w.completed, 0) AS completed,
        coalesce(w.failed, 0) AS failed, coalesce(c.dead, 0) AS dead,
-       coalesce(c.oldest_waiting_age, 0)::double precision AS oldest_waiting_age,
-       w.run_ms_p50, w.run_ms_p95
-FROM current c
+       coalesce(extract(epoch FROM (SELECT now FROM clock) - c.oldest_waiting), 0)::double precision
+           AS oldest_waiting_age,
+       w.run_ms_p50, w.run_ms_p95,
+       coalesce(qc.capped, false) AS queued_capped,
+       queue_name IN (SELECT queue_name FROM dead_sample GROUP BY queue_name
+                      HAVING count(*) > %(exact_up_to)s) AS dead_capped,
+       (SELECT now FROM clock) AS counted_at
+FROM current_by_actor c
 FULL JOIN windowed w USING (queue_name, actor_name)
+LEFT JOIN queued_capped qc USING (queue_name)
 ORDER BY queue_name, actor_name;

@@ -1,0 +1,6 @@
+"""Statistics on the queue's (state, queue, actor) combinations, for the estimated counts."""
+from storage.migrations import run_sql_file
+
+
+def up(migrator, db):
+    run_sql_file(db, "0026_queue_count_statistics.sql")
