@@ -223,26 +223,36 @@ def main():
         # The server's own execution time of each statement (EXPLAIN ANALYZE's "Execution Time"),
         # small and large alternating: what the table's size costs the database, without this
         # process's Python and the machine's other load, which the end-to-end figures include.
+        # Planning too ("Planning Time"): the pages are planned on every call, and the planner
+        # reads each index's size, which grows with the table.
         server = {label: {name: [] for name, _, _ in planned} for label in dbs}
+        planning = {label: {name: [] for name, _, _ in planned} for label in dbs}
         for _ in range(20):
             for label, (_, label_conn) in dbs.items():
                 for name, text, params in planned:
                     with label_conn.cursor() as cur:
-                        cur.execute("EXPLAIN (ANALYZE, TIMING OFF) " + text, params)
-                        [ms] = [float(line.split(":")[1].split()[0]) for (line,) in cur.fetchall()
-                                if line.startswith("Execution Time:")]
+                        cur.execute("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) " + text, params)
+                        lines = [line for (line,) in cur.fetchall()]
                     label_conn.rollback()
+                    [ms] = [float(line.split(":")[1].split()[0]) for line in lines if line.startswith("Execution Time:")]
+                    [plan_ms] = [float(line.split(":")[1].split()[0]) for line in lines
+                                 if line.startswith("Planning Time:")]
                     server[label][name].append(ms / 1000)
-        server_figures = {label: {name: summary(values) for name, values in measured.items()}
-                          for label, measured in server.items()}
-        server_ratios = {name: round(server_figures["large"][name]["median_ms"]
-                                     / server_figures["small"][name]["median_ms"], 3)
-                         for name in server_figures["large"]}
+                    planning[label][name].append(plan_ms / 1000)
+
+        def by_label(measured):
+            found = {label: {name: summary(values) for name, values in m.items()} for label, m in measured.items()}
+            return found, {name: round(found["large"][name]["median_ms"] / found["small"][name]["median_ms"], 3)
+                           for name in found["large"]}
+
+        server_figures, server_ratios = by_label(server)
+        planning_figures, planning_ratios = by_label(planning)
         result = {
             "bench": "history_scale", "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "fill": fill, "figures": figures, "large_over_small": ratios,
             "within_10_percent": {name: ratio <= 1.10 for name, ratio in ratios.items()},
             "server_execution": server_figures, "server_large_over_small": server_ratios,
+            "server_planning": planning_figures, "planning_large_over_small": planning_ratios,
             "prune": {"batch_jobs": prune_batch, "median_s_at_large": round(prune_s, 3),
                       "jobs_per_s": round(prune_batch / prune_s), "jobs_per_hour_at_1M_a_day": round(per_hour),
                       "seconds_of_the_hour_needed": round(per_hour / (prune_batch / prune_s), 1)},
@@ -251,7 +261,8 @@ def main():
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps({k: result[k] for k in ("fill", "large_over_small", "within_10_percent", "prune",
-                                                 "server_large_over_small")}, indent=2))
+                                                 "server_large_over_small", "planning_large_over_small")},
+                         indent=2))
         print(f"-> {out}")
         for _, conn in dbs.values():
             conn.close()

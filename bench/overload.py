@@ -164,16 +164,24 @@ class PageTimer(threading.Thread):
         self.phase = "backlog"
         self.stop_event = threading.Event()
         self.records: list[tuple[str, str, float, int]] = []
+        self.t0: float | None = None  # the drain's start (time.monotonic()), once it started
+        self.waiting: list[tuple[float, int, bool]] = []  # (t, the pings' waiting figure, estimated?)
 
     def round(self):
         for name, path in PAGES.items():
             session = self.browser if name.startswith("dashboard") else self.api
             started = time.perf_counter()
             try:
-                status = session.get(self.base + path, timeout=30, allow_redirects=False).status_code
+                answer = session.get(self.base + path, timeout=30, allow_redirects=False)
+                status = answer.status_code
             except Exception:  # noqa: BLE001  (a timeout or a refused connection is a failed answer)
-                status = 0
+                answer, status = None, 0
             self.records.append((self.phase, name, time.perf_counter() - started, status))
+            if name == "api_queue_stats" and status == 200 and self.t0 is not None:
+                for row in answer.json()["actors"]:
+                    if row["actor"] == "maintenance.ping":
+                        self.waiting.append((time.monotonic() - self.t0, row["waiting"],
+                                             "waiting" in row.get("estimated", ())))
 
     def run(self):
         while not self.stop_event.is_set():
@@ -190,6 +198,28 @@ class PageTimer(threading.Thread):
                 statuses[str(r[3])] = statuses.get(str(r[3]), 0) + 1
             out[name] = {**percentiles([r[2] for r in mine]), "statuses": statuses}
         return out
+
+
+def _waiting_accuracy(shown: list[tuple[float, int, bool]], samples: list[dict], jobs: int) -> dict:
+    """How close GET /api/queues/stats's waiting pings were to the truth while draining: the
+    figure over (jobs - finished - running) of the sample nearest in time. Past
+    storage.queues.EXACT_UP_TO the figure is the planner's estimate, which follows ANALYZE."""
+    ratios = {"estimated": [], "counted": []}
+    for t, figure, estimated in shown:
+        nearest = min(samples, key=lambda s: abs(s["t"] - t), default=None)
+        if nearest is None or abs(nearest["t"] - t) > 2:
+            continue
+        truth = jobs - nearest["finished"] - nearest["running"]
+        if truth > 0:
+            ratios["estimated" if estimated else "counted"].append(figure / truth)
+    out = {}
+    for kind, values in ratios.items():
+        values.sort()
+        if values:
+            out[kind] = {"n": len(values), "min": round(values[0], 3), "median": round(values[len(values) // 2], 3),
+                         "max": round(values[-1], 3)}
+    return {"shown_over_true": out, "truth": "jobs - finished (job_completed log lines) - running, "
+                                              "from the sample nearest in time (within 2 s)"}
 
 
 def rss_summary(samples: list[dict], start_t: float) -> dict:
@@ -268,6 +298,7 @@ def run(args, work: Path) -> dict:
             counter = LogCounter(work, "worker-")
             t0 = time.monotonic()
             workers.start()
+            pages.t0 = t0
             pages.start()
             samples, prunes = [], []
             next_prune = t0 + args.prune_every
@@ -346,6 +377,7 @@ def shape(args, samples, prunes, pages, drained_at, t0, enqueue_s, counter, stat
         at_end = next(s for s in samples if s["t"] >= drain_s)
         db["second_half_of_drain_growth_pct"] = round(100.0 * (at_end["db_bytes"] / half["db_bytes"] - 1), 2)
     page_draining = pages.summary("draining")
+    waiting_figures = _waiting_accuracy(pages.waiting, samples, args.jobs)
     rss_ok = bool(workers_only) and all(v["max_over_10s"] <= TARGETS["rss_max_over_10s"]
                                         for v in workers_only.values())
     pages_ok = all(p.get("p95_ms", 1e9) < TARGETS["page_p95_ms"] and set(p["statuses"]) == {"200"}
@@ -382,6 +414,7 @@ def shape(args, samples, prunes, pages, drained_at, t0, enqueue_s, counter, stat
                   "finished_counted": counter.completed, "ping_states_at_end": states_at_end,
                   "worker_log_lines": counter.lines, "worker_log_bytes": counter.bytes},
         "rss": rss, "database": db, "prunes": prunes,
+        "waiting_figures": waiting_figures,
         "pages": {"backlog_no_workers": pages.summary("backlog"), "draining": page_draining,
                   "after_drain": pages.summary("after_drain")},
         "machine": {**machine(args.load_at_start), "load_average_at_end": os.getloadavg(),

@@ -49,6 +49,13 @@ class Snapshot:
     run_time_bounds: list[float]  # seconds, ascending: the histogram's finite "le" bounds
 
 
+def leader(*, lease_seconds: float) -> str | None:
+    """The scheduler holding a current lease, if any: the snapshot's ``leader`` without counting
+    the queues (the dashboard's overview shows it beside figures of its own)."""
+    [platform] = rows(execute("metrics_platform", {"lease_seconds": lease_seconds}))
+    return platform["leader"] if platform["leader_current"] else None
+
+
 def snapshot(*, lease_seconds: float, time_limit_seconds: float = 5.0) -> Snapshot:
     """Everything /metrics reports, in one transaction of at most ``time_limit_seconds`` per
     statement. ``lease_seconds``: how recent a worker's heartbeat must be for it to count as live

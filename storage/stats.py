@@ -2,6 +2,7 @@
 storage.queues.EXACT_UP_TO jobs of a queue are estimates, named in ``estimated``."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from storage import queues
@@ -19,6 +20,7 @@ class ActorStats:
     running: int
     completed: int  # attempts completed within the window
     failed: int  # attempts failed within the window
+    # run_ms_*: of the window's attempts, or its newest EXACT_UP_TO when it held more
     dead: int
     oldest_waiting_age: float  # seconds; of the jobs counted, when waiting is estimated
     run_ms_p50: float | None  # run time of the window's attempts
@@ -41,6 +43,21 @@ def by_actor(*, window_seconds: float) -> list[ActorStats]:
                 row["dead"] = max(row["dead"], queues.count_estimate(queue=row["queue_name"], actor=row["actor_name"],
                                                                      state="dead"))
                 estimated.append("dead")
+            window_start = row.pop("window_start")
+            if row.pop("window_capped"):
+                estimated += _estimate_window(row, since=window_start)
             del row["counted_at"]
             figures.append(ActorStats(**row, estimated=tuple(estimated)))
     return figures
+
+
+def _estimate_window(row: dict, *, since) -> list[str]:
+    """The window held more attempts than were read: completed and failed become the planner's
+    estimates for the whole window, never below what the newest attempts counted."""
+    for name, outcomes in (("completed", ["completed"]), ("failed", ["failed", "dead", "lost"])):
+        [[plan]] = execute("history_count_estimate", {"actor": row["actor_name"], "queue": row["queue_name"],
+                                                      "outcomes": outcomes, "since": since}).fetchall()
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        estimate = int(plan[0]["Plan"]["Plan Rows"])
+        row[name] = max(row[name], estimate if estimate > 1 else 0)  # the planner never says 0
+    return ["completed", "failed"]

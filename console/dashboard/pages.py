@@ -64,7 +64,7 @@ async def overview(request: Request, who: Visitor = Depends(visitor), span: str 
 
         return {"stats": stats_verbs.stats_view(window_seconds=settings.failed_window),
                 "workers": worker_verbs.workers_view(), "running": running_by_worker(),
-                "leader": metrics.snapshot(lease_seconds=settings.lease_timeout).leader,
+                "leader": metrics.leader(lease_seconds=settings.lease_timeout),
                 "alerts": alert_verbs.incidents(open_only=True, limit=20),
                 "perf": perf_verbs.perf_view(since_seconds=RANGES[span], actor=None)}
 

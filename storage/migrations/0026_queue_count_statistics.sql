@@ -2,10 +2,12 @@
 -- (queue_count_estimate, storage/sql/queues.sql). Without these, the planner multiplies the
 -- share of a queue by the share of a state as if they were unrelated: with a finished queue
 -- beside a backlogged one it halves the one and invents jobs for the other. Most-common-value
--- lists over the combinations give each (state, queue) and (state, queue, actor) its own share.
--- They cost ANALYZE a little more and change no plan of the claim or the finish (those filter on
--- partial indexes' predicates). Created empty: the next ANALYZE (autovacuum's) fills them.
+-- lists over the combinations give each (state, queue) and (state, queue, actor) its own share,
+-- and each (actor, queue, outcome) of the history (history_count_estimate, storage/sql/stats.sql).
+-- They cost ANALYZE a little more. Created empty: the next ANALYZE (autovacuum's) fills them.
 CREATE STATISTICS IF NOT EXISTS dramatiq.queue_state_queue_stats (mcv, dependencies)
     ON state, queue_name FROM dramatiq.queue;
 CREATE STATISTICS IF NOT EXISTS dramatiq.queue_state_queue_actor_stats (mcv)
     ON state, queue_name, actor_name FROM dramatiq.queue;
+CREATE STATISTICS IF NOT EXISTS lamplighter.job_history_actor_outcome_stats (mcv)
+    ON actor_name, queue_name, outcome FROM lamplighter.job_history;

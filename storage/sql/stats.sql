@@ -11,6 +11,9 @@
 -- and grouped by actor (plus one sample of the jobs with a concurrency key, for all queues).
 -- queued_capped / dead_capped say a queue had more: storage/stats.py then replaces that queue's
 -- figures by the planner's estimates per actor. Such a queue lists the actors of the jobs read.
+-- Likewise the window: its newest exact_up_to + 1 attempts are read; window_capped says there
+-- were more, and storage/stats.py estimates completed and failed (history_count_estimate). The
+-- run-time percentiles are then those of the newest attempts.
 WITH RECURSIVE clock AS MATERIALIZED (
     SELECT lamplighter.now() AS now
 ), unkeyed_names AS (
@@ -74,14 +77,22 @@ WITH RECURSIVE clock AS MATERIALIZED (
            sum(running)::bigint AS running, sum(dead)::bigint AS dead, min(oldest_waiting) AS oldest_waiting
     FROM current
     GROUP BY queue_name, actor_name
+), recent AS MATERIALIZED (
+    -- The window's attempts, newest first, at most exact_up_to + 1 of them (job_history_finished_idx
+    -- read backwards): a busy hour holds hundreds of thousands, and sorting them all for the
+    -- percentiles took most of a second.
+    SELECT queue_name, actor_name, outcome, duration_ms, finished_at
+    FROM lamplighter.job_history
+    WHERE finished_at > (SELECT now FROM clock) - make_interval(secs => %(window_seconds)s)
+    ORDER BY finished_at DESC
+    LIMIT %(exact_up_to)s + 1
 ), windowed AS (
     SELECT queue_name, actor_name,
            count(*) FILTER (WHERE outcome = 'completed') AS completed,
            count(*) FILTER (WHERE outcome IN ('failed', 'dead', 'lost')) AS failed,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS run_ms_p50,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS run_ms_p95
-    FROM lamplighter.job_history
-    WHERE finished_at > (SELECT now FROM clock) - make_interval(secs => %(window_seconds)s)
+    FROM recent
     GROUP BY queue_name, actor_name
 )
 SELECT queue_name, actor_name,
@@ -94,8 +105,19 @@ SELECT queue_name, actor_name,
        coalesce(qc.capped, false) AS queued_capped,
        queue_name IN (SELECT queue_name FROM dead_sample GROUP BY queue_name
                       HAVING count(*) > %(exact_up_to)s) AS dead_capped,
+       (SELECT count(*) > %(exact_up_to)s FROM recent) AS window_capped,
+       (SELECT now FROM clock) - make_interval(secs => %(window_seconds)s) AS window_start,
        (SELECT now FROM clock) AS counted_at
 FROM current_by_actor c
 FULL JOIN windowed w USING (queue_name, actor_name)
 LEFT JOIN queued_capped qc USING (queue_name)
 ORDER BY queue_name, actor_name;
+
+-- name: history_count_estimate --
+-- The planner's estimate of an actor's attempts in a queue with one of some outcomes finished
+-- since a moment: stats_by_actor's completed or failed when the window held more attempts than
+-- it reads. job_history_finished_idx gives the planner the newest finish time.
+EXPLAIN (FORMAT JSON)
+SELECT FROM lamplighter.job_history
+WHERE actor_name = %(actor)s AND queue_name = %(queue)s AND outcome = ANY(%(outcomes)s::text[])
+  AND finished_at > %(since)s;

@@ -124,3 +124,42 @@ def test_a_deep_queue_costs_the_query_no_more_rows(database_url, sql, concern, n
 
     rows_read = read(plan[0]["Plan"])
     assert 0 < rows_read <= 12 * (bound + 1), rows_read
+
+
+def _history(sql, count, *, actor, outcome, queue="counts", duration_ms=10.0, age_s=1.0):
+    sql("INSERT INTO lamplighter.job_history (job_id, attempt, actor_name, queue_name, finished_at, duration_ms, "
+        "outcome) SELECT gen_random_uuid(), 1, %(actor)s, %(queue)s, "
+        "lamplighter.now() - make_interval(secs => %(age)s + g / 100.0), %(ms)s, %(outcome)s "
+        "FROM generate_series(0, %(count)s - 1) g",
+        {"actor": actor, "queue": queue, "age": age_s, "ms": duration_ms, "outcome": outcome, "count": count})
+
+
+def test_a_busy_window_reads_its_newest_attempts_and_estimates_the_rest(database_url, sql, monkeypatch):
+    monkeypatch.setattr(queues, "EXACT_UP_TO", 50)
+    _history(sql, 400, actor="counts.a", outcome="completed", duration_ms=10.0, age_s=100)
+    _history(sql, 100, actor="counts.b", outcome="failed", duration_ms=30.0, age_s=100)
+    _history(sql, 40, actor="counts.a", outcome="completed", duration_ms=20.0, age_s=1)  # the newest
+    _history(sql, 9, actor="counts.c", outcome="completed", age_s=7200)  # before the window
+    sql("ANALYZE lamplighter.job_history")
+
+    by_actor = {a.actor_name: a for a in stats.by_actor(window_seconds=3600)}
+
+    a, b = by_actor["counts.a"], by_actor["counts.b"]
+    assert set(a.estimated) == set(b.estimated) == {"completed", "failed"}
+    assert 0.8 * 440 <= a.completed <= 1.2 * 440 and 0.8 * 100 <= b.failed <= 1.2 * 100
+    assert (a.failed, b.completed) == (0, 0)
+    assert a.run_ms_p50 == 20.0  # of the newest 51 attempts: 40 of 20 ms, then 10 ms ones
+    assert "counts.c" not in by_actor
+
+    monkeypatch.setattr(queues, "EXACT_UP_TO", 20_000)
+    exact = {a.actor_name: a for a in stats.by_actor(window_seconds=3600)}
+    assert (exact["counts.a"].completed, exact["counts.b"].failed, exact["counts.a"].estimated) == (440, 100, ())
+
+
+def test_the_overview_reads_the_leader_without_counting_the_queues(database_url, sql):
+    from storage import metrics
+
+    assert metrics.leader(lease_seconds=10) is None
+    sql("INSERT INTO lamplighter.scheduler_lease (name, holder, acquired_at, expires_at, renewed_at) "
+        "VALUES ('scheduler', 'host:1', lamplighter.now(), lamplighter.now() + interval '10 seconds', lamplighter.now())")
+    assert metrics.leader(lease_seconds=10) == "host:1" == metrics.snapshot(lease_seconds=10).leader

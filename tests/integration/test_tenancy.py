@@ -60,7 +60,7 @@ CROSS_TENANT = {
     ENQUEUE: ["job_insert_one", "job_insert_many", "job_copy_in", "job_insert_unique_set"],
     PAGE_FOLLOW_UP: ["job_ids_with_error"],
     OPERATOR_VIEW: ["job_get", "job_events_for_job", "history_for_job", "queue_stats", "queue_count_estimate", "job_requeue", "job_requeue_matching",
-                    "job_cancel_waiting", "job_cancel_running", "job_discard", "stats_by_actor", "worker_list",
+                    "job_cancel_waiting", "job_cancel_running", "job_discard", "stats_by_actor", "history_count_estimate", "worker_list",
                     "audit_partitions",
                     "notification_list", "notification_retry"],
     MAINTENANCE: ["job_prune_finished", "token_prune_ended"],
