@@ -17,6 +17,8 @@ only the ratio in one run counts):
 - page: the jobs page of the CLI, the API and the dashboard (`storage.jobs.page`, newest 50):
   unfiltered, by state, by actor (also an actor without dead jobs on the dead page), one tenant's
   (1,000 tenants), by a common and by a rare error text;
+- job page: one job with its attempts and events (`storage.jobs.get`, what the Job page, the API's
+  job and `lamplighter job` show), 20 jobs sampled from random blocks of the queue table;
 - prune: one batch of the hourly prune (`job_prune_finished`, 5,000 jobs and their history);
 - claim during prune: claims while a prune batch runs in another session (workers not blocked).
 
@@ -173,7 +175,28 @@ def main():
             return elapsed
 
         prune = {"states": ["completed", "cancelled"], "retention_seconds": RETENTION_S, "batch_size": prune_batch}
-        times = {label: {"claim": [], "claim_during_prune": [], "prune": [], **{p: [] for p in pages}}
+        # The job page (the dashboard's /dashboard/jobs/{id}, GET /api/jobs/{id}, `lamplighter job`):
+        # storage.jobs.get, the job with its attempts from the history and its events, for 20 jobs
+        # picked from random blocks of the queue table (the same sample method at both sizes).
+        viewed = {}
+        for label, (_, conn) in dbs.items():
+            with conn.cursor() as cur:
+                cur.execute("SELECT message_id::text FROM dramatiq.queue TABLESAMPLE SYSTEM (%s) REPEATABLE (42) "
+                            "WHERE state IN ('completed', 'dead') LIMIT 20", (min(100.0, 100.0 * 400 / fill[label]["jobs"]),))
+                viewed[label] = [job_id for (job_id,) in cur.fetchall()]
+            conn.rollback()
+            if len(viewed[label]) < 20:
+                raise SystemExit(f"bench/history_scale.py: only {len(viewed[label])} jobs sampled for the job page")
+
+        def timed_job_page(job_id):
+            started = time.perf_counter()
+            job = jobs_module.get(job_id)
+            elapsed = time.perf_counter() - started
+            if not job.attempts:
+                raise SystemExit(f"bench/history_scale.py: job {job_id} has no attempt on record")
+            return elapsed
+
+        times = {label: {"claim": [], "claim_during_prune": [], "prune": [], "job_page": [], **{p: [] for p in pages}}
                  for label in dbs}
         for _ in range(args.rounds):
             for label, (url, conn) in dbs.items():
@@ -183,6 +206,8 @@ def main():
                 for name, filters in pages.items():
                     for _ in range(10):
                         times[label][name].append(timed_page(name, filters))
+                for job_id in viewed[label]:
+                    times[label]["job_page"].append(timed_job_page(job_id))
                 # A prune batch in another session while this one claims: claims must not wait on it.
                 pruner = psycopg2.connect(url)
                 done = threading.Event()

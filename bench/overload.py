@@ -205,11 +205,13 @@ def _waiting_accuracy(shown: list[tuple[float, int, bool]], samples: list[dict],
     figure over (jobs - finished - running) of the sample nearest in time. Past
     storage.queues.EXACT_UP_TO the figure is the planner's estimate, which follows ANALYZE."""
     ratios = {"estimated": [], "counted": []}
+    series = []
     for t, figure, estimated in shown:
         nearest = min(samples, key=lambda s: abs(s["t"] - t), default=None)
         if nearest is None or abs(nearest["t"] - t) > 2:
             continue
         truth = jobs - nearest["finished"] - nearest["running"]
+        series.append({"t": round(t, 1), "shown": figure, "true": truth, "estimated": estimated})
         if truth > 0:
             ratios["estimated" if estimated else "counted"].append(figure / truth)
     out = {}
@@ -218,7 +220,7 @@ def _waiting_accuracy(shown: list[tuple[float, int, bool]], samples: list[dict],
         if values:
             out[kind] = {"n": len(values), "min": round(values[0], 3), "median": round(values[len(values) // 2], 3),
                          "max": round(values[-1], 3)}
-    return {"shown_over_true": out, "truth": "jobs - finished (job_completed log lines) - running, "
+    return {"shown_over_true": out, "series": series, "truth": "jobs - finished (job_completed log lines) - running, "
                                               "from the sample nearest in time (within 2 s)"}
 
 
