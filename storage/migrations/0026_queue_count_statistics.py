@@ -1,4 +1,5 @@
-"""Statistics on the queue's (state, queue, actor) combinations, for the estimated counts."""
+"""Statistics on the queue's (state, queue, actor) combinations, for the estimated counts, and
+the view of the queues with queued jobs (a skip scan) the queue figures start from."""
 from storage.migrations import run_sql_file
 
 

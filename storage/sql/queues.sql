@@ -15,14 +15,6 @@
 -- lamplighter.queues. The oldest waiting job is found by a skip scan over the queue's priorities.
 WITH RECURSIVE clock AS MATERIALIZED (
     SELECT lamplighter.now() AS now
-), unkeyed_names AS (
-    (SELECT queue_name FROM dramatiq.queue
-     WHERE state = 'queued' AND concurrency_key IS NULL ORDER BY queue_name LIMIT 1)
-    UNION ALL
-    SELECT (SELECT q.queue_name FROM dramatiq.queue q
-            WHERE q.state = 'queued' AND q.concurrency_key IS NULL AND q.queue_name > u.queue_name
-            ORDER BY q.queue_name LIMIT 1)
-    FROM unkeyed_names u WHERE u.queue_name IS NOT NULL
 ), finished_names AS (
     (SELECT state, queue_name FROM dramatiq.queue
      WHERE state IN ('completed', 'cancelled', 'dead') ORDER BY state, queue_name LIMIT 1)
@@ -53,7 +45,7 @@ WITH RECURSIVE clock AS MATERIALIZED (
       AND finished_at > (SELECT now FROM clock) - make_interval(secs => %(window_seconds)s)
     GROUP BY queue_name
 ), names AS (
-    SELECT queue_name FROM unkeyed_names WHERE queue_name IS NOT NULL
+    SELECT queue_name FROM lamplighter.queued_queue_names
     UNION SELECT queue_name FROM finished_names
     UNION SELECT queue_name FROM keyed
     UNION SELECT queue_name FROM running

@@ -16,14 +16,6 @@
 -- run-time percentiles are then those of the newest attempts.
 WITH RECURSIVE clock AS MATERIALIZED (
     SELECT lamplighter.now() AS now
-), unkeyed_names AS (
-    (SELECT queue_name FROM dramatiq.queue
-     WHERE state = 'queued' AND concurrency_key IS NULL ORDER BY queue_name LIMIT 1)
-    UNION ALL
-    SELECT (SELECT q.queue_name FROM dramatiq.queue q
-            WHERE q.state = 'queued' AND q.concurrency_key IS NULL AND q.queue_name > u.queue_name
-            ORDER BY q.queue_name LIMIT 1)
-    FROM unkeyed_names u WHERE u.queue_name IS NOT NULL
 ), dead_names AS (
     (SELECT queue_name FROM dramatiq.queue WHERE state = 'dead' ORDER BY queue_name LIMIT 1)
     UNION ALL
@@ -32,13 +24,12 @@ WITH RECURSIVE clock AS MATERIALIZED (
     FROM dead_names d WHERE d.queue_name IS NOT NULL
 ), queued_sample AS MATERIALIZED (
     SELECT n.queue_name, s.actor_name, s.available_at, false AS keyed
-    FROM unkeyed_names n
+    FROM lamplighter.queued_queue_names n
     CROSS JOIN LATERAL (
         SELECT actor_name, available_at FROM dramatiq.queue
         WHERE state = 'queued' AND concurrency_key IS NULL AND queue_name = n.queue_name
         ORDER BY priority, available_at  -- claim order: the longest-waiting jobs are among them
         LIMIT %(exact_up_to)s + 1) s
-    WHERE n.queue_name IS NOT NULL
     UNION ALL
     (SELECT queue_name, actor_name, available_at, true FROM dramatiq.queue
      WHERE state = 'queued' AND concurrency_key IS NOT NULL
