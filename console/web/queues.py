@@ -29,8 +29,9 @@ class ActorFigures(BaseModel):
     run_ms_p50: float | None
     run_ms_p95: float | None
     estimated: list[str] = Field(default_factory=list, description=(
-        "the figures that are the query planner's estimates, not counts: a queue's waiting, "
-        "scheduled or dead jobs past the count's bound (storage.queues.EXACT_UP_TO, 20,000)"))
+        "the figures that are the query planner's estimates, not counts: waiting, scheduled or "
+        "dead when a queue holds more than 20,000 such jobs (storage.queues.EXACT_UP_TO), "
+        "completed and failed when the window holds more than 20,000 attempts"))
 
 
 class QueueStats(BaseModel):
