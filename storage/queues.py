@@ -54,8 +54,13 @@ def count_estimate(*, queue: str, state: str, actor: str | None = None,
                    available: tuple[datetime.datetime, datetime.datetime] = FOREVER) -> int:
     """The planner's estimate of how many jobs of ``queue`` (and ``actor``) are in ``state``
     with available_at in [from, until): it stands in for a count that stopped at the bound."""
-    [[plan]] = execute("queue_count_estimate", {"queue": queue, "state": state, "actor": actor,
-                                                "from": available[0], "until": available[1]}).fetchall()
+    return planned_rows(execute("queue_count_estimate", {"queue": queue, "state": state, "actor": actor,
+                                                         "from": available[0], "until": available[1]}))
+
+
+def planned_rows(cursor) -> int:
+    """The row count the planner expects, from a cursor holding an ``EXPLAIN (FORMAT JSON)``."""
+    [[plan]] = cursor.fetchall()
     plan = json.loads(plan) if isinstance(plan, str) else plan
     return int(plan[0]["Plan"]["Plan Rows"])
 
@@ -81,12 +86,13 @@ def estimate_waiting(row: dict, *, queue: str, actor: str | None = None) -> list
     return ["waiting", "scheduled"]
 
 
-def estimate_finished(row: dict, *, queue: str, actor: str | None = None,
-                      states: tuple[str, ...] = ("completed", "dead", "cancelled")) -> list[str]:
+def estimate_finished(row: dict, *, queue: str) -> list[str]:
+    """A queue's finished figures whose count stopped at the bound become the planner's
+    estimates (at least the bound); returns their names."""
     estimated = []
-    for state in states:
+    for state in ("completed", "dead", "cancelled"):
         if row[state] > EXACT_UP_TO:
-            row[state] = max(EXACT_UP_TO + 1, count_estimate(queue=queue, actor=actor, state=state))
+            row[state] = max(EXACT_UP_TO + 1, count_estimate(queue=queue, state=state))
             estimated.append(state)
     return estimated
 

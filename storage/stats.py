@@ -2,7 +2,6 @@
 storage.queues.EXACT_UP_TO jobs of a queue are estimates, named in ``estimated``."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from storage import queues
@@ -55,9 +54,7 @@ def _estimate_window(row: dict, *, since) -> list[str]:
     """The window held more attempts than were read: completed and failed become the planner's
     estimates for the whole window, never below what the newest attempts counted."""
     for name, outcomes in (("completed", ["completed"]), ("failed", ["failed", "dead", "lost"])):
-        [[plan]] = execute("history_count_estimate", {"actor": row["actor_name"], "queue": row["queue_name"],
-                                                      "outcomes": outcomes, "since": since}).fetchall()
-        plan = json.loads(plan) if isinstance(plan, str) else plan
-        estimate = int(plan[0]["Plan"]["Plan Rows"])
+        estimate = queues.planned_rows(execute("history_count_estimate", {
+            "actor": row["actor_name"], "queue": row["queue_name"], "outcomes": outcomes, "since": since}))
         row[name] = max(row[name], estimate if estimate > 1 else 0)  # the planner never says 0
     return ["completed", "failed"]
