@@ -55,9 +55,11 @@ class Presence(threading.Thread):
 
     def register(self) -> None:
         conn = self.conn.get()
+        # Actors first: once a worker's row is visible, lamplighter.enqueue knows every actor it runs
+        # (a caller that waits for the worker row, as the tests do, may enqueue at once).
+        workers.register_actors(conn, actor_rows(self.broker))
         workers.register(conn, worker_id=self.broker.worker_id, hostname=socket.gethostname(),
                          pid=os.getpid(), queues=self.queues, version=VERSION)
-        workers.register_actors(conn, actor_rows(self.broker))
         self._confirmed()
         self.refresh_places(conn)
 
