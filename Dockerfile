@@ -24,6 +24,11 @@ COPY scheduler ./scheduler
 COPY storage ./storage
 COPY deploy ./deploy
 RUN pip install --no-deps . && chmod 0755 deploy/entrypoint.sh
+# The processes import the packages from /app (dramatiq puts the working directory first on
+# sys.path), not the compiled copy pip put in site-packages; PYTHONDONTWRITEBYTECODE above and the
+# non-root user keep them from caching bytecode at run time. Compile them here, once: otherwise every
+# process start (each worker fork, each `lamplighter` verb) compiles them again (~0.25 s of CPU).
+RUN python -m compileall -q actors console domain scheduler storage
 
 USER lamplighter
 ENV PORT=8000 \
