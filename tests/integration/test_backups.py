@@ -114,7 +114,8 @@ def test_a_dump_cut_off_by_sigterm_is_retried_and_never_marked_good(store, datab
         dumping = wait_for(lambda: [p for p in psutil.Process().children(recursive=True) if dumps_data(p)],
                            message="pg_dump running")
         wait_for(lambda: sql("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg_dump' "
-                             "AND wait_event_type = 'Lock'"), message="pg_dump waiting for the lock")
+                             "AND wait_event_type = 'Lock' AND datname = current_database()"),
+                 message="pg_dump waiting for the lock")  # this test's pg_dump, not another test's
         dumping[0].terminate()  # SIGTERM, as a deploy sends it
         thread.join(timeout=30)
     finally:
