@@ -7,6 +7,7 @@ typed in the address field of a failed attempt may be a password.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 
 import structlog
@@ -93,6 +94,16 @@ def reset_password(ref: str | int, password: str, *, scope: TenantScope, by: str
     return user
 
 
+def login_key(email) -> str:
+    """What a failed sign-in for an address no account has is recorded under (audit target
+    ``login``): a digest of the address as sign-in looks it up, so that the per-account limit
+    (domain/sign_in_limits.py) counts it as it counts an account's (a refusal that came only for
+    real accounts would tell which addresses have one), and what was typed into the address field
+    (sometimes a password) is not kept."""
+    typed = email.strip().lower() if isinstance(email, str) else ""
+    return "sha256:" + hashlib.sha256(typed.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def sign_in(email: str, password: str, *, source: str | None = None) -> User:
     """The user whose address and password these are; raises Unauthenticated otherwise (also for
     a disabled user, after the same work, with the same message)."""
@@ -101,7 +112,7 @@ def sign_in(email: str, password: str, *, source: str | None = None) -> User:
     if user is None or not matches or user.disabled:
         reason = "unknown_user" if user is None else "disabled" if user.disabled and matches else "wrong_password"
         audit.record(f"user:{user.id}" if user else "anonymous", "user.sign_in_failed",
-                     target_type="user" if user else None, target_id=user.id if user else None,
+                     target_type="user" if user else "login", target_id=user.id if user else login_key(email),
                      tenant_id=user.tenant_id if user else None, source=source, details={"reason": reason})
         log.warning("user_sign_in_failed", user_id=user.id if user else None, reason=reason, source=source)
         raise Unauthenticated(SIGN_IN_REFUSED)

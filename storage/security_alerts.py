@@ -14,9 +14,12 @@ def events_after(after_id: int, *, settle_seconds: float, limit: int) -> list[Au
         "security_events_after", {"after_id": after_id, "settle_seconds": settle_seconds, "limit": limit}))]
 
 
-def failed_logins_for_account(user_id: str, *, until: datetime, window_seconds: float) -> int:
+def failed_logins_for_account(user_id: str, *, until: datetime, window_seconds: float, target_type: str = "user") -> int:
+    """Failed sign-ins of one account (``user``, by id) or of one address no account has
+    (``login``, by domain.users.login_key) in the window."""
     return execute("security_failed_logins_for_account",
-                   {"user_id": user_id, "until": until, "window_seconds": window_seconds}).fetchone()[0]
+                   {"user_id": user_id, "target_type": target_type, "until": until,
+                    "window_seconds": window_seconds}).fetchone()[0]
 
 
 def failed_logins_from_address(source: str, *, until: datetime, window_seconds: float,

@@ -13,10 +13,11 @@ ORDER BY id
 LIMIT %(limit)s;
 
 -- name: security_failed_logins_for_account --
--- Failed sign-ins for one user in a window ending at an instant.
+-- Failed sign-ins for one user (target_type 'user') or one unknown address ('login') in a window
+-- ending at an instant.
 SELECT count(*) AS failures
 FROM lamplighter.audit_log
-WHERE action = 'user.sign_in_failed' AND target_type = 'user' AND target_id = %(user_id)s
+WHERE action = 'user.sign_in_failed' AND target_type = %(target_type)s AND target_id = %(user_id)s
   AND at > %(until)s::timestamptz - make_interval(secs => %(window_seconds)s) AND at <= %(until)s::timestamptz;
 
 -- name: security_failed_logins_from_address --

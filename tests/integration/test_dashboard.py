@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from domain import sign_in_limits
+from domain import sign_in_limits, users
 from storage import jobs
 from tests.dashboard_users import PASSWORD, ROLES, create_user, csrf_of, signed_in
 from tests.integration.test_api_jobs import _fail_attempt
@@ -125,6 +125,26 @@ def test_sign_in_is_rate_limited_per_account_and_logout_ends_the_session(api, sq
     out = browser.post(api.url + "/dashboard/logout", data={"csrf": csrf_of(page.text)}, allow_redirects=False)
     assert out.status_code == 303 and 'lamplighter_session=""' in out.headers["Set-Cookie"]
     assert sql("SELECT count(*) FROM lamplighter.sessions")[0][0] == 0
+
+
+def test_an_address_without_an_account_is_limited_like_one_so_the_limit_tells_nothing(api, sql):
+    """Without an account behind the address, the sixth try is refused as it is for a real one:
+    otherwise a 429 after five tries would say which addresses have an account."""
+    real, nobody = create_user("viewer"), "Nobody.Here@example.com"
+    answers = {}
+    for email in (real, nobody):
+        codes = [api.session.post(api.url + "/dashboard/login", data={"email": email, "password": "hunter2-typed"},
+                                  allow_redirects=False).status_code for _ in range(sign_in_limits.PER_ACCOUNT + 1)]
+        answers[email] = codes
+    assert answers[real] == answers[nobody] == [401] * sign_in_limits.PER_ACCOUNT + [429]
+    with pytest.raises(sign_in_limits.TooManyAttempts):  # the same address however it is typed
+        sign_in_limits.check("  nobody.here@EXAMPLE.com ", source="10.0.0.9")
+    sign_in_limits.check("someone.else@example.com", source="10.0.0.9")
+    rows = sql("SELECT target_type, target_id, details::text FROM lamplighter.audit_log "
+               "WHERE action IN ('user.sign_in_failed', 'user.sign_in_throttled') AND target_type = 'login'")
+    assert len(rows) == sign_in_limits.PER_ACCOUNT + 2  # five failures, two refusals (the web's and the check's)
+    assert {target_id for _, target_id, _ in rows} == {users.login_key(nobody)}
+    assert not [row for row in rows if "nobody" in str(row).lower()]  # the typed address is not kept
 
 
 def test_sign_in_is_rate_limited_per_address(api, sql):

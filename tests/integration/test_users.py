@@ -47,7 +47,7 @@ def test_a_wrong_password_an_unknown_address_and_a_disabled_user_are_refused_ali
     assert refusals == [users.SIGN_IN_REFUSED] * 3
     assert _audit(sql, "user.sign_in_failed") == [
         (f"user:{user.id}", "user", str(user.id), None, {"reason": "wrong_password"}),
-        ("anonymous", None, None, None, {"reason": "unknown_user"}),
+        ("anonymous", "login", users.login_key("nobody@example.com"), None, {"reason": "unknown_user"}),
         (f"user:{user.id}", "user", str(user.id), None, {"reason": "disabled"}),
     ]
 
