@@ -36,9 +36,12 @@ def _confirm(request: Request, who: Visitor, *, title: str, what: str, fields: d
                        fields=fields, back=back, preview=preview)
 
 
-def _done(back: str, message: str) -> RedirectResponse:
-    joiner = "&" if "?" in back else "?"
-    return RedirectResponse(f"{back}{joiner}done={quote(message)}", status_code=303)
+def _done(request: Request, back: str, message: str) -> RedirectResponse:
+    """Back to ``back``, whose page shows ``message`` once (render.NOTICE_COOKIE). Not in the URL:
+    a link carrying its own notice would make the dashboard say what a stranger wrote."""
+    response = RedirectResponse(back, status_code=303)
+    render.set_notice(response, request, message)
+    return response
 
 
 def parse_arguments(text: str) -> tuple[list, dict]:
@@ -99,7 +102,7 @@ async def job_action(job_id: uuid.UUID, request: Request, action: str = Path(pat
         jobs.discard(str(job_id), by=who.actor, source=where)
         return "discarded"
 
-    return _done(back, await request.app.state.pool.run(act))
+    return _done(request, back, await request.app.state.pool.run(act))
 
 
 def _dead_ids(chosen: JobFilter, scope, limit: int) -> list[str]:
@@ -154,7 +157,7 @@ async def bulk_retry(request: Request, who: Visitor = Depends(visitor), csrf: st
         return _confirm(request, who, title="Bulk retry of dead jobs", back=back, fields=fields,
                         what=f"Queue again the {len(ids)} dead job(s) this filter selects ({chosen_text}; "
                              f"at most {limit})")
-    return _done(back, f"{done} of {len(ids)} dead job(s) queued again")
+    return _done(request, back, f"{done} of {len(ids)} dead job(s) queued again")
 
 
 @router.post("/schedules/{key}/{action}")
@@ -178,7 +181,7 @@ async def schedule_action(request: Request, key: str = Path(min_length=1, max_le
         ticks.set_paused(key, action == "pause", by=who.actor, source=source(request))
         return f"schedule {key} {'paused' if action == 'pause' else 'resumed'}"
 
-    return _done("/dashboard/schedules", await request.app.state.pool.run(act))
+    return _done(request, "/dashboard/schedules", await request.app.state.pool.run(act))
 
 
 @router.post("/queues/{name}/{action}")
@@ -193,4 +196,4 @@ async def queue_action(request: Request, name: str = Path(min_length=1, max_leng
         return _confirm(request, who, title=f"{action.capitalize()} queue {name}", what=what, fields={},
                         back="/dashboard/queues")
     await request.app.state.pool.run(queues.set_paused, name, action == "pause", by=who.actor, source=source(request))
-    return _done("/dashboard/queues", f"queue {name} {'paused' if action == 'pause' else 'resumed'}")
+    return _done(request, "/dashboard/queues", f"queue {name} {'paused' if action == 'pause' else 'resumed'}")

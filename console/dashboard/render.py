@@ -5,6 +5,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -61,6 +62,24 @@ env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select
 env.filters.update(when=when, age=age, pretty=pretty, figure=figure, ms=lambda v: "-" if v is None else f"{float(v):.1f} ms")
 
 
+# What an action did, shown once on the page it redirects to: a cookie the action sets and the next
+# page clears, not a URL parameter (a link could carry any text into the dashboard's own notice).
+NOTICE_COOKIE = "lamplighter_notice"
+NOTICE_PATH = "/dashboard"
+
+
+def set_notice(response, request: Request, message: str) -> None:
+    from console.dashboard.session import over_tls
+
+    response.set_cookie(NOTICE_COOKIE, quote(message[:500]), max_age=60, path=NOTICE_PATH, httponly=True,
+                        samesite="strict", secure=over_tls(request))
+
+
 def page(request: Request, template: str, who=None, *, status: int = 200, **context) -> HTMLResponse:
-    html = env.get_template(template).render(request=request, who=who, **context)
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    notice = request.cookies.get(NOTICE_COOKIE)
+    html = env.get_template(template).render(request=request, who=who,
+                                             notice=unquote(notice)[:500] if notice else None, **context)
+    response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    if notice is not None:
+        response.delete_cookie(NOTICE_COOKIE, path=NOTICE_PATH, httponly=True, samesite="strict")
+    return response

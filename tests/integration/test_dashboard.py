@@ -221,6 +221,10 @@ def test_bulk_retry_takes_what_the_jobs_filter_selects(api, sql):
     assert "the 2 dead job(s) this filter selects" in asked.text
     done = browser.post(api.url + "/dashboard/jobs/retry", data={**form, "limit": "10", "confirmed": "yes"})
     assert "3 of 3 dead job(s) queued again" in done.text
+    assert "queued again" not in browser.get(done.url).text  # shown once
+    # A link cannot put its own words in the dashboard's notice.
+    spoof = browser.get(api.url + "/dashboard/jobs?done=Session+expired%3A+sign+in+at+evil.example").text
+    assert "evil.example" not in spoof and 'class="notice"' not in spoof
     assert [jobs.get(j).state for j in chosen] == ["queued"] * 3 and jobs.get(other).state == "dead"
     assert sql("SELECT count(*) FROM lamplighter.audit_log WHERE action = 'job.redriven' "
                "AND source_address = '127.0.0.1'")[0][0] == 3
