@@ -16,12 +16,13 @@ import dramatiq
 from actors.outbound import Outbound
 from domain import webhooks
 from storage import settings as settings_module
+from storage.engine import current_attempt
 
 
 @dramatiq.actor(actor_name="webhooks.deliver", queue_name="webhooks", priority=20, time_limit=2 * 60_000,
                 max_retries=len(webhooks.RETRY_SCHEDULE), retry_schedule=list(webhooks.RETRY_SCHEDULE))
 def deliver(tenant_id: str, delivery_id: int) -> dict:
-    return webhooks.deliver(tenant_id, delivery_id, post=post)
+    return webhooks.deliver(tenant_id, delivery_id, post=post, job_attempt=current_attempt.get())
 
 
 def post(url: str, body: bytes, headers: dict) -> tuple[int, str | None]:

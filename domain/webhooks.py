@@ -125,8 +125,14 @@ def retry_delay(attempts: int, retry_after: float | None, rng: random.Random | N
     return scheduled
 
 
-def deliver(tenant_id: str, delivery_id: int, *, post: Post, rng: random.Random | None = None) -> dict[str, int]:
-    """One attempt of one delivery of the tenant; counts for the history row, or an outcome."""
+def deliver(tenant_id: str, delivery_id: int, *, post: Post, rng: random.Random | None = None,
+            job_attempt: int | None = None) -> dict[str, int]:
+    """One attempt of one delivery of the tenant; counts for the history row, or an outcome.
+
+    ``job_attempt``: which attempt of its job this is. The job can spend attempts the delivery
+    does not count (one that failed before its attempt began: a database outage, a crash), so on
+    the job's last attempt (``MAX_ATTEMPTS``) a failure ends the delivery as running out of
+    attempts does; otherwise the job would go dead and leave the delivery pending for ever."""
     scope = TenantScope.of(tenant_id)
     attempt = webhook_rows.begin_attempt(delivery_id, scope=scope)  # committed before the call
     if attempt is None:
@@ -151,8 +157,12 @@ def deliver(tenant_id: str, delivery_id: int, *, post: Post, rng: random.Random 
         return {"delivered": 1}
     if status is not None:
         error = f"HTTP {status}" + (" (a redirect; not followed)" if 300 <= status < 400 else "")
-    if status == 410 or attempt.attempts >= MAX_ATTEMPTS:
-        reason = "410 Gone" if status == 410 else f"{attempt.attempts} attempts failed, the last: {error}"
+    last_job_attempt = job_attempt is not None and job_attempt >= MAX_ATTEMPTS
+    if status == 410 or attempt.attempts >= MAX_ATTEMPTS or last_job_attempt:
+        reason = ("410 Gone" if status == 410 else f"{attempt.attempts} attempts failed, the last: {error}"
+                  if attempt.attempts >= MAX_ATTEMPTS else
+                  f"its job's last attempt ({job_attempt}) failed after {attempt.attempts} delivery attempts, "
+                  f"the last: {error}")
         with transaction():
             webhook_rows.record(delivery_id, status="failed", response_code=status, error=error[:ERROR_LIMIT],
                                 next_attempt_at=None, scope=scope)

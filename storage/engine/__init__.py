@@ -6,7 +6,8 @@ modules):
 
 * :class:`LamplighterBroker` — the broker ``actors/__init__.py`` builds; ``broker.send_many``
   and ``broker.enqueue_many`` are the bulk enqueue paths;
-* :func:`cancel_requested` — for actors, between steps;
+* :func:`cancel_requested` — for actors, between steps; ``current_attempt`` — which attempt of
+  its job a thread runs;
 * :data:`enqueued_by` — who is enqueueing (the CLI, scheduler and API set it);
 * :class:`PayloadError` — a message that cannot be sent;
 * :func:`declared_job_columns` — the job columns an actor's declaration gives its messages (the
@@ -33,8 +34,8 @@ rescue).
 from storage.engine.broker import LamplighterBroker
 from storage.engine.codec import PayloadError
 from storage.engine.columns import declared_job_columns
-from storage.engine.context import cancel_requested, current_job_id, enqueued_by
+from storage.engine.context import cancel_requested, current_attempt, current_job_id, enqueued_by
 from storage.engine.results import GroupCallbacks, Results
 
-__all__ = ["GroupCallbacks", "LamplighterBroker", "PayloadError", "Results", "cancel_requested", "current_job_id",
-           "declared_job_columns", "enqueued_by"]
+__all__ = ["GroupCallbacks", "LamplighterBroker", "PayloadError", "Results", "cancel_requested", "current_attempt",
+           "current_job_id", "declared_job_columns", "enqueued_by"]

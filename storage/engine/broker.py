@@ -345,6 +345,7 @@ class LamplighterBroker(PostgresBroker):
         if consumer is not None:
             consumer.released(claim.message_id, run_seconds)
         context.current_job_id.set(None)
+        context.current_attempt.set(None)
         ids = {"message_id": claim.message_id, "token": claim.token}
         if claim.started_at is None:
             if failed:

@@ -1,5 +1,6 @@
 """Per-thread and per-process context of the job being sent or run: who enqueues (the job
-row's enqueued_by), and which job this thread runs (for successors and cancel requests)."""
+row's enqueued_by), and which job and attempt this thread runs (for successors, cancel requests
+and actors that count their own tries)."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,9 @@ enqueued_by: ContextVar[str | None] = ContextVar("enqueued_by", default=None)
 # The job this thread is running, if any: a job that enqueues its own successor under the same
 # unique key gives the key up to it; actors read it to poll for a cancel request.
 current_job_id: ContextVar[str | None] = ContextVar("current_job_id", default=None)
+# Which attempt of it (1 for the first run; counted by the table, lost attempts included): an actor
+# that keeps its own count of tries (webhook deliveries) reads it to know its job's last attempt.
+current_attempt: ContextVar[int | None] = ContextVar("current_attempt", default=None)
 
 
 def cancel_requested() -> bool:

@@ -90,6 +90,7 @@ class Lifecycle(Middleware):
                               "queue": claim.queue_name, "tenant_id": claim.tenant_id})
         context.enqueued_by.set(f"job:{message_id}")
         context.current_job_id.set(message_id)
+        context.current_attempt.set(claim.current_attempt)
         # A job of a queue whose runs take over LONG_JOB_SECONDS on average (or are not known yet)
         # starts once its start is committed: a kill -9 then always leaves its attempt spent and
         # on record (`lost`), and a job that kills its worker as it starts goes dead after its

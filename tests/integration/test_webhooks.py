@@ -150,6 +150,25 @@ def test_exhausted_retries_disable_the_endpoint(hooks, httpserver, sql):
     assert not webhooks.disable_endpoint("acme", hooks["acme"][0].id, "again", "http://x/")  # once
 
 
+def test_a_jobs_last_attempt_ends_its_delivery_though_the_delivery_counted_fewer(hooks, httpserver, sql, run_worker):
+    """A job's attempts can run out before its delivery's (attempts that failed before the delivery
+    began one: an outage, a crash). Its last attempt fails the delivery and disables the endpoint,
+    as running out of delivery attempts does, instead of leaving the delivery pending for ever."""
+    httpserver.expect_request("/acme/hook-secret-path").respond_with_data("", status=500)
+    [delivery_id] = publish("acme")
+    sql("UPDATE lamplighter.webhook_deliveries SET attempts = 2 WHERE id = %s", (delivery_id,))
+    sql("UPDATE dramatiq.queue SET attempt = %s WHERE actor_name = 'webhooks.deliver'", (webhooks.MAX_ATTEMPTS - 1,))
+    run_worker(threads=2, queues=["webhooks"])
+    wait_for(lambda: sql("SELECT state FROM dramatiq.queue WHERE actor_name = 'webhooks.deliver'") == [("dead",)],
+             message="the job's last attempt ended")
+    status, attempts, code, error, _ = delivery(sql, delivery_id)
+    assert (status, attempts, code, error) == ("failed", 3, 500, "HTTP 500")
+    assert sql("SELECT enabled, disabled_reason FROM lamplighter.webhook_endpoints WHERE id = %s",
+               (hooks["acme"][0].id,)) == [(False, "its job's last attempt (10) failed after 3 delivery attempts, "
+                                                   "the last: HTTP 500")]
+    assert sql("SELECT count(*) FROM lamplighter.notifications WHERE kind = 'webhook.endpoint_disabled'") == [(1,)]
+
+
 def test_a_refused_address_is_a_failed_attempt(documents_env, sql):
     documents_env.configure(LAMPLIGHTER_OUTBOUND_ALLOW="")
     webhooks.add_endpoint("acme", "http://127.0.0.1:9/hook", by="tests")
