@@ -8,6 +8,10 @@ watermark, and two rules open, count and resolve incidents through domain/alerts
   window than its threshold (``failure_threshold=10, failure_window=3600`` on the decorator, the
   defaults) opens or touches it; once the count is back at or under the threshold it resolves.
 
+The first run starts with the attempts of the last ``FIRST_LOOKBACK_SECONDS``: a deployment
+that gains this reader with months of history is told about now, not about every dead job it ever
+had (at 20,000 rows a run that took hours, while new failures waited behind them).
+
 Each batch of history rows and the watermark that passes it commit together, so a run killed
 half-way and run again neither misses an attempt nor counts one twice. Rows are read once they
 are ``settle_seconds`` old: a finish committed late, with a lower id than one already read,
@@ -24,6 +28,7 @@ from storage import watermarks
 from storage.queries import transaction
 
 WATERMARK = "alerts.failed_jobs"
+FIRST_LOOKBACK_SECONDS = 3600
 CRITICAL_RULE = "jobs.critical_failed"
 RATE_RULE = "jobs.failure_rate"
 
@@ -46,7 +51,7 @@ def check(policies: Mapping[str, ActorPolicy], *, settle_seconds: float = 10.0, 
     in it get the defaults: not critical, more than 10 failures an hour)."""
     counts = {"attempts": 0, "critical_opened": 0, "critical_touched": 0, "critical_resolved": 0,
               "rate_opened": 0, "rate_touched": 0, "rate_resolved": 0}
-    position = watermarks.get(WATERMARK)
+    position = watermarks.get(WATERMARK, first=lambda: history.start_position(FIRST_LOOKBACK_SECONDS))
     for _ in range(max_batches):
         batch = history.history_after(position, settle_seconds=settle_seconds, limit=batch_size)
         if not batch:

@@ -16,7 +16,8 @@ pattern opens one incident through domain/alerts.py, which tells the alert audie
   from in ``new_address_days`` days; one incident per user and address, closed by an operator.
 
 A batch of events and the watermark that passes it commit together; a run killed half-way and
-run again opens nothing twice.
+run again opens nothing twice. The first run starts with the events of the last
+``FIRST_LOOKBACK_SECONDS``, not with the whole audit log.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from storage.audit import AuditEntry
 from storage.queries import transaction
 
 WATERMARK = "notifications.security_alerts"
+FIRST_LOOKBACK_SECONDS = 3600
 BURST_RULE = "security.failed_login_burst"
 ESCALATION_RULE = "security.privilege_escalation"
 NEW_ADDRESS_RULE = "security.admin_new_address"
@@ -48,7 +50,7 @@ def scan(*, thresholds: Thresholds = Thresholds(), settle_seconds: float = 5.0, 
          max_batches: int = 20, audience: alerts.Audience | None = None) -> dict[str, int]:
     """Look for incidents in the events after the watermark; counts for the job's history row."""
     counts = {"events": 0, "opened": 0, "touched": 0, "resolved": 0}
-    position = watermarks.get(WATERMARK)
+    position = watermarks.get(WATERMARK, first=lambda: events.start_position(FIRST_LOOKBACK_SECONDS))
     for _ in range(max_batches):
         batch = events.events_after(position, settle_seconds=settle_seconds, limit=batch_size)
         if not batch:

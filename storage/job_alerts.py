@@ -24,6 +24,10 @@ def history_after(after_id: int, *, settle_seconds: float, limit: int) -> list[F
         "job_alerts_history_after", {"after_id": after_id, "settle_seconds": settle_seconds, "limit": limit}))]
 
 
+def start_position(lookback_seconds: float) -> int:
+    return execute("job_alerts_start_position", {"lookback_seconds": lookback_seconds}).fetchone()[0]
+
+
 def failures_in_window(window_seconds: float) -> dict[str, int]:
     return {name: count for name, count in execute("job_alerts_failures_in_window",
                                                    {"window_seconds": window_seconds}).fetchall()}

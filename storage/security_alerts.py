@@ -14,6 +14,10 @@ def events_after(after_id: int, *, settle_seconds: float, limit: int) -> list[Au
         "security_events_after", {"after_id": after_id, "settle_seconds": settle_seconds, "limit": limit}))]
 
 
+def start_position(lookback_seconds: float) -> int:
+    return execute("security_start_position", {"lookback_seconds": lookback_seconds}).fetchone()[0]
+
+
 def failed_logins_for_account(user_id: str, *, until: datetime, window_seconds: float, target_type: str = "user") -> int:
     """Failed sign-ins of one account (``user``, by id) or of one address no account has
     (``login``, by domain.users.login_key) in the window."""

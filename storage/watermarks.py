@@ -6,9 +6,18 @@ from storage.queries import runner
 execute = runner("watermarks")
 
 
-def get(name: str) -> int:
+def get(name: str, *, first=None) -> int:
+    """Where the reader ``name`` stopped. Before its first run: ``first()`` (0 without one), kept
+    at once, so a reader added to a deployment with a long log starts near the end of it, not
+    at its beginning."""
     row = execute("watermark_get", {"name": name}).fetchone()
-    return row[0] if row else 0
+    if row:
+        return row[0]
+    if first is None:
+        return 0
+    position = first()
+    set_position(name, position)
+    return position
 
 
 def set_position(name: str, position: int) -> None:

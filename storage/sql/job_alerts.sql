@@ -17,3 +17,10 @@ FROM lamplighter.job_history
 WHERE outcome IN ('failed', 'dead', 'lost')
   AND finished_at > lamplighter.now() - make_interval(secs => %(window_seconds)s)
 GROUP BY actor_name;
+
+-- name: job_alerts_start_position --
+-- Where the reader starts on its first run: after the last attempt that finished before the
+-- look-back (ids follow insertion, so the newest such finish has about the highest such id).
+SELECT coalesce((SELECT id FROM lamplighter.job_history
+                 WHERE finished_at < lamplighter.now() - make_interval(secs => %(lookback_seconds)s)
+                 ORDER BY finished_at DESC LIMIT 1), 0) AS position;

@@ -51,3 +51,9 @@ SELECT EXISTS (
       AND ((%(kind)s = 'user' AND target_type = 'user' AND target_id = %(subject)s)
            OR (%(kind)s = 'address' AND host(source_address) = %(subject)s))
 ) AS recent;
+
+-- name: security_start_position --
+-- Where the reader starts on its first run: after the last audit event before the look-back.
+SELECT coalesce((SELECT id FROM lamplighter.audit_log
+                 WHERE at < lamplighter.now() - make_interval(secs => %(lookback_seconds)s)
+                 ORDER BY at DESC LIMIT 1), 0) AS position;

@@ -92,6 +92,22 @@ def test_failures_over_an_actors_threshold_open_a_rate_alert_that_resolves_when_
     assert sql("SELECT kind FROM lamplighter.notifications ORDER BY id") == [("alert.opened",), ("alert.resolved",)]
 
 
+def test_the_first_check_starts_an_hour_back_not_at_the_beginning_of_the_history(database_url, sql):
+    """A deployment that gains the reader with months of history is told about the last hour: the
+    dead attempt of a day ago opens nothing, the one of ten minutes ago does, and the watermark
+    is kept from the first run on."""
+    policies = {"tests.critical_export": job_alerts.ActorPolicy(critical=True)}
+    for age in ("1 day", "10 minutes"):
+        sql("INSERT INTO lamplighter.job_history (job_id, attempt, actor_name, queue_name, finished_at, outcome, "
+            "error_type) VALUES (gen_random_uuid(), 1, 'tests.critical_export', 'tests-critical', "
+            "now() - %s::interval, 'dead', %s)", (age, f"Old{age.split()[1].capitalize()}"))
+    checked = job_alerts.check(policies, settle_seconds=0)
+    assert (checked["attempts"], checked["critical_opened"]) == (1, 1)
+    [(details,)] = sql("SELECT details FROM lamplighter.alerts")
+    assert details["error_type"] == "OldMinutes"
+    assert job_alerts.check(policies, settle_seconds=0)["attempts"] == 0
+
+
 @pytest.mark.parametrize("options, message", [
     ({"critical": "yes"}, "critical must be True or False"),
     ({"failure_threshold": -1}, "failure_threshold must be an integer of at least 0"),

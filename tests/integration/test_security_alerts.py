@@ -49,6 +49,7 @@ def test_a_burst_across_accounts_from_one_address_and_fewer_failures_than_the_th
 
 
 def test_privilege_escalation_and_an_admin_login_from_a_new_address(database_url, sql, db_clock):
+    assert security_alerts.scan(settle_seconds=0)["events"] == 0  # the reader ran before any of this
     admin = users.create_user(email="root@example.com", display_name="Root", role="superadmin", password=None,
                               by="cli:ops@host")
     tokens.create_token(name="sync", scope_names=["users"], by="cli:ops@host")
@@ -86,3 +87,14 @@ def test_expiring_credentials_are_told_to_owner_and_superadmins_once_per_thresho
     db_clock.advance(5.5 * 86400)  # a day left for "deploy": its 1-day notices, once each
     assert actors.notifications.expiring_credentials.fn()["notified"] == 2
     assert actors.notifications.expiring_credentials.fn()["notified"] == 0
+
+
+def test_the_first_scan_starts_an_hour_back_not_at_the_beginning_of_the_audit_log(database_url, sql, db_clock):
+    """A deployment that gains the reader with a long audit log is told about the last hour only."""
+    users.create_user(email="old@example.com", display_name="Old", role="superadmin", password=None,
+                      by="cli:ops@host")  # a privilege escalation, a day before the first scan
+    db_clock.advance(86400)
+    tokens.create_token(name="sync", scope_names=["users"], by="cli:ops@host")  # one within the hour
+    assert security_alerts.scan(settle_seconds=0)["opened"] == 1
+    assert [(rule, kind) for rule, kind, _, _, _ in incidents(sql)] == [("security.privilege_escalation", "token")]
+    assert security_alerts.scan(settle_seconds=0)["events"] == 0  # kept from the first run on
