@@ -36,6 +36,11 @@ def superior_kids(current: settings_module.FederationSettings):
     return lambda: federation_verify.superior_kids(fetch, current.trust_anchor_url, current.entity_id, now())
 
 
+# The scheduled jobs' result on a deployment that does not publish: a dead job every hour there
+# would only be noise (half a configuration still fails, naming what is missing).
+NOT_IN_USE = {"skipped": "federation not in use: no LAMPLIGHTER_FEDERATION_* setting names this entity"}
+
+
 def configured(current: settings_module.FederationSettings) -> settings_module.FederationSettings:
     try:
         federation.require_configured(current)
@@ -48,6 +53,8 @@ def configured(current: settings_module.FederationSettings) -> settings_module.F
                 time_limit=5 * 60_000, max_retries=5, retry_schedule=[300, 900, 3600, 10800],
                 periodic=cron("0 2 * * *"))
 def generate_files() -> dict:
+    if not settings_module.get().federation.in_use():
+        return NOT_IN_USE
     current = configured(settings_module.get().federation)
     try:
         return federation.generate_files(current, job_files)
@@ -60,7 +67,10 @@ def generate_files() -> dict:
 @dramatiq.actor(actor_name="federation.refresh_cache", queue_name="federation", priority=30,
                 time_limit=2 * 60_000, max_retries=3, periodic=cron("0 * * * *"))
 def refresh_cache() -> dict:
-    return federation.refresh(configured(settings_module.get().federation))
+    current = settings_module.get().federation
+    if not current.in_use():
+        return NOT_IN_USE
+    return federation.refresh(configured(current))
 
 
 # No retries: the step job runs every 5 minutes and each rotation keeps its state in its row.

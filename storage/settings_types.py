@@ -132,6 +132,11 @@ class FederationSettings:
     rotation_overlap: float = 72 * 3600.0  # next -> active, and retired -> removed
     write_files: bool = False  # also write .federation-entity-statement.jwt and .federation-jwks.json
 
+    def in_use(self) -> bool:
+        """Whether this deployment publishes at all: any of the settings that say what it is are set.
+        Not in use, the scheduled federation jobs have nothing to do; half set, they fail."""
+        return bool(self.entity_id or self.authority_hints or self.trust_anchor or self.trust_anchor_url)
+
     def missing(self) -> list[str]:
         """The settings still needed before anything can be published."""
         missing = [] if self.entity_id else ["LAMPLIGHTER_FEDERATION_ENTITY_ID"]

@@ -100,7 +100,7 @@ def test_max_age_stays_below_the_remaining_lifetime(federation, web, db_clock):
     assert response.headers["Cache-Control"] == "public, max-age=3600"
 
 
-def test_not_configured_is_a_503_with_the_reason_and_a_permanent_failure(database_url, web):
+def test_not_configured_is_a_503_with_the_reason_and_the_scheduled_jobs_skip_or_fail(database_url, web):
     use_database(database_url)
     response = requests.get(web + "/.well-known/openid-federation", timeout=5)
     assert response.status_code == 503 and response.headers["Content-Type"] == "application/json"
@@ -108,10 +108,15 @@ def test_not_configured_is_a_503_with_the_reason_and_a_permanent_failure(databas
     assert "LAMPLIGHTER_FEDERATION_ENTITY_ID" in response.json()["message"]
     # The rotation step job has nothing to advance: no failure every 5 minutes.
     assert actors.federation.advance_rotations.fn() == {"promoted": 0, "removed": 0, "waiting": 0}
+    # Nor do the other scheduled jobs, on a deployment that does not publish: no dead job every hour.
+    assert generate_files() == refresh_cache() == actors.federation.NOT_IN_USE
+    # Half a configuration is a mistake: they fail, naming what is missing.
+    use_database(database_url, LAMPLIGHTER_FEDERATION_AUTHORITY_HINTS="https://anchor.example")
     for job in (generate_files, refresh_cache):
         with pytest.raises(PermanentFailure, match="federation endpoint not configured: set "
-                                                   "LAMPLIGHTER_FEDERATION_ENTITY_ID, LAMPLIGHTER_FEDERATION_AUTH"):
+                                                   "LAMPLIGHTER_FEDERATION_ENTITY_ID$"):
             job()
+    use_database(database_url)
     federation_database(database_url)
     assert requests.get(web + "/.well-known/jwks.json", timeout=5).json()["error"] == "federation_not_published"
 
