@@ -66,8 +66,25 @@ def line_chart(title: str, points: list[Point], series: dict[str, str], unit: st
                   f'<text x="{PAD}" y="{HEIGHT + 12}" class="legend">{legend}</text></svg>')
 
 
-def charts(samples) -> list[tuple[str, Markup]]:
+def values_table(points: list[Point], series: dict[str, str], unit: str) -> Markup:
+    """The chart's numbers as a table, folded under it: for screen readers (an SVG says only its
+    title), for copying, and for a reader who wants the value at one time."""
+    head = "".join(f"<th>{escape(name)} ({escape(unit)})</th>" for name in series)
+    rows = "".join(
+        f"<tr><td>{p.at:%m-%d %H:%M} UTC</td>"
+        + "".join(f"<td>{'-' if getattr(p, name) is None else f'{getattr(p, name):g}'}</td>" for name in series)
+        + "</tr>" for p in points)
+    if not rows:
+        rows = f'<tr><td colspan="{len(series) + 1}">no samples yet</td></tr>'
+    return Markup(f'<details class="values"><summary>values</summary><table><tr><th>sample</th>{head}</tr>'
+                  f"{rows}</table></details>")
+
+
+def charts(samples) -> list[tuple[str, Markup, Markup]]:
+    """(title, SVG, the same values as a table) per chart."""
     points = combine(samples)
-    return [("Throughput (attempts per sample)", line_chart("throughput", points, {"completed": "ok"}, "jobs")),
-            ("Failures", line_chart("failures", points, {"failed": "bad"}, "jobs")),
-            ("Run time p50 / p95", line_chart("run time", points, {"run_p50_ms": "ok", "run_p95_ms": "warn"}, "ms"))]
+    specs = [("Throughput (attempts per sample)", "throughput", {"completed": "ok"}, "jobs"),
+             ("Failures", "failures", {"failed": "bad"}, "jobs"),
+             ("Run time p50 / p95", "run time", {"run_p50_ms": "ok", "run_p95_ms": "warn"}, "ms")]
+    return [(title, line_chart(name, points, series, unit), values_table(points, series, unit))
+            for title, name, series, unit in specs]

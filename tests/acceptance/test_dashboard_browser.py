@@ -65,6 +65,9 @@ def test_operator_redrives_a_dead_job_and_pauses_a_schedule_in_chromium(api, sql
     dead = page.locator("#queues a.bad")
     assert dead.inner_text() == "1"
     assert page.locator("svg.chart polyline").count() == 4  # throughput, failures, run time p50 and p95
+    page.locator("details.values summary").first.click()  # each chart's values, as a table
+    # a header and the 11 samples of the last hour (the twelfth is an hour old, outside the range)
+    assert page.locator("details.values").first.locator("tr").count() == 12
     page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
 
     # The dead job, from the overview's link.

@@ -47,3 +47,12 @@ def test_a_chart_is_escaped_svg_with_a_line_per_series():
     assert svg.count("<polyline") == 2 and "&lt;run&gt;" in svg and "<run>" not in svg
     assert "09:05 to 12-06 09:15 UTC" in svg
     assert "no samples yet" in charts.line_chart("empty", points[:1], {"completed": "ok"}, "jobs")
+
+
+def test_each_chart_carries_its_values_as_a_table():
+    samples = [_sample(m, "a", m, 0, 1.5 if m < 15 else None, 2.0) for m in (5, 10, 15)]
+    [(_, _, throughput), _, (_, _, run_time)] = charts.charts(samples)
+    assert "<th>completed (jobs)</th>" in throughput and throughput.count("<tr>") == 4
+    assert "<td>12-06 09:10 UTC</td><td>10</td>" in throughput
+    assert "<td>12-06 09:15 UTC</td><td>-</td><td>2</td>" in run_time  # no p50 in that sample
+    assert "no samples yet" in charts.charts([])[0][2]
