@@ -48,9 +48,9 @@ def parse(spec: str) -> dict[str, tuple[int, int | None]]:
 
 
 def worker_process(queues: int, threads: int, listen: bool) -> int:
-    """One worker process: per queue a claim connection (and a LISTEN one unless polling), the
+    """One worker process: a claim connection per queue, one LISTEN session unless polling, the
     heartbeat, the finisher, and one per thread whose jobs use the database."""
-    return queues * (2 if listen else 1) + 2 + threads
+    return queues + (1 if listen else 0) + 2 + threads
 
 
 def budget(spec: str, settings, queues: int) -> list[Line]:
@@ -61,8 +61,8 @@ def budget(spec: str, settings, queues: int) -> list[Line]:
             threads = threads or settings.worker_threads
             each = worker_process(queues, threads, settings.listen)
             lines.append(Line(kind, dynos, each * settings.worker_processes,
-                              f"{settings.worker_processes} processes x ({queues} queues x "
-                              f"{2 if settings.listen else 1} + 2 + {threads} threads)"))
+                              f"{settings.worker_processes} processes x ({queues} queues + "
+                              f"{1 if settings.listen else 0} listen + 2 + {threads} threads)"))
         elif kind == "web":
             lines.append(Line(kind, dynos, web_pool + 2, f"pool {web_pool} + readiness 1 + /metrics 1"))
         else:

@@ -22,7 +22,8 @@ Reading order, each module one job:
 2. ``connection`` — the engine's own reconnecting connections; lost connection vs refusal.
 3. ``broker`` — sending (one row per message), dramatiq's middleware signals, the end of each
    attempt as the finisher's item.
-4. ``consumer`` — claims batches of one queue; waits on LISTEN (storage/wakeups.py) or polls.
+4. ``consumer`` — claims batches of one queue; waits on LISTEN (storage/wakeups.py) or polls;
+   ``listener`` — the process's one LISTEN session, shared by its consumers.
 5. ``claims`` and ``lifecycle`` — what the process holds, per-job bookkeeping, graceful stop.
 6. ``finisher`` — starts and finishes of every thread grouped into one commit; ``results`` —
    what a finish carries for dramatiq's results and group callbacks.

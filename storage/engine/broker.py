@@ -44,6 +44,7 @@ from storage.engine.columns import ACTOR_COLUMN_OPTIONS, COLUMN_OPTIONS
 from storage.engine.claims import Claim
 from storage.engine.consumer import LamplighterConsumer
 from storage.engine.finisher import Finisher
+from storage.engine.listener import Listener
 from storage.engine import presence as presence_module
 from storage.engine.presence import Presence
 from storage.engine.results import Carried
@@ -83,6 +84,8 @@ class LamplighterBroker(PostgresBroker):
         # Per queue: this worker's index among the queue's live workers, and how many there are
         # (refreshed every heartbeat): which enqueue wake-ups it answers first (storage/wakeups.py).
         self.places: dict[str, tuple[int, int]] = {}
+        # The one LISTEN session every consumer of this process shares (listener.py).
+        self.listener = Listener()
         self.finisher: Finisher | None = None
         self.presence: Presence | None = None
         self.stopping = False

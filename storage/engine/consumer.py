@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import select
 import sys
 import threading
 import time
@@ -10,7 +9,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Iterable
 
 import dramatiq
-import psycopg2.extensions
 import structlog
 from dramatiq.broker import Consumer, MessageProxy
 
@@ -72,9 +70,9 @@ class LamplighterConsumer(Consumer):
         self.next_hand_back_check = 0.0
         # Autocommit: the claim is one statement, so one round trip (no BEGIN, no COMMIT).
         self.claim_conn = ResilientConnection(f"claim:{queue_name}", autocommit=True)
-        # LISTEN needs a session: past a transaction pooler, on the direct URL when one is given.
-        self.listen_conn = ResilientConnection(f"listen:{queue_name}", autocommit=True, direct=True)
-        self.listening = False
+        # Enqueue wake-ups come through the process's one LISTEN session (listener.py); this
+        # consumer's inbox, once it first waits.
+        self.inbox = None
         # Tokens of claims that died with their connection: they may have committed unseen.
         self.lost_tokens: list[int] = []
         self.answering: list[str] = []  # wake-up tickets the next claim answers
@@ -82,6 +80,11 @@ class LamplighterConsumer(Consumer):
 
     def __iter__(self):
         return self
+
+    @property
+    def listening(self) -> bool:
+        """Whether enqueue wake-ups of this queue reach this consumer now."""
+        return self.inbox is not None and self.broker.listener.listening(self.inbox.channel)
 
     @property
     def long_jobs(self) -> bool:
@@ -304,51 +307,38 @@ class LamplighterConsumer(Consumer):
         if not self.settings.listen:
             time.sleep(timeout)
             return
-        try:
-            conn = self.listen_conn.get()
-            if not self.listening:
-                conn.cursor().execute(f"LISTEN {self._channel(conn)}")
-                self.listening = True
-            deadline = time.monotonic() + timeout
-            standing_in: dict[str, float] = {}  # tickets this consumer answers if nobody else does
-            while True:
-                due = min(standing_in.values(), default=deadline)
-                if not conn.notifies:
-                    select.select([conn], [], [], max(0.0, min(due, deadline) - time.monotonic()))
-                conn.poll()
-                notes = list(conn.notifies)
-                conn.notifies.clear()
-                place = self.broker.places.get(self.queue_name)
-                wake_now = False
-                for note in notes:
-                    wake = wakeups.read(note.payload, place, self.settings.claim_batch)
-                    if wake.kind == "taken":
-                        standing_in.pop(wake.ticket, None)
-                    elif wake.kind == "later":
-                        standing_in.setdefault(wake.ticket, time.monotonic() + min(wake.delay, timeout))
-                    else:
-                        wake_now = True
-                        if wake.ticket is not None:
-                            self.answering.append(wake.ticket)
-                now = time.monotonic()
-                overdue = [t for t, at in standing_in.items() if at <= now]
-                if overdue:
-                    self.answering.extend(overdue)
-                if wake_now or overdue or now >= deadline:
-                    return
-        except Exception as exc:
-            if not disconnected(exc):
-                raise
-            self.listening = False
-            self.listen_conn.broken(exc)
-            time.sleep(min(timeout, 1.0))
+        if self.inbox is None:
+            self.inbox = self.broker.listener.subscribe(f"dramatiq.{self.queue_name}.enqueue")
+        inbox = self.inbox
+        deadline = time.monotonic() + timeout
+        standing_in: dict[str, float] = {}  # tickets this consumer answers if nobody else does
+        while True:
+            due = min(standing_in.values(), default=deadline)
+            if not inbox.payloads:
+                inbox.arrived.wait(max(0.0, min(due, deadline) - time.monotonic()))
+            notes = inbox.drain()
+            place = self.broker.places.get(self.queue_name)
+            wake_now = False
+            for payload in notes:
+                wake = wakeups.read(payload, place, self.settings.claim_batch)
+                if wake.kind == "taken":
+                    standing_in.pop(wake.ticket, None)
+                elif wake.kind == "later":
+                    standing_in.setdefault(wake.ticket, time.monotonic() + min(wake.delay, timeout))
+                else:
+                    wake_now = True
+                    if wake.ticket is not None:
+                        self.answering.append(wake.ticket)
+            now = time.monotonic()
+            overdue = [t for t, at in standing_in.items() if at <= now]
+            if overdue:
+                self.answering.extend(overdue)
+            if wake_now or overdue or now >= deadline:
+                return
 
     def _announcement(self, tickets: list[str]) -> dict:
         return {"channel": f"dramatiq.{self.queue_name}.enqueue",
                 "payloads": [wakeups.announcement(ticket) for ticket in tickets[:20]]}
-
-    def _channel(self, conn) -> str:
-        return psycopg2.extensions.quote_ident(f"dramatiq.{self.queue_name}.enqueue", conn)
 
     def _announce(self, tickets: list[str]) -> None:
         """Tell the consumers standing in for the tickets this one answered that it did."""
@@ -383,5 +373,7 @@ class LamplighterConsumer(Consumer):
         if self.broker.consumers.get(self.queue_name) is self:
             del self.broker.consumers[self.queue_name]
         self.claim_conn.close()
-        self.listen_conn.close()
+        if self.inbox is not None:
+            self.broker.listener.unsubscribe(self.inbox)
+            self.inbox = None
 

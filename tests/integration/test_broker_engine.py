@@ -86,8 +86,7 @@ def test_jobs_taken_by_a_claim_whose_answer_was_lost_go_back_to_the_queue(broker
         assert consumer._claim(10) == ([], False)
         assert sql("SELECT count(*) FROM dramatiq.queue WHERE state = 'running'") == [(3,)]
     finally:
-        consumer.claim_conn.close()
-        consumer.listen_conn.close()
+        consumer.close()
 
 
 def _idle_fleet(size, queue):

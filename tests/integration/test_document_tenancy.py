@@ -99,7 +99,7 @@ def test_a_thousand_documents_on_two_worker_processes_are_each_classified_once(d
     # Both processes listening on the queue before the jobs go in: otherwise the first one up can
     # claim all twenty before the second's consumer starts (seen under load).
     wait_for(lambda: sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                         "AND application_name = 'lamplighter-worker/listen:documents'") == [(2,)],
+                         "AND application_name = 'lamplighter-worker/listen'") == [(2,)],  # each consumes documents only
              timeout=30, message=f"both processes listening\n{worker_processes.logs()}")
     # Twenty jobs at once for the tenant (no unique key), on eight threads in two processes.
     broker.enqueue_many([actors.documents.classify.message_with_options(kwargs={"tenant_id": "acme"})
