@@ -53,9 +53,10 @@ def configured(current: settings_module.FederationSettings) -> settings_module.F
                 time_limit=5 * 60_000, max_retries=5, retry_schedule=[300, 900, 3600, 10800],
                 periodic=cron("0 2 * * *"))
 def generate_files() -> dict:
-    if not settings_module.get().federation.in_use():
+    current = settings_module.get().federation
+    if not current.in_use():
         return NOT_IN_USE
-    current = configured(settings_module.get().federation)
+    current = configured(current)
     try:
         return federation.generate_files(current, job_files)
     except federation.FilesNotWritten as exc:

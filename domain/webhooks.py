@@ -157,12 +157,16 @@ def deliver(tenant_id: str, delivery_id: int, *, post: Post, rng: random.Random 
         return {"delivered": 1}
     if status is not None:
         error = f"HTTP {status}" + (" (a redirect; not followed)" if 300 <= status < 400 else "")
-    last_job_attempt = job_attempt is not None and job_attempt >= MAX_ATTEMPTS
-    if status == 410 or attempt.attempts >= MAX_ATTEMPTS or last_job_attempt:
-        reason = ("410 Gone" if status == 410 else f"{attempt.attempts} attempts failed, the last: {error}"
-                  if attempt.attempts >= MAX_ATTEMPTS else
-                  f"its job's last attempt ({job_attempt}) failed after {attempt.attempts} delivery attempts, "
+    if status == 410:
+        reason = "410 Gone"
+    elif attempt.attempts >= MAX_ATTEMPTS:
+        reason = f"{attempt.attempts} attempts failed, the last: {error}"
+    elif job_attempt is not None and job_attempt >= MAX_ATTEMPTS:
+        reason = (f"its job's last attempt ({job_attempt}) failed after {attempt.attempts} delivery attempts, "
                   f"the last: {error}")
+    else:
+        reason = None
+    if reason is not None:
         with transaction():
             webhook_rows.record(delivery_id, status="failed", response_code=status, error=error[:ERROR_LIMIT],
                                 next_attempt_at=None, scope=scope)

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from console.dashboard.session import over_tls
 from storage.queues import EXACT_UP_TO
 
 HERE = Path(__file__).parent
@@ -69,8 +70,6 @@ NOTICE_PATH = "/dashboard"
 
 
 def set_notice(response, request: Request, message: str) -> None:
-    from console.dashboard.session import over_tls
-
     response.set_cookie(NOTICE_COOKIE, quote(message[:500]), max_age=60, path=NOTICE_PATH, httponly=True,
                         samesite="strict", secure=over_tls(request))
 

@@ -23,6 +23,7 @@ from collections import deque
 import psycopg2.extensions
 import structlog
 
+from storage.engine import codec
 from storage.engine.connection import ResilientConnection, disconnected
 
 log = structlog.get_logger("lamplighter.broker")
@@ -112,8 +113,8 @@ class Listener:
                 if stop.is_set():
                     break
                 if not disconnected(exc):
-                    log.error("listener_failed", error=str(exc).strip().splitlines()[0] if str(exc).strip()
-                              else type(exc).__name__, reason="reconnecting; consumers poll meanwhile")
+                    log.error("listener_failed", error=codec.first_line(exc) or type(exc).__name__,
+                              reason="reconnecting; consumers poll meanwhile")
                 listened.clear()
                 session.broken(exc)
                 stop.wait(0.2)
