@@ -16,7 +16,7 @@ from storage import jobs, wakeups
 from storage import queries as query_module
 from storage.engine import claims, codec
 from storage.engine.claims import Claim
-from storage.engine.connection import ResilientConnection, disconnected
+from storage.engine.connection import GENERIC_PLANS, ResilientConnection, disconnected
 
 if TYPE_CHECKING:
     from storage.engine.broker import LamplighterBroker
@@ -69,7 +69,8 @@ class LamplighterConsumer(Consumer):
         self.run_seconds: float | None = None
         self.next_hand_back_check = 0.0
         # Autocommit: the claim is one statement, so one round trip (no BEGIN, no COMMIT).
-        self.claim_conn = ResilientConnection(f"claim:{queue_name}", autocommit=True)
+        self.claim_conn = ResilientConnection(f"claim:{queue_name}", autocommit=True,
+                                              setup=GENERIC_PLANS if self.settings.prepared_statements else None)
         # Enqueue wake-ups come through the process's one LISTEN session (listener.py); this
         # consumer's inbox, once it first waits.
         self.inbox = None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from storage import queries as query_module
-from storage.engine.connection import ResilientConnection, disconnected
+from storage.engine.connection import GENERIC_PLANS, ResilientConnection, disconnected
 
 if TYPE_CHECKING:
     from storage.engine.broker import LamplighterBroker
@@ -63,7 +63,8 @@ class Finisher(threading.Thread):
         self.items: deque = deque()
         self.wake = threading.Event()
         self.parked = False
-        self.conn = ResilientConnection("finisher", autocommit=True)
+        self.conn = ResilientConnection("finisher", autocommit=True,
+                                        setup=GENERIC_PLANS if broker.settings.prepared_statements else None)
         self.stopping = threading.Event()
         # Jobs that ran but whose finish is not committed yet. Consumers stop claiming while
         # there are two windows of them.

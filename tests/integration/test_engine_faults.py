@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 import actors
-from storage import connection, jobs
+from storage import connection, jobs, queries
 from storage.engine import connection as engine_connection
 from tests.conftest import wait_for
 
@@ -175,13 +175,22 @@ def test_resending_a_finished_message_queues_it_again(broker, sql):
 
 # ---- 6: a saturated concurrency key's backlog ---------------------------------------------------
 
-def _claim_plan(sql, worker_id):
+def _claim_plan(sql, worker_id, *, prepared=False):
+    """EXPLAIN ANALYZE of a claim (rolled back). ``prepared``: as the engine runs it, a prepared
+    statement on a connection set up like a consumer's (generic plans); otherwise as text, as
+    behind a transaction-mode pooler (LAMPLIGHTER_PREPARED_STATEMENTS=false)."""
     sql("ANALYZE dramatiq.queue")
     conn = connection.raw_connection("tests-explain")
     try:
         cur = conn.cursor()
-        text = cur.mogrify(jobs.SQL["job_claim_batch"],
-                           {"queue": "tests-faults", "limit": 50, "worker_id": worker_id, "token": 1}).decode()
+        params = {"queue": "tests-faults", "limit": 50, "worker_id": worker_id, "token": 1}
+        if prepared:
+            cur.execute(engine_connection.GENERIC_PLANS)
+            statement = queries.prepared_statement("jobs", "job_claim_batch")
+            cur.execute(statement.prepare)
+            text = cur.mogrify(statement.execute, params).decode()
+        else:
+            text = cur.mogrify(jobs.SQL["job_claim_batch"], params).decode()
         cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text)
         plan = cur.fetchone()[0][0]
         claimed = plan["Plan"].get("Actual Rows", 0)
@@ -195,10 +204,12 @@ def _plan_totals(node, key):
     return node.get(key, 0) * node.get("Actual Loops", 1) + sum(_plan_totals(c, key) for c in node.get("Plans", []))
 
 
-def test_a_saturated_keys_backlog_costs_a_claim_nothing(broker, sql):
+@pytest.mark.parametrize("prepared", [True, False], ids=["generic-plan", "text"])
+def test_a_saturated_keys_backlog_costs_a_claim_nothing(broker, sql, prepared):
     """100,000 jobs queued behind one concurrency key whose only slot is taken, and ten free
     jobs: the claim reads the free jobs, not the backlog (it used to filter out every one of
-    the 100,000 rows, and look up a slot for each, on every claim of every consumer)."""
+    the 100,000 rows, and look up a slot for each, on every claim of every consumer). Both as
+    the engine runs it (a prepared statement's generic plan) and as text (a custom plan)."""
     sql("INSERT INTO lamplighter.concurrency_slots (key, slot, holder) VALUES ('full', 1, gen_random_uuid())")
     sql("""INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, concurrency_key,
                                        concurrency_limit, available_at, enqueued_at)
@@ -206,7 +217,7 @@ def test_a_saturated_keys_backlog_costs_a_claim_nothing(broker, sql):
                   now() - interval '1 hour', now()
            FROM generate_series(1, 100000)""")
     free = [gated.send(f"free-{i}").message_id for i in range(10)]
-    plan, _ = _claim_plan(sql, broker.worker_id)
+    plan, _ = _claim_plan(sql, broker.worker_id, prepared=prepared)
     root = plan["Plan"]
     assert root["Actual Rows"] == 10  # it did claim the ten free jobs (rolled back)
     assert _plan_totals(root, "Rows Removed by Filter") < 1000

@@ -60,6 +60,19 @@ def _finisher_statements(broker) -> set[str]:
         return _prepared(conn)
 
 
+def _plan_modes(broker) -> dict[str, str]:
+    """plan_cache_mode of the finisher's and each consumer's claim connection."""
+    modes = {}
+    for name, resilient in [("finisher", broker.finisher.conn),
+                            *((f"claim:{q}", c.claim_conn) for q, c in broker.consumers.items())]:
+        conn = resilient.get()
+        with conn:
+            cur = conn.cursor()
+            cur.execute("SHOW plan_cache_mode")
+            modes[name] = cur.fetchone()[0]
+    return modes
+
+
 def _drain(broker, run_worker, sql, count: int) -> None:
     for i in range(count):
         actors.maintenance.ping.send(note=str(i))
@@ -71,6 +84,9 @@ def _drain(broker, run_worker, sql, count: int) -> None:
 def test_the_worker_prepares_its_finish_and_claim(broker, run_worker, sql):
     _drain(broker, run_worker, sql, 30)
     assert "lamplighter_jobs_job_finish_many" in _finisher_statements(broker)
+    # Planned once per connection, not on every claim (engine/connection.py, GENERIC_PLANS).
+    modes = _plan_modes(broker)
+    assert "claim:maintenance" in modes and set(modes.values()) == {"force_generic_plan"}, modes
     sender = connection.init_database().connection()
     assert "lamplighter_jobs_job_insert_one" in _prepared(sender)
 
@@ -80,3 +96,5 @@ def test_workers_and_senders_work_with_prepared_statements_off(database_url, bro
     _drain(broker, run_worker, sql, 30)
     assert _finisher_statements(broker) == set()
     assert _prepared(connection.init_database().connection()) == set()
+    # No session setting either: behind a transaction-mode pooler it would reach other clients.
+    assert set(_plan_modes(broker).values()) == {"auto"}
