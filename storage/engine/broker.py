@@ -381,14 +381,17 @@ class LamplighterBroker(PostgresBroker):
             state, outcome = "queued", "failed"
         else:
             state, outcome = "completed", "completed"
+        # Fields left out are NULL to job_finish_many (jsonb_to_recordset): a completed job's
+        # finish carries no empty error fields to encode and parse.
         finish = {
             "message_id": claim.message_id, "token": claim.token, "attempt": claim.current_attempt, "state": state,
-            "delay_ms": claim.retry_delay_ms, "outcome": outcome,
-            "started_at": claim.started_at, "finished_at": self.clock.timestamp(),
+            "outcome": outcome, "started_at": claim.started_at, "finished_at": self.clock.timestamp(),
             "duration_ms": round(duration_ms, 3), "args_digest": claim.digest,
-            "error_type": None, "error_message": None, "traceback": None,
-            "result_summary": codec.summarise(claim.result) if outcome == "completed" else None,
         }
+        if claim.retry_delay_ms is not None:
+            finish["delay_ms"] = claim.retry_delay_ms
+        if outcome == "completed" and claim.result is not None:
+            finish["result_summary"] = codec.summarise(claim.result)
         if exc is not None and outcome != "completed":
             finish["error_type"] = codec.storable(type(exc).__name__)
             finish["error_message"] = codec.storable(str(exc)[:2000])
@@ -406,7 +409,7 @@ class LamplighterBroker(PostgresBroker):
             job_log.info("job_completed", duration_ms=round(duration_ms, 1))
         else:
             event = {"failed": "job_failed_will_retry", "dead": "job_dead", "cancelled": "job_cancelled"}[outcome]
-            job_log.warning(event, duration_ms=round(duration_ms, 1), error_type=finish["error_type"],
+            job_log.warning(event, duration_ms=round(duration_ms, 1), error_type=finish.get("error_type"),
                             retry_in_ms=claim.retry_delay_ms)
         logs.job_context.set(None)
         context.enqueued_by.set(None)

@@ -45,8 +45,12 @@ def checked_payload(actor_name: str, data: Any, max_bytes: int) -> str:
     return text
 
 
+# Built once (json.dumps with options builds an encoder per call); the same output.
+_DIGEST_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def args_digest(message_data: dict) -> str:
-    payload = json.dumps([message_data.get("args"), message_data.get("kwargs")], sort_keys=True, default=str)
+    payload = _DIGEST_ENCODER.encode([message_data.get("args"), message_data.get("kwargs")])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
