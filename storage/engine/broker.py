@@ -61,8 +61,8 @@ class LamplighterBroker(PostgresBroker):
 
     State shared between threads, and who may change it: ``inflight`` (job id -> Claim) gets
     entries from the consumer threads and loses them on worker threads (dict operations are
-    atomic); a Claim's start-or-give-up is decided under ``claims.lock``. ``worker_id`` is
-    replaced only by the heartbeat thread (fencing), read by everyone else as a whole string.
+    atomic); a Claim's start-or-give-up is decided under ``claims.lock``. ``worker_id`` (and
+    ``identities``) is replaced only by the heartbeat thread (fencing), read by everyone else whole.
     ``places`` is replaced whole by the heartbeat thread. ``stopping`` and the stop times are
     set by the signal handler or the main thread; ``consumers`` by dramatiq's consumer threads at
     start, one key each.
@@ -78,6 +78,8 @@ class LamplighterBroker(PostgresBroker):
         super().__init__(url="", results=False, middleware=middleware)
         self.clock = clock_module.SystemClock(self.settings.clock_offset)
         self.worker_id = str(uuid.uuid4())
+        # Every identity this process has claimed under (fence() adds one; replaced whole).
+        self.identities: tuple[str, ...] = (self.worker_id,)
         self.inflight: dict[str, Claim] = {}
         self.worker_threads: int | None = None  # set at worker boot
         self.consumers: dict[str, LamplighterConsumer] = {}  # by queue, to tell one it has room again
@@ -281,6 +283,7 @@ class LamplighterBroker(PostgresBroker):
         still runs name their old claim tokens, which match no row: they cannot overwrite the
         records of the jobs' next runs."""
         old, self.worker_id = self.worker_id, str(uuid.uuid4())
+        self.identities = (*self.identities, self.worker_id)
         dropped, running = 0, 0
         for claim in list(self.inflight.values()):
             if claim.give_up():

@@ -222,7 +222,10 @@ class Finisher(threading.Thread):
         calls.extend(("job_reject_undecodable", reject) for reject in rejects)
         calls.extend(("job_defer_unknown_actor", defer) for defer in defers)
         if finishes:
-            calls.append(("job_finish_many", {"finishes": FINISH_ENCODER.encode(finishes), "worker_id": worker_id}))
+            calls.append(("job_finish_many", {"finishes": FINISH_ENCODER.encode(finishes), "worker_id": worker_id,
+                                              # an array literal: a prepared uuid[] parameter
+                                              # refuses psycopg2's ARRAY['...'] (text[])
+                                              "worker_ids": "{%s}" % ",".join(sorted({worker_id, *self.broker.identities}))}))
         refusals = 0
         ending = sum(1 for kind, _, _ in batch if kind in ENDING_KINDS)
 

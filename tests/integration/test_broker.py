@@ -205,7 +205,8 @@ def test_a_late_finish_cannot_overwrite_a_newer_attempt(broker, sql):
     conn = connection.raw_connection()
     with conn:
         cur = conn.cursor()
-        cur.execute(jobs.SQL["job_finish_many"], {"finishes": json.dumps(late), "worker_id": broker.worker_id})
+        cur.execute(jobs.SQL["job_finish_many"], {"finishes": json.dumps(late), "worker_id": broker.worker_id,
+                                                  "worker_ids": "{%s}" % broker.worker_id})
         assert cur.fetchone() == (0,)
     assert _state(message.message_id) == "running"
     assert sql("SELECT count(*) FROM lamplighter.job_history") == [(0,)]

@@ -227,6 +227,41 @@ def test_a_saturated_keys_backlog_costs_a_claim_nothing(broker, sql, prepared):
     assert claimed == [(10,)]  # the EXPLAIN ANALYZE was rolled back
 
 
+def test_a_finish_reads_its_own_workers_rows_not_every_running_job(broker, sql):
+    """5,000 jobs running under another worker (a large deployment's running and claimed rows)
+    and 16 claimed here: the finish, as the engine runs it (prepared, generic plan), reads this
+    worker's rows. It used to hash-join every running row of the deployment (88 us a job
+    instead of 57 with 2,000 of them)."""
+    other = str(uuid.uuid4())
+    sql("INSERT INTO lamplighter.workers (id, hostname, pid, queues, version) VALUES (%s, 'h', 1, '{x}', 't')",
+        (other,))
+    sql("""INSERT INTO dramatiq.queue (message_id, queue_name, actor_name, message, state, worker_id, claim_token,
+                                       claimed_at, attempt)
+           SELECT gen_random_uuid(), 'tests-faults', 'tests.gated', '{}'::jsonb, 'running', %s, 1, now(), 1
+           FROM generate_series(1, 5000)""", (other,))
+    mine = [actors.maintenance.ping.send(note=str(i)).message_id for i in range(16)]
+    sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, claim_token = 7, claimed_at = now(), "
+        "attempt = 1 WHERE message_id = ANY(%s::uuid[])", (broker.worker_id, mine))
+    sql("ANALYZE dramatiq.queue")
+    finishes = [{"message_id": m, "token": 7, "attempt": 1, "state": "completed", "outcome": "completed",
+                 "started_at": 1.0, "finished_at": 2.0, "duration_ms": 1.0} for m in mine]
+    conn = connection.raw_connection("tests-explain")
+    try:
+        cur = conn.cursor()
+        cur.execute(engine_connection.GENERIC_PLANS)
+        statement = queries.prepared_statement("jobs", "job_finish_many")
+        cur.execute(statement.prepare)
+        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + cur.mogrify(statement.execute, {
+            "finishes": json.dumps(finishes), "worker_id": broker.worker_id,
+            "worker_ids": "{%s}" % broker.worker_id}).decode())
+        root = cur.fetchone()[0][0]["Plan"]
+        conn.rollback()
+    finally:
+        conn.close()
+    assert _plan_totals(root, "Actual Rows") < 1000, root
+    assert sql("SELECT count(*) FROM lamplighter.job_history WHERE job_id = ANY(%s::uuid[])", (mine,)) == [(0,)]
+
+
 # ---- 7: one clock ---------------------------------------------------------------------------------
 
 def test_an_unknown_actors_grace_runs_on_the_database_clock(broker, run_worker, sql, database_url):

@@ -198,7 +198,8 @@ def test_a_finish_sent_twice_counts_once(broker, sql):
         (broker.worker_id, job))
     finish = {"message_id": job, "token": 5, "attempt": 1, "state": "completed", "outcome": "completed",
               "started_at": 1.0, "finished_at": 1.25, "duration_ms": 250.0}
-    params = {"finishes": json.dumps([finish]), "worker_id": broker.worker_id}
+    params = {"finishes": json.dumps([finish]), "worker_id": broker.worker_id,
+              "worker_ids": "{%s}" % broker.worker_id}
     assert [run(queries("jobs"), "job_finish_many", params).fetchone()[0] for _ in range(2)] == [1, 0]
     # 0.25 s is the sixth bound: a run time on a bound counts in the bucket above it (width_bucket).
     assert sql("SELECT outcome, bucket, sum(attempts)::int, sum(run_seconds) FROM lamplighter.job_counters "
