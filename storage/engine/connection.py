@@ -11,6 +11,7 @@ import structlog
 from storage import connection
 from storage import settings as settings_module
 from storage import queries as query_module
+from storage.engine import codec
 
 log = structlog.get_logger("lamplighter.broker")
 # Reconnect backoff: 0.2 s doubling up to this, or half the lease if that is shorter. A worker
@@ -28,10 +29,12 @@ def reconnect_cap(lease_seconds: float) -> float:
 # (its first five calls, and after them whenever the generic plan looks costlier): for the claim,
 # whose LIMIT is a parameter, it always guessed so, and planning took twice its execution (0.66 ms
 # of planning, 0.3 ms running it, for 16 jobs). Their generic plans use the same indexes as the
-# custom ones, at 20,000 and at 1,000,000 queued jobs and behind a saturated concurrency key
-# (tests/integration/test_claim_plans.py). Only with prepared statements: behind a
-# transaction-mode pooler a session setting would leak to other clients.
+# custom ones: at 20,000 and 1,000,000 queued jobs (EXPLAIN ANALYZE by hand) and behind a
+# saturated concurrency key (tests/integration/test_engine_faults.py, the saturated-key test runs
+# the generic plan too). Only with prepared statements: behind a transaction-mode pooler a
+# session setting would leak to other clients.
 GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+
 # SQLSTATEs that mean the connection is gone, besides class 08 (connection exception):
 # admin_shutdown, crash_shutdown, cannot_connect_now.
 _GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
@@ -103,8 +106,8 @@ class ResilientConnection:
                 self.conn.commit()
         except psycopg2.Error as exc:
             self.close()
-            raise connection.DatabaseUnavailable(f"{self.application_name}: {self.setup}: "
-                                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+            reason = codec.first_line(exc) or type(exc).__name__
+            raise connection.DatabaseUnavailable(f"{self.application_name}: {self.setup}: {reason}") from None
 
     def broken(self, exc: BaseException) -> None:
         if self._down_since is None:

@@ -83,7 +83,7 @@ class Finisher(threading.Thread):
         self.parked_items: list[tuple[float, int, tuple]] = []
         # Worker threads wait before starting a job while this many finishes are not yet sent: what
         # a kill -9 runs again is about that, plus the jobs running (lifecycle.py). Two per thread:
-        # on 2 x 8 a kill -9 of both processes re-ran 16-37 jobs in 9 runs of bench w6 (target: at
+        # on 2 x 8 a kill -9 of both processes re-ran 16-37 jobs in 15 runs of bench w6 (target: at
         # most 40; three per thread: 22-50). The drain's ratio to PgQueuer's is in README,
         # "Delivery and crashes" and "Benchmarks".
         self.unsent_cap = 2 * (broker.worker_threads or 8)
