@@ -1283,7 +1283,13 @@ def main():
     runs_for, args.runs_for = args.runs_for, {}
     for item in filter(None, (x.strip() for x in runs_for.split(","))):
         k, _, v = item.partition("=")
-        args.runs_for[WORKLOAD_ALIASES.get(k, k)] = int(v)
+        name = WORKLOAD_ALIASES.get(k.strip(), k.strip())
+        if name not in WORKLOADS:
+            p.error(f"--runs-for: unknown workload {k.strip()!r}; known: {', '.join(ALL_WORKLOADS)}")
+        try:
+            args.runs_for[name] = int(v)
+        except ValueError:
+            p.error(f"--runs-for: {item!r} needs a whole number of runs (e.g. w4_big_backlog=1)")
     args.n = lambda x: max(1, int(x * args.scale))
     out = args.out or str(BENCH / "results" / f"{dt.datetime.now():%Y-%m-%d_%H%M%S}.json")
     results = Results(out, args)
