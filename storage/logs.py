@@ -36,10 +36,15 @@ SECRET_KEY_PATTERN = re.compile(
 # Secrets that hide inside strings: URL passwords and bearer tokens.
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
-# What either of the two needs to match: one search, where most strings (ids, names) have neither,
-# instead of two substitutions.
-_MAYBE_IN_STRING = re.compile(r"://|bearer", re.IGNORECASE)
 REDACTED = "[REDACTED]"
+# Values that hold no secret and need no look (a per-job line is mostly these and short strings).
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
+def _maybe_secret_in(text: str) -> bool:
+    """Whether either of the two can match: most strings (ids, names) have neither. Two
+    substring tests cost a third of one case-insensitive regex search, per string of every line."""
+    return "://" in text or "bearer" in text.lower()
 
 # SECRET_KEY_PATTERN's verdict by key: the same few keys come on every line, and the search cost
 # more than the rest of a per-job line's rendering.
@@ -59,11 +64,20 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     if depth > 5:
         return value
     if isinstance(value, str):
-        if _MAYBE_IN_STRING.search(value) is None:
+        if not _maybe_secret_in(value):
             return value
         return _BEARER.sub(r"\1" + REDACTED, _URL_PASSWORD.sub(r"\1" + REDACTED + "@", value))
     if isinstance(value, dict):
-        return {k: (REDACTED if _is_secret_key(k) else _scrub(v, depth + 1)) for k, v in value.items()}
+        # A loop, not a call per value: strings and numbers (most values) are settled here.
+        scrubbed = {}
+        for k, v in value.items():
+            if _is_secret_key(k):
+                scrubbed[k] = REDACTED
+            elif v.__class__ in _PLAIN or (v.__class__ is str and not _maybe_secret_in(v)):
+                scrubbed[k] = v
+            else:
+                scrubbed[k] = _scrub(v, depth + 1)
+        return scrubbed
     if isinstance(value, (list, tuple)):
         return type(value)(_scrub(v, depth + 1) for v in value)
     return value

@@ -2,9 +2,12 @@
 import io
 import json
 import logging
+import re
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storage import logs
 from tests.conftest import wait_for
@@ -192,3 +195,24 @@ def test_on_a_terminal_per_job_lines_take_the_console_renderer(job_running):
         assert "job_completed" in text and "j-7" in text and "hunter2" not in text
     finally:
         logs.configure(log_format="json", level="INFO", stream=io.StringIO())
+
+
+# ---- the string pre-check of redaction -----------------------------------------------------------
+
+_SECRET_SHAPES = re.compile(r"://|bearer", re.IGNORECASE)  # what the two substitutions can match
+
+
+@given(st.text(alphabet=st.sampled_from(list("bBeEaArR:/ İKſx\u0130\u212a")) | st.characters(), max_size=40))
+@settings(max_examples=500, deadline=None)
+def test_the_pre_check_passes_every_string_a_substitution_could_change(text):
+    """_maybe_secret_in replaced a case-insensitive regex search: it may pass more strings to the
+    substitutions, never fewer."""
+    if _SECRET_SHAPES.search(text):
+        assert logs._maybe_secret_in(text)
+    if logs._maybe_secret_in(text) is False:
+        assert logs._scrub(text) == text
+
+
+def test_secrets_inside_strings_are_redacted_whatever_their_case():
+    assert logs._scrub({"note": "BeArEr abc.def", "n": 1, "deep": {"url": "postgresql://u:pw@h/d"}}) == {
+        "note": "BeArEr [REDACTED]", "n": 1, "deep": {"url": "postgresql://u:[REDACTED]@h/d"}}
