@@ -83,8 +83,8 @@ class Finisher(threading.Thread):
         self.parked_items: list[tuple[float, int, tuple]] = []
         # Worker threads wait before starting a job while this many finishes are not yet sent: what
         # a kill -9 runs again is about that, plus the jobs running (lifecycle.py). Two per thread:
-        # on 2 x 8 a kill -9 of both processes re-ran 16-37 jobs in 15 runs of bench w6 (target: at
-        # most 40; three per thread: 22-50). The drain's ratio to PgQueuer's is in README,
+        # on 2 x 8 a kill -9 of both processes re-ran 10-44 jobs in 21 runs of bench w6 (target: at
+        # most 40, missed once by 4; three per thread: 22-50; 1.5 per thread drained slower). The drain's ratio to PgQueuer's is in README,
         # "Delivery and crashes" and "Benchmarks".
         self.unsent_cap = 2 * (broker.worker_threads or 8)
         # Half-way to the cap the flush goes at once, without the rest of its gathering interval:
