@@ -18,11 +18,12 @@ def start_position(lookback_seconds: float) -> int:
     return execute("security_start_position", {"lookback_seconds": lookback_seconds}).fetchone()[0]
 
 
-def failed_logins_for_account(user_id: str, *, until: datetime, window_seconds: float, target_type: str = "user") -> int:
+def failed_logins_for_account(target_id: str, *, until: datetime, window_seconds: float,
+                              target_type: str = "user") -> int:
     """Failed sign-ins of one account (``user``, by id) or of one address no account has
     (``login``, by domain.users.login_key) in the window."""
     return execute("security_failed_logins_for_account",
-                   {"user_id": user_id, "target_type": target_type, "until": until,
+                   {"target_id": target_id, "target_type": target_type, "until": until,
                     "window_seconds": window_seconds}).fetchone()[0]
 
 

@@ -35,6 +35,11 @@ def reconnect_cap(lease_seconds: float) -> float:
 # session setting would leak to other clients.
 GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
 
+
+def hot_statement_setup(settings) -> str | None:
+    """The ``setup`` of a connection that runs the claim or the finish (see GENERIC_PLANS)."""
+    return GENERIC_PLANS if settings.prepared_statements else None
+
 # SQLSTATEs that mean the connection is gone, besides class 08 (connection exception):
 # admin_shutdown, crash_shutdown, cannot_connect_now.
 _GONE_STATES = frozenset({"57P01", "57P02", "57P03"})

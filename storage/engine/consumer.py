@@ -16,7 +16,7 @@ from storage import jobs, wakeups
 from storage import queries as query_module
 from storage.engine import claims, codec
 from storage.engine.claims import Claim
-from storage.engine.connection import GENERIC_PLANS, ResilientConnection, disconnected
+from storage.engine.connection import ResilientConnection, disconnected, hot_statement_setup
 
 if TYPE_CHECKING:
     from storage.engine.broker import LamplighterBroker
@@ -40,8 +40,6 @@ class ClaimedMessage(MessageProxy):
     (half the cost of a job's trip through the heap). Two claimed messages are never the same
     job run; which of them runs first was never decided by the comparison (``__lt__`` is always
     True)."""
-
-    __slots__ = ()
 
     def __eq__(self, other):
         return self is other
@@ -86,7 +84,7 @@ class LamplighterConsumer(Consumer):
         self.next_hand_back_check = 0.0
         # Autocommit: the claim is one statement, so one round trip (no BEGIN, no COMMIT).
         self.claim_conn = ResilientConnection(f"claim:{queue_name}", autocommit=True,
-                                              setup=GENERIC_PLANS if self.settings.prepared_statements else None)
+                                              setup=hot_statement_setup(self.settings))
         # Enqueue wake-ups come through the process's one LISTEN session (listener.py); this
         # consumer's inbox, once it first waits.
         self.inbox = None

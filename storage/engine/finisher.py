@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from storage import queries as query_module
-from storage.engine.connection import GENERIC_PLANS, ResilientConnection, disconnected
+from storage.engine.connection import ResilientConnection, disconnected, hot_statement_setup
 
 if TYPE_CHECKING:
     from storage.engine.broker import LamplighterBroker
@@ -65,8 +65,7 @@ class Finisher(threading.Thread):
         self.items: deque = deque()
         self.wake = threading.Event()
         self.parked = False
-        self.conn = ResilientConnection("finisher", autocommit=True,
-                                        setup=GENERIC_PLANS if broker.settings.prepared_statements else None)
+        self.conn = ResilientConnection("finisher", autocommit=True, setup=hot_statement_setup(broker.settings))
         self.stopping = threading.Event()
         # Jobs that ran but whose finish is not committed yet. Consumers stop claiming while
         # there are two windows of them.

@@ -17,7 +17,7 @@ LIMIT %(limit)s;
 -- ending at an instant.
 SELECT count(*) AS failures
 FROM lamplighter.audit_log
-WHERE action = 'user.sign_in_failed' AND target_type = %(target_type)s AND target_id = %(user_id)s
+WHERE action = 'user.sign_in_failed' AND target_type = %(target_type)s AND target_id = %(target_id)s
   AND at > %(until)s::timestamptz - make_interval(secs => %(window_seconds)s) AND at <= %(until)s::timestamptz;
 
 -- name: security_failed_logins_from_address --
