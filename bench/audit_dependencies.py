@@ -1,8 +1,8 @@
 """Dependency audit (issue #26): pip-audit over the lock files, with an allow-list. Run on demand
 and by `bench/run.py` with every system and workload (`--dependency-audit`); not a CI gate.
 
-    python3 bench/audit_dependencies.py [--service pypi,osv] [--osv-url URL] [--timeout 15]
-        [--allow bench/audit/allow.toml] [--out FILE.json]
+    python3 bench/audit_dependencies.py [--service pypi,osv] [--osv-url URL | --advisory-db DIR]
+        [--timeout 15] [--allow bench/audit/allow.toml] [--out FILE.json]
 
 pip-audit (pinned in bench/audit/requirements.txt) runs from its own venv, bench/.venvs/pip-audit,
 made on first use. It audits requirements.lock (what runs: "runtime") and requirements-test.lock
@@ -15,6 +15,13 @@ A package pip-audit could not look up is not a clean package: pip-audit itself e
 "No known vulnerabilities found" when PyPI answers 404 for every package (it marks each one
 skipped), so the skipped ones are counted here, and a lock file with every package skipped, or
 whose every service failed, counts as not audited.
+
+Where neither service can be reached, ``--advisory-db DIR`` audits against an OSV advisory database
+on disk (e.g. a copy of https://github.com/pypa/advisory-database's vulns/ directory): it starts
+bench/audit/osv_local.py, a local stand-in for OSV's query API, and asks it through pip-audit's OSV
+service. The result's ``advisory_data`` says how many records the database holds and the newest
+``modified`` date in it; advisories published after that date are not known to it, so data
+older than STALE_AFTER_DAYS is marked ``stale`` (the audit ran, against old data).
 
 Exit codes: 0 every package checked, nothing found outside the allow-list; 1 vulnerabilities found;
 2 bad arguments or allow-list; 3 not audited (no service answered: the result names each service
@@ -45,6 +52,8 @@ VENV = HERE / ".venvs" / "pip-audit"
 ALLOW = HERE / "audit" / "allow.toml"
 LOCKS = {"runtime": ROOT / "requirements.lock", "test": ROOT / "requirements-test.lock"}
 SERVICES = ("pypi", "osv")
+LOCAL_OSV = HERE / "audit" / "osv_local.py"
+STALE_AFTER_DAYS = 30
 EXIT = {"clean": 0, "vulnerable": 1, "usage": 2, "not_audited": 3, "partial": 4}
 ALLOW_KEYS = {"id", "package", "reason", "review_by"}
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout)\b(:|$)")
@@ -206,6 +215,24 @@ def ensure_venv() -> str:
     return str(pip_audit)
 
 
+class LocalDatabaseError(RuntimeError):
+    pass
+
+
+def start_local_osv(directory: Path) -> tuple[subprocess.Popen, dict]:
+    """bench/audit/osv_local.py over ``directory``, in pip-audit's venv (it has packaging and
+    PyYAML); returns the process and its first line: URL, records, newest modified date."""
+    proc = subprocess.Popen([str(VENV / "bin" / "python"), str(LOCAL_OSV), str(directory)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(timeout=10)
+        raise LocalDatabaseError(last_error_line(proc.stderr.read()) or f"exited with {proc.returncode}")
+    data = json.loads(line)
+    stale = data["age_days"] is None or data["age_days"] > STALE_AFTER_DAYS
+    return proc, {"source": "local", **data, "stale": stale}
+
+
 def tool_version(pip_audit: str) -> str:
     done = subprocess.run([pip_audit, "--version"], capture_output=True, text=True)
     return done.stdout.strip() or done.stderr.strip()
@@ -220,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service", default=",".join(SERVICES),
                         help="vulnerability services to try, in order (pypi, osv)")
     parser.add_argument("--osv-url", help="OSV query endpoint (pip-audit's default: https://api.osv.dev/v1/query)")
+    parser.add_argument("--advisory-db", type=Path, metavar="DIR",
+                        help="audit against OSV records on disk (a local stand-in for api.osv.dev)")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds per request to a service")
     parser.add_argument("--allow", type=Path, default=ALLOW, help="allow-list (TOML)")
     parser.add_argument("--out", type=Path)
@@ -228,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in services if s not in SERVICES]
     if bad or not services:
         parser.error(f"--service: unknown {', '.join(bad) or '(none)'}; known: {', '.join(SERVICES)}")
+    if args.advisory_db is not None:
+        if args.osv_url:
+            parser.error("--advisory-db and --osv-url: give one (the local database answers as the OSV service)")
+        if not args.advisory_db.is_dir():
+            parser.error(f"--advisory-db: {args.advisory_db} is not a directory")
+        services = ["osv"]
     today = dt.date.today()
     try:
         allowed = read_allow_list(args.allow.read_text(), today)
@@ -236,9 +271,22 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT["usage"]
     out = args.out or HERE / "results" / f"{today.isoformat()}_dependency_audit.json"
     pip_audit = ensure_venv()
-    with tempfile.TemporaryDirectory(prefix="lamplighter-audit-") as work:
-        reports = {name: audit_lock(pip_audit, lock, services, allowed=allowed, timeout=args.timeout,
-                                    osv_url=args.osv_url, work=Path(work)) for name, lock in LOCKS.items()}
+    advisory_data, local = None, None
+    osv_url = args.osv_url
+    try:
+        if args.advisory_db is not None:
+            local, advisory_data = start_local_osv(args.advisory_db)
+            osv_url = advisory_data.pop("url")
+        with tempfile.TemporaryDirectory(prefix="lamplighter-audit-") as work:
+            reports = {name: audit_lock(pip_audit, lock, services, allowed=allowed, timeout=args.timeout,
+                                        osv_url=osv_url, work=Path(work)) for name, lock in LOCKS.items()}
+    except LocalDatabaseError as e:
+        print(f"audit_dependencies: --advisory-db: {e}", file=sys.stderr)
+        return EXIT["usage"]
+    finally:
+        if local is not None:
+            local.terminate()
+            local.wait(timeout=10)
     status = overall(reports)
     result = {"bench": "dependency_audit", "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "git_commit": git_commit(), "tool": tool_version(pip_audit), "services_tried": services,
@@ -248,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                           "not_audited": "a lock file could not be checked: no service answered (see errors)",
                           "partial": "some packages were skipped (see skipped)"}[status],
               "allowed": allowed, "allowed_overdue": [a["id"] for a in allowed if a["overdue"]],
+              "advisory_data": advisory_data or {"source": "online", "services": services},
               "reports": reports}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -258,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         for error in report["errors"]:
             line += f"\n[audit]   {error['service']}: {error['error']}"
         print(line)
+    if advisory_data:
+        print(f"[audit] advisory data: {advisory_data['records']} OSV records in {advisory_data['directory']}, "
+              f"newest modified {advisory_data['newest_modified']} ({advisory_data['age_days']} days old"
+              + ("; STALE: advisories published since are not checked)" if advisory_data["stale"] else ")"))
     print(f"[audit] {status} (exit {EXIT[status]}) -> {out}")
     return EXIT[status]
 

@@ -1100,13 +1100,16 @@ class Results:
 
 
 # --------------------------------------------------------------------------- main
-def dependency_audit(results_path):
+def dependency_audit(results_path, advisory_db=None):
     """bench/audit_dependencies.py (pip-audit over the lock files, with its allow-list), its
-    result next to this run's file; what it found, or why it could not run, goes in the meta."""
+    result next to this run's file; what it found, or why it could not run, goes in the meta.
+    ``advisory_db``: an OSV database on disk instead of the online services (--advisory-db)."""
     out = Path(results_path).with_name(Path(results_path).stem + "_dependency_audit.json")
     log("dependency audit ->", out)
-    done = subprocess.run([sys.executable, str(BENCH / "audit_dependencies.py"), "--out", str(out)],
-                          capture_output=True, text=True)
+    argv = [sys.executable, str(BENCH / "audit_dependencies.py"), "--out", str(out)]
+    if advisory_db:
+        argv += ["--advisory-db", str(advisory_db)]
+    done = subprocess.run(argv, capture_output=True, text=True)
     try:
         result = json.loads(out.read_text())
     except (OSError, ValueError):
@@ -1114,7 +1117,7 @@ def dependency_audit(results_path):
     return {"exit_code": done.returncode, "status": result["status"], "file": out.name,
             "reports": {name: {k: r[k] for k in ("lock", "packages", "status", "service", "vulnerabilities", "errors")}
                         for name, r in result["reports"].items()},
-            "allowed": [a["id"] for a in result["allowed"]]}
+            "allowed": [a["id"] for a in result["allowed"]], "advisory_data": result.get("advisory_data")}
 
 
 def discover_systems():
@@ -1217,6 +1220,8 @@ def main():
     p.add_argument("--dependency-audit", choices=("auto", "yes", "no"), default="auto",
                    help="run bench/audit_dependencies.py first and record it in meta.dependency_audit "
                         "(auto: with --systems all --workloads all)")
+    p.add_argument("--advisory-db", metavar="DIR",
+                   help="the dependency audit asks an OSV database on disk (audit_dependencies.py --advisory-db)")
     g = p.add_argument_group("workload sizes")
     g.add_argument("--w1-single", type=int, default=5000)
     g.add_argument("--w1-bulk", type=int, default=20000)
@@ -1295,7 +1300,7 @@ def main():
     results = Results(out, args)
     log("results ->", out)
     if args.dependency_audit == "yes":
-        results.data["meta"]["dependency_audit"] = dependency_audit(out)
+        results.data["meta"]["dependency_audit"] = dependency_audit(out, args.advisory_db)
         results.save()
     try:
         # --rounds N: the whole system list N times over, so a drift of the machine's noise
