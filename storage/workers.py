@@ -30,6 +30,8 @@ class Rescue:
     workers_expired: int
     jobs_rescued: int
     attempts_lost: int
+    # Rescued jobs whose start was not recorded: a `rescued` event each, no attempt counted.
+    unstarted_noted: int = 0
 
 
 def register(conn, *, worker_id: str, hostname: str, pid: int, queues: list[str], version: str) -> None:

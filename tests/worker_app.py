@@ -103,6 +103,19 @@ def poison() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@dramatiq.actor(broker=broker, actor_name="tests.dies_once", queue_name="tests-outage", max_retries=3,
+                time_limit=60_000)
+def dies_once(path: str, tag: str) -> None:
+    """Kills its own worker process the first time it runs, the moment it starts (its start line
+    written first); runs normally after that (a marker file beside ``path`` remembers)."""
+    _append(path, f"{tag} start {os.getpid()} {time.time():.6f}\n")
+    marker = f"{path}.{tag}.died"
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    _append(path, f"{tag} end {os.getpid()} {time.time():.6f} ok\n")
+
+
 @dramatiq.actor(broker=broker, actor_name="tests.timed", queue_name="tests-outage", max_retries=3,
                 time_limit=120_000)
 def timed(path: str, tag: str, seconds: float) -> None:

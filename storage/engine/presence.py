@@ -96,7 +96,8 @@ class Presence(threading.Thread):
                                          + reconnect_cap(settings.lease_timeout))
             if rescue.jobs_rescued or rescue.workers_expired:
                 log.warning("lost_jobs_rescued", workers_expired=rescue.workers_expired,
-                            jobs_rescued=rescue.jobs_rescued, attempts_lost=rescue.attempts_lost)
+                            jobs_rescued=rescue.jobs_rescued, attempts_lost=rescue.attempts_lost,
+                            unstarted=rescue.unstarted_noted)
         self.reconcile(conn)
         self.refresh_places(conn)
         freed = jobs.free_stray_slots(conn)

@@ -31,6 +31,10 @@ DELETE FROM lamplighter.workers WHERE id = %(worker_id)s;
 -- heartbeat older than the server says nothing until %(server_grace_seconds)s (the lease plus the
 -- longest reconnect backoff) have passed since the server started. now(), not lamplighter.now():
 -- the server's start time is on the real clock.
+-- An attempt whose start was recorded comes back as a `lost` history row. A job whose start was
+-- not recorded was claimed but not started, or started in the flush window before the worker
+-- died (a short job's start is committed with its finish, storage/engine/lifecycle.py): nobody
+-- can tell which, so no attempt is counted, and its record says so instead, as a `rescued` event.
 WITH settled AS (
     SELECT now() - pg_postmaster_start_time() > make_interval(secs => %(server_grace_seconds)s) AS yes
 ), expired AS (
@@ -39,7 +43,7 @@ WITH settled AS (
       AND (SELECT yes FROM settled)
     RETURNING id
 ), orphans AS (
-    SELECT coalesce(array_agg(q.message_id), '{}') AS ids, coalesce(array_agg(q.claim_token), '{}') AS tokens
+    SELECT q.message_id, q.claim_token, q.worker_id, q.attempt, q.started_at IS NULL AS unstarted
     FROM dramatiq.queue q
     WHERE q.state = 'running'
       AND (q.worker_id IN (SELECT id FROM expired)
@@ -47,11 +51,26 @@ WITH settled AS (
       AND q.claimed_at < lamplighter.now() - make_interval(secs => %(lease_seconds)s)
       AND (SELECT yes FROM settled)
 ), rescued AS (
-    SELECT r.* FROM orphans o, lamplighter.job_rescue_v2(o.ids, o.tokens, 'stopped heartbeating') AS r
+    SELECT r.*
+    FROM (SELECT coalesce(array_agg(message_id), '{}') AS ids, coalesce(array_agg(claim_token), '{}') AS tokens
+          FROM orphans) AS o,
+         lamplighter.job_rescue_v2(o.ids, o.tokens, 'stopped heartbeating') AS r
+), noted AS (
+    INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
+    SELECT o.message_id, 'rescued', 'lamplighter',
+           jsonb_build_object('worker_id', o.worker_id, 'attempt', o.attempt + 1, 'start_recorded', false,
+                              'reason', 'worker ' || o.worker_id || ' stopped heartbeating holding this job '
+                                        || 'without a recorded start: claimed and not started, or started in '
+                                        || 'its last flush window and cut short; back in the queue, '
+                                        || 'no attempt counted')
+    FROM orphans o JOIN rescued r USING (message_id)
+    WHERE o.unstarted
+    RETURNING job_id
 )
 SELECT (SELECT count(*) FROM expired) AS workers_expired,
        (SELECT count(*) FROM rescued) AS jobs_rescued,
-       (SELECT count(*) FROM rescued WHERE attempt_lost) AS attempts_lost;
+       (SELECT count(*) FROM rescued WHERE attempt_lost) AS attempts_lost,
+       (SELECT count(*) FROM noted) AS unstarted_noted;
 
 -- name: worker_reconcile --
 -- On each heartbeat: rows this worker holds as running, claimed more than a lease ago, that it

@@ -188,12 +188,23 @@ def test_jobs_of_a_dead_worker_are_rescued(broker, sql):
     conn = connection.raw_connection()
     with conn:  # one transaction, committed
         rescue = workers.rescue_lost(conn, lease_seconds=2, server_grace_seconds=0)
-    assert (rescue.workers_expired, rescue.jobs_rescued, rescue.attempts_lost) == (1, 2, 1)
+    assert (rescue.workers_expired, rescue.jobs_rescued, rescue.attempts_lost, rescue.unstarted_noted) == (1, 2, 1, 1)
     lost = jobs.get(started.message_id)
     assert lost.state == "queued" and lost.attempt == 1
     assert [a.outcome for a in lost.attempts] == ["lost"]
+    assert sql("SELECT count(*) FROM lamplighter.job_events WHERE job_id = %s", (started.message_id,)) == [(0,)]
     kept = jobs.get(claimed.message_id)
     assert kept.state == "queued" and kept.attempt == 0 and kept.attempts == ()
+    # Its start was not recorded: it may have run in the worker's last flush window (a short job's
+    # start goes with its finish). No attempt is counted, and its record says what happened.
+    (event,) = sql("SELECT event, requested_by, detail FROM lamplighter.job_events WHERE job_id = %s",
+                   (claimed.message_id,))
+    assert event[:2] == ("rescued", "lamplighter")
+    assert event[2]["worker_id"] == dead_worker and event[2]["attempt"] == 1 and event[2]["start_recorded"] is False
+    assert "stopped heartbeating" in event[2]["reason"]
+    again = workers.rescue_lost(conn, lease_seconds=2, server_grace_seconds=0)
+    assert (again.jobs_rescued, again.unstarted_noted) == (0, 0)
+    assert sql("SELECT count(*) FROM lamplighter.job_events WHERE job_id = %s", (claimed.message_id,)) == [(1,)]
 
 
 def test_a_late_finish_cannot_overwrite_a_newer_attempt(broker, sql):

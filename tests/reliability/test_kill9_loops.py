@@ -5,9 +5,10 @@ Two worker processes (dramatiq's CLI over tests.worker_app, THREADS threads each
 lease) drain JOBS jobs of SECONDS each (tests.timed: every start and end, with its process, is
 appended to a file, so every execution is seen, whether the database recorded it or not). They
 are longer than the engine's LONG_JOB_SECONDS, so each starts once its start is committed
-(storage/engine/lifecycle.py); a queue of shorter jobs records a start with its finish, and a
+(storage/engine/lifecycle.py). A queue of shorter jobs records a start with its finish, and a
 kill -9 in the milliseconds before that flush runs the job again with no `lost` row (README
-"Delivery and crashes"; bench w6 counts those re-runs).
+"Delivery and crashes"; bench w6 counts those re-runs): the third test checks that such a run is
+on record all the same, as the rescue's `rescued` event on its job.
 Meanwhile, each round once a number of jobs completed: kill -9 of the first process, a new one
 started in its place; of the second; of both at once, two new ones started; of both again. A
 round ends when the killed processes' jobs are handed back (README "Delivery and crashes").
@@ -196,3 +197,82 @@ def test_a_job_that_kills_its_worker_as_it_starts_spends_its_attempts_and_goes_d
     assert (deaths, dead(), worker.alive()) == (2, True, True), worker_processes.describe()
     rows = history(sql)[message.message_id]
     assert [(attempt, outcome) for attempt, outcome, _, _ in rows] == [(1, "lost"), (2, "lost")]
+
+
+
+
+SHORT_SECONDS = 0.01
+SHORT_JOBS = 600
+
+
+def test_a_short_job_cut_short_by_kill_9_is_on_record_though_its_start_was_not(
+        database_url, broker, sql, worker_processes, tmp_path):
+    """Jobs shorter than LONG_JOB_SECONDS record their start with their finish: a kill -9 just
+    after a job started, before the next flush, leaves no `lost` row for the run it cut short, and
+    the job runs again as the same attempt. That run is still on record: the rescue writes a
+    `rescued` event (the dead worker, start not recorded) on each job it hands back without a
+    recorded start. The window is a few milliseconds, so the kill comes from the job itself:
+    tests.dies_once kills its process as it starts, the first time, amid short jobs (the queue's
+    runs average under LONG_JOB_SECONDS by then). Then, job by job: every execution that left no
+    history row was in the killed process, and its job has that process's `rescued` event."""
+    import tests.worker_app as app
+    from storage.engine.consumer import LONG_JOB_SECONDS
+
+    assert SHORT_SECONDS < LONG_JOB_SECONDS
+    path = tmp_path / "executions.log"
+    first = worker_processes.start("a", database_url, sql, threads=THREADS, **TIMINGS)
+    tags = send(broker, path, [(app.timed, f"s{i}", SHORT_SECONDS) for i in range(SHORT_JOBS)])
+    _waiting(sql, worker_processes, lambda: _completed(sql) >= SHORT_JOBS // 3, timeout=60,
+             message=f"{SHORT_JOBS // 3} short jobs completed")
+    dying = app.dies_once.send(str(path), "dies")
+    tags["dies"] = dying.message_id
+    _waiting(sql, worker_processes, lambda: not executions.process_running(first.pid), timeout=30,
+             message="the process killed by tests.dies_once")
+    killed_at = {first.pid: time.time()}
+    second = worker_processes.start("a2", database_url, sql, threads=THREADS, **TIMINGS)
+    _waiting(sql, worker_processes, lambda: settled(sql), timeout=60, message="every job settled")
+    _waiting(sql, worker_processes, lambda: executions.all_ended(path), timeout=30, message="every execution ended")
+    second.stop()
+
+    runs = [dataclasses.replace(e, ended=killed_at[e.pid], how="killed") if e.open and e.pid in killed_at else e
+            for e in executions.read(path)]
+    worker_of = {w.worker_id: w.pid for w in worker_processes.started}
+    rows = history(sql)
+    rescued: dict[str, set[int]] = {}  # job id -> pids of the dead workers whose rescue noted it
+    for job_id, detail in sql("SELECT job_id::text, detail FROM lamplighter.job_events WHERE event = 'rescued'"):
+        assert detail["start_recorded"] is False and "stopped heartbeating" in detail["reason"]
+        rescued.setdefault(job_id, set()).add(worker_of.get(detail["worker_id"]))
+    by_tag: dict[str, list[executions.Execution]] = {}
+    for execution in runs:
+        by_tag.setdefault(execution.tag, []).append(execution)
+
+    problems = [f"job {a.tag} ran twice at once: {a} | {b}" for a, b in executions.runs_at_once(runs, {})]
+    problems += record_problems(sql, tags)
+    reruns, noted = 0, 0
+    for tag, job_id in sorted(tags.items()):
+        done = by_tag.get(tag, [])
+        if not done or done[-1].how != "ok":
+            problems.append(f"job {tag}: no execution that ended normally last: {', '.join(map(str, done)) or 'none'}")
+            continue
+        recorded = rows.get(job_id, [])
+        for execution in done[:-1]:
+            if execution.pid not in killed_at:
+                problems.append(f"job {tag} ran again though {execution} was in no process killed while it ran")
+                continue
+            reruns += 1
+            if any(worker_of.get(r[2]) == execution.pid and abs(r[3] - execution.started) < 0.5 for r in recorded):
+                continue
+            if execution.pid in rescued.get(job_id, set()):
+                noted += 1
+            else:
+                problems.append(f"job {tag}: {execution} was cut short by a kill -9 and is on no record: no history "
+                                f"row, no `rescued` event from its worker (history {recorded})")
+    dies = by_tag.get("dies", [])
+    if [e.pid for e in dies] != [first.pid, second.pid]:
+        problems.append(f"tests.dies_once: expected one execution killed in pid {first.pid}, one run in pid "
+                        f"{second.pid}: {', '.join(map(str, dies))}")
+    summary = (f"{len(runs)} executions of {len(tags)} jobs, {reruns} re-runs after the kill; {noted} cut-short runs "
+               f"on record by a `rescued` event; {sum(len(p) for p in rescued.values())} rescued events in all; "
+               f"tests.dies_once's history {rows.get(dying.message_id)}")
+    print(summary)
+    assert problems == [], f"{worker_processes.describe()}; {summary}:\n" + "\n".join(problems)
