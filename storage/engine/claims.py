@@ -48,6 +48,9 @@ class Claim:
     tenant_id: str | None
     digest: str
     claimed_mono: float = 0.0  # when the claim returned (monotonic)
+    # A dead worker's rescue handed it back before without a recorded start (it may have killed
+    # that worker as it started): it starts only once its start is committed (lifecycle.py).
+    confirm_start: bool = False
     started_at: float | None = None  # epoch seconds, by the broker's clock
     started_mono: float | None = None
     given_up: bool = False  # handed back or fenced before it started: it must not start here

@@ -290,7 +290,7 @@ class LamplighterConsumer(Consumer):
         self.broker.inflight[message_id] = Claim(
             message_id=message_id, token=token, queue_name=self.queue_name, actor_name=message.actor_name,
             attempt=row["attempt"], tenant_id=row["tenant_id"], digest=codec.args_digest(data),
-            claimed_mono=claimed_mono)
+            claimed_mono=claimed_mono, confirm_start=bool(row.get("confirm_start")))
         self.mine.add(message_id)
         return ClaimedMessage(message)
 

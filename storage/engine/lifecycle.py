@@ -97,11 +97,14 @@ class Lifecycle(Middleware):
         # attempts instead of running for ever. The wait (one commit, shared by the threads
         # starting at the same time) is a few milliseconds. A short job's start goes with its
         # finish, in the flush window: waiting would halve a drain of no-op jobs, and a kill -9
-        # in the milliseconds before that flush runs it again without a `lost` row.
+        # in the milliseconds before that flush runs it again without a `lost` row (the rescue
+        # notes it as a `rescued` event). A job a dead worker's rescue has handed back that way
+        # before waits for its start whatever its queue (claim.confirm_start): if it is what
+        # killed that worker, it spends an attempt each time and goes dead after the last.
         consumer = broker.consumers.get(claim.queue_name)
         broker.finisher.submit("start", {"message_id": message_id, "token": claim.token, "attempt": claim.attempt,
                                          "started_at": claim.started_at},
-                               wait=consumer is None or consumer.long_jobs)
+                               wait=consumer is None or consumer.long_jobs or claim.confirm_start)
         # One INFO line per job is its finish (with duration and outcome); the start is DEBUG.
         job_log.debug("job_started")
 

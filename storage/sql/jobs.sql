@@ -260,7 +260,8 @@ SET state = 'running', worker_id = %(worker_id)s, claim_token = %(token)s, claim
 FROM chosen
 WHERE q.message_id = chosen.message_id
 RETURNING q.message_id, q.message::text AS message, q.attempt, q.actor_name, q.tenant_id,
-          q.priority, q.max_attempts, extract(epoch FROM lamplighter.now() - q.enqueued_at) AS age_seconds;
+          q.priority, q.max_attempts, extract(epoch FROM lamplighter.now() - q.enqueued_at) AS age_seconds,
+          q.unconfirmed_rescues > 0 AS confirm_start;
 
 -- name: job_claim_woken --
 -- The claim of an idle consumer woken for a job just enqueued: one job, by the same index,
@@ -283,7 +284,8 @@ FROM (SELECT j.message_id
       FOR UPDATE SKIP LOCKED) AS chosen
 WHERE q.message_id = chosen.message_id
 RETURNING q.message_id, q.message::text AS message, q.attempt, q.actor_name, q.tenant_id,
-          q.priority, q.max_attempts, extract(epoch FROM lamplighter.now() - q.enqueued_at) AS age_seconds;
+          q.priority, q.max_attempts, extract(epoch FROM lamplighter.now() - q.enqueued_at) AS age_seconds,
+          q.unconfirmed_rescues > 0 AS confirm_start;
 
 -- name: job_mark_started --
 -- An attempt counts when the actor starts, not when the job is claimed: a prefetched job

@@ -26,7 +26,7 @@ DELETE FROM lamplighter.workers WHERE id = %(worker_id)s;
 -- name: worker_rescue_lost --
 -- Run by every live worker on its heartbeat (storage/engine/presence.py decides when it may).
 -- Workers silent for longer than the lease are removed; running jobs owned by no live worker go
--- back to the queue (lamplighter.job_rescue_v2). Right after the server (re)started nobody is
+-- back to the queue (lamplighter.job_rescue_v3). Right after the server (re)started nobody is
 -- declared dead: every worker lost its connections at once and reconnects with backoff, so a
 -- heartbeat older than the server says nothing until %(server_grace_seconds)s (the lease plus the
 -- longest reconnect backoff) have passed since the server started. now(), not lamplighter.now():
@@ -34,7 +34,10 @@ DELETE FROM lamplighter.workers WHERE id = %(worker_id)s;
 -- An attempt whose start was recorded comes back as a `lost` history row. A job whose start was
 -- not recorded was claimed but not started, or started in the flush window before the worker
 -- died (a short job's start is committed with its finish, storage/engine/lifecycle.py): nobody
--- can tell which, so no attempt is counted, and its record says so instead, as a `rescued` event.
+-- can tell which, so no attempt is counted, and its record says so instead, as a `rescued` event;
+-- job_rescue_v3 counts the hand-back on the row (unconfirmed_rescues, migration 0027), and the
+-- job's next run starts only once its start is committed: a job that kills its worker as it
+-- starts spends its attempts instead of killing workers for ever.
 WITH settled AS (
     SELECT now() - pg_postmaster_start_time() > make_interval(secs => %(server_grace_seconds)s) AS yes
 ), expired AS (
@@ -54,7 +57,7 @@ WITH settled AS (
     SELECT r.*
     FROM (SELECT coalesce(array_agg(message_id), '{}') AS ids, coalesce(array_agg(claim_token), '{}') AS tokens
           FROM orphans) AS o,
-         lamplighter.job_rescue_v2(o.ids, o.tokens, 'stopped heartbeating') AS r
+         lamplighter.job_rescue_v3(o.ids, o.tokens, 'stopped heartbeating', true) AS r
 ), noted AS (
     INSERT INTO lamplighter.job_events (job_id, event, requested_by, detail)
     SELECT o.message_id, 'rescued', 'lamplighter',

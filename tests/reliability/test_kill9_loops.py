@@ -276,3 +276,45 @@ def test_a_short_job_cut_short_by_kill_9_is_on_record_though_its_start_was_not(
                f"tests.dies_once's history {rows.get(dying.message_id)}")
     print(summary)
     assert problems == [], f"{worker_processes.describe()}; {summary}:\n" + "\n".join(problems)
+
+
+def test_a_job_that_kills_its_worker_as_it_starts_amid_short_jobs_goes_dead_too(
+        database_url, broker, sql, worker_processes, tmp_path):
+    """The poison job again, now in a queue of short jobs, where a start is recorded with its
+    finish: the first worker it kills records nothing of it, and the rescue hands it back with no
+    attempt spent. Were every taker's start left unrecorded, it would kill every worker for ever.
+    The rescue counts that hand-back on the job (and writes a `rescued` event); a job with one
+    starts only once its start is committed, so each later death spends an attempt: 3 workers
+    killed (max_retries=1: 2 attempts), then `dead`, the next worker alive."""
+    import tests.worker_app as app
+    from storage.engine.consumer import LONG_JOB_SECONDS
+
+    assert SHORT_SECONDS < LONG_JOB_SECONDS
+    path = tmp_path / "executions.log"
+    worker = worker_processes.start("p1", database_url, sql, threads=THREADS, **TIMINGS)
+    send(broker, path, [(app.timed, f"s{i}", SHORT_SECONDS) for i in range(3000)])
+    _waiting(sql, worker_processes, lambda: _completed(sql) >= 200, timeout=60, message="200 short jobs completed")
+    # Before the short jobs (a lower priority number), on their queue: every worker that is past
+    # its first short job takes it next.
+    (poison,) = broker.enqueue_many([app.poison.message_with_options(priority=-10).copy(queue_name="tests-outage")])
+
+    def dead() -> bool:
+        return sql("SELECT state FROM dramatiq.queue WHERE message_id = %s", (poison.message_id,)) == [("dead",)]
+
+    deaths = 0
+    for n in range(2, 8):
+        _waiting(sql, worker_processes, lambda: not worker.alive() or dead(), timeout=60,
+                 message=f"worker p{n - 1} killed by the poison job, or the job dead")
+        if dead():
+            break
+        deaths += 1
+        worker = worker_processes.start(f"p{n}", database_url, sql, threads=THREADS, **TIMINGS)
+    assert (deaths, dead(), worker.alive()) == (3, True, True), worker_processes.describe()
+    rows = history(sql)[poison.message_id]
+    assert [(attempt, outcome) for attempt, outcome, _, _ in rows] == [(1, "lost"), (2, "lost")]
+    first = worker_processes.started[0].worker_id
+    events = sql("SELECT detail ->> 'worker_id' FROM lamplighter.job_events WHERE job_id = %s AND event = 'rescued'",
+                 (poison.message_id,))
+    assert events == [(first,)], "the first death, whose start was not recorded, is on record as a rescued event"
+    _waiting(sql, worker_processes, lambda: settled(sql), timeout=60, message="the short jobs drained")
+    worker.stop()
