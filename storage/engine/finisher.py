@@ -209,22 +209,24 @@ class Finisher(threading.Thread):
         rejects = [p for k, p, _ in batch if k == "reject"]
         defers = [p for k, p, _ in batch if k == "defer"]
         worker_id = self.broker.worker_id
+        # Every identity the process claimed under (a new one after a fence, broker.fence), as an
+        # array literal: a prepared uuid[] parameter refuses psycopg2's ARRAY['...'] (text[]).
+        worker_ids = "{%s}" % ",".join(sorted({worker_id, *self.broker.identities}))
         # One message, one implicit transaction (autocommit connection): all of it or none.
         # The finishes go last, so the cursor's row count is theirs.
         calls: list[tuple[str, dict]] = []
         if starts:
             calls.append(("job_mark_started", {"starts": json.dumps(starts)}))
         if releases:
-            calls.append(("job_release_unstarted", {"jobs": json.dumps(releases)}))
+            calls.append(("job_release_unstarted", {"jobs": json.dumps(releases), "worker_ids": worker_ids}))
         if handbacks:
-            calls.append(("job_hand_back_started", {"jobs": json.dumps(handbacks), "worker_id": worker_id}))
+            calls.append(("job_hand_back_started", {"jobs": json.dumps(handbacks), "worker_id": worker_id,
+                                                    "worker_ids": worker_ids}))
         calls.extend(("job_reject_undecodable", reject) for reject in rejects)
         calls.extend(("job_defer_unknown_actor", defer) for defer in defers)
         if finishes:
             calls.append(("job_finish_many", {"finishes": FINISH_ENCODER.encode(finishes), "worker_id": worker_id,
-                                              # an array literal: a prepared uuid[] parameter
-                                              # refuses psycopg2's ARRAY['...'] (text[])
-                                              "worker_ids": "{%s}" % ",".join(sorted({worker_id, *self.broker.identities}))}))
+                                              "worker_ids": worker_ids}))
         refusals = 0
         ending = sum(1 for kind, _, _ in batch if kind in ENDING_KINDS)
 

@@ -426,13 +426,15 @@ WHERE deferred.concurrency_key IS NOT NULL AND s.key = deferred.concurrency_key
 
 -- name: job_release_unstarted --
 -- Hand claimed jobs back unstarted (shutdown, consumer restart, a job that waited in this
--- worker while another had a free thread): they keep their attempt.
+-- worker while another had a free thread): they keep their attempt. Found among this process's
+-- running rows (%(worker_ids)s, as job_finish_many does), not among every worker's.
 WITH released AS (
     UPDATE dramatiq.queue AS q
     SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL, claim_token = NULL,
         mtime = lamplighter.now()
     FROM jsonb_to_recordset(%(jobs)s::jsonb) AS r(message_id uuid, token bigint)
     WHERE q.message_id = r.message_id AND q.claim_token = r.token AND q.state = 'running'
+      AND q.worker_id = ANY(%(worker_ids)s::uuid[])
     RETURNING q.message_id, q.queue_name, q.concurrency_key
 ), freed AS (
     UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL
@@ -464,7 +466,8 @@ SELECT message_id FROM released;
 
 -- name: job_hand_back_started --
 -- Graceful shutdown: attempts still running when the grace ran out go back to the queue and
--- the attempt is given back (it did not fail; the worker stopped). Recorded as an event.
+-- the attempt is given back (it did not fail; the worker stopped). Recorded as an event. Found
+-- among this process's running rows (%(worker_ids)s), as job_finish_many does.
 WITH b AS (
     SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb) AS b(message_id uuid, token bigint, attempt integer,
                                                            reason text)
@@ -474,7 +477,7 @@ WITH b AS (
         started_at = NULL, available_at = lamplighter.now(), mtime = lamplighter.now()
     FROM b
     WHERE q.message_id = b.message_id AND q.claim_token = b.token AND q.attempt = b.attempt
-      AND q.state = 'running'
+      AND q.state = 'running' AND q.worker_id = ANY(%(worker_ids)s::uuid[])
     RETURNING q.message_id, q.concurrency_key
 ), freed AS (
     UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL

@@ -227,11 +227,9 @@ def test_a_saturated_keys_backlog_costs_a_claim_nothing(broker, sql, prepared):
     assert claimed == [(10,)]  # the EXPLAIN ANALYZE was rolled back
 
 
-def test_a_finish_reads_its_own_workers_rows_not_every_running_job(broker, sql):
+def _held_here_among_5000_running_elsewhere(broker, sql) -> list[str]:
     """5,000 jobs running under another worker (a large deployment's running and claimed rows)
-    and 16 claimed here: the finish, as the engine runs it (prepared, generic plan), reads this
-    worker's rows. It used to hash-join every running row of the deployment (88 us a job
-    instead of 57 with 2,000 of them)."""
+    and 16 claimed here (token 7, attempt 1); the statistics know it."""
     other = str(uuid.uuid4())
     sql("INSERT INTO lamplighter.workers (id, hostname, pid, queues, version) VALUES (%s, 'h', 1, '{x}', 't')",
         (other,))
@@ -243,23 +241,53 @@ def test_a_finish_reads_its_own_workers_rows_not_every_running_job(broker, sql):
     sql("UPDATE dramatiq.queue SET state = 'running', worker_id = %s, claim_token = 7, claimed_at = now(), "
         "attempt = 1 WHERE message_id = ANY(%s::uuid[])", (broker.worker_id, mine))
     sql("ANALYZE dramatiq.queue")
-    finishes = [{"message_id": m, "token": 7, "attempt": 1, "state": "completed", "outcome": "completed",
-                 "started_at": 1.0, "finished_at": 2.0, "duration_ms": 1.0} for m in mine]
+    return mine
+
+
+def _explain_as_the_engine_runs_it(name: str, params: dict) -> dict:
+    """EXPLAIN ANALYZE of a prepared statement with the engine's generic plans; rolled back."""
     conn = connection.raw_connection("tests-explain")
     try:
         cur = conn.cursor()
         cur.execute(engine_connection.GENERIC_PLANS)
-        statement = queries.prepared_statement("jobs", "job_finish_many")
+        statement = queries.prepared_statement("jobs", name)
         cur.execute(statement.prepare)
-        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + cur.mogrify(statement.execute, {
-            "finishes": json.dumps(finishes), "worker_id": broker.worker_id,
-            "worker_ids": "{%s}" % broker.worker_id}).decode())
+        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + cur.mogrify(statement.execute, params).decode())
         root = cur.fetchone()[0][0]["Plan"]
         conn.rollback()
     finally:
         conn.close()
+    return root
+
+
+def test_a_finish_reads_its_own_workers_rows_not_every_running_job(broker, sql):
+    """The finish, as the engine runs it (prepared, generic plan), reads this worker's rows. It
+    used to hash-join every running row of the deployment (88 us a job instead of 57 with 2,000
+    of them)."""
+    mine = _held_here_among_5000_running_elsewhere(broker, sql)
+    finishes = [{"message_id": m, "token": 7, "attempt": 1, "state": "completed", "outcome": "completed",
+                 "started_at": 1.0, "finished_at": 2.0, "duration_ms": 1.0} for m in mine]
+    root = _explain_as_the_engine_runs_it("job_finish_many", {
+        "finishes": json.dumps(finishes), "worker_id": broker.worker_id, "worker_ids": "{%s}" % broker.worker_id})
     assert _plan_totals(root, "Actual Rows") < 1000, root
     assert sql("SELECT count(*) FROM lamplighter.job_history WHERE job_id = ANY(%s::uuid[])", (mine,)) == [(0,)]
+
+
+def test_a_release_or_hand_back_reads_its_own_workers_rows_not_every_running_job(broker, sql):
+    """Claimed jobs handed back unstarted (a job that waited here while another worker had a free
+    thread, a shutdown) and attempts handed back at the end of the grace: like the finish, found
+    among this worker's rows, not by a join over every running row of the deployment."""
+    mine = _held_here_among_5000_running_elsewhere(broker, sql)
+    worker_ids = "{%s}" % broker.worker_id
+    released = _explain_as_the_engine_runs_it("job_release_unstarted", {
+        "jobs": json.dumps([{"message_id": m, "token": 7} for m in mine]), "worker_ids": worker_ids})
+    assert _plan_totals(released, "Actual Rows") < 1000, released
+    handed = _explain_as_the_engine_runs_it("job_hand_back_started", {
+        "jobs": json.dumps([{"message_id": m, "token": 7, "attempt": 1, "reason": "test"} for m in mine]),
+        "worker_id": broker.worker_id, "worker_ids": worker_ids})
+    assert _plan_totals(handed, "Actual Rows") < 1000, handed
+    assert sql("SELECT count(*) FROM dramatiq.queue WHERE message_id = ANY(%s::uuid[]) AND state = 'running'",
+               (mine,)) == [(16,)]  # EXPLAIN ANALYZE ran them, rolled back
 
 
 # ---- 7: one clock ---------------------------------------------------------------------------------
