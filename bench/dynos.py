@@ -72,7 +72,7 @@ def drain(cluster, processes: int, jobs: int) -> dict:
             "jobs_per_worker_cpu_s": round(jobs / worker_cpu) if worker_cpu else None,
             "jobs_per_server_cpu_s": round(jobs / server_cpu) if server_cpu else None,
             "peak_connections": peak, "queues": queues,
-            "budget": processes * formation.worker_process(queues, THREADS, listen=True)}
+            "budget": processes * formation.worker_process(THREADS, listen=True)}
 
 
 def main(argv):

@@ -1,7 +1,6 @@
 """The connection budget of a formation: how many PostgreSQL connections `web=2,worker=4x8,
-scheduler=1` opens at most, process by process, computed from the settings and the queues the
-workers consume. `lamplighter config --formation` prints it and refuses a formation over the
-plan's limit (README "Deploy")."""
+scheduler=1` opens at most, process by process, computed from the settings. `lamplighter config
+--formation` prints it and refuses a formation over the plan's limit (README "Deploy")."""
 from __future__ import annotations
 
 import dataclasses
@@ -47,21 +46,22 @@ def parse(spec: str) -> dict[str, tuple[int, int | None]]:
     return found
 
 
-def worker_process(queues: int, threads: int, listen: bool) -> int:
-    """One worker process: a claim connection per queue, one LISTEN session unless polling, the
-    heartbeat, the finisher, and one per thread whose jobs use the database."""
-    return queues + (1 if listen else 0) + 2 + threads
+def worker_process(threads: int, listen: bool) -> int:
+    """One worker process: one claim connection for every queue it consumes, one LISTEN session
+    unless polling, the heartbeat, the finisher, and one per thread whose jobs use the database.
+    However many queues it consumes."""
+    return 1 + (1 if listen else 0) + 2 + threads
 
 
-def budget(spec: str, settings, queues: int) -> list[Line]:
+def budget(spec: str, settings) -> list[Line]:
     web_pool = settings.web.pool_size
     lines = []
     for kind, (dynos, threads) in parse(spec).items():
         if kind == "worker":
             threads = threads or settings.worker_threads
-            each = worker_process(queues, threads, settings.listen)
+            each = worker_process(threads, settings.listen)
             lines.append(Line(kind, dynos, each * settings.worker_processes,
-                              f"{settings.worker_processes} processes x ({queues} queues + "
+                              f"{settings.worker_processes} processes x (claims 1 + "
                               f"{1 if settings.listen else 0} listen + 2 + {threads} threads)"))
         elif kind == "web":
             lines.append(Line(kind, dynos, web_pool + 2, f"pool {web_pool} + readiness 1 + /metrics 1"))

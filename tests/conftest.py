@@ -178,6 +178,7 @@ def broker(database_url):
     actors.broker.inflight.clear()
     actors.broker.consumers.clear()
     actors.broker.worker_threads = None
+    actors.broker.reset_claim_connection()  # the consumers' shared connection, to this test's database
     # A live worker row, as a started worker has: claims take nothing for a worker without one.
     from storage import workers
 

@@ -76,11 +76,9 @@ def table_rows(view: dict[str, object]) -> list[dict]:
 
 def formation_view(spec: str, settings: Settings, limit: int | None) -> dict:
     """The connection budget of ``spec`` (console/formation.py) against ``limit``: plain data."""
-    import actors  # the declared queues: every worker consumes them unless LAMPLIGHTER_QUEUES says otherwise
     from console import formation
 
-    queues = len(settings.queues) or len(actors.broker.get_declared_queues())
-    lines = formation.budget(spec, settings, queues)
+    lines = formation.budget(spec, settings)
     total = sum(line.total for line in lines)
     return {"rows": [{"process": line.kind, "dynos": line.dynos, "per_dyno": line.per_dyno, "total": line.total,
                       "how": line.how} for line in lines],

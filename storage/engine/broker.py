@@ -42,6 +42,7 @@ from storage.engine import claims, codec, context, lifecycle
 from storage.engine import columns as columns_module
 from storage.engine.columns import ACTOR_COLUMN_OPTIONS, COLUMN_OPTIONS
 from storage.engine.claims import Claim
+from storage.engine.connection import SharedConnection, hot_statement_setup
 from storage.engine.consumer import LamplighterConsumer
 from storage.engine.finisher import Finisher
 from storage.engine.listener import Listener
@@ -88,6 +89,9 @@ class LamplighterBroker(PostgresBroker):
         self.places: dict[str, tuple[int, int]] = {}
         # The one LISTEN session every consumer of this process shares (listener.py).
         self.listener = Listener()
+        # The one claim connection every consumer of this process shares, a claim at a time
+        # (autocommit: a claim is one statement, one round trip; plans made once, connection.py).
+        self.claim_conn = SharedConnection("claim", setup=hot_statement_setup(self.settings))
         self.finisher: Finisher | None = None
         self.presence: Presence | None = None
         self.stopping = False
@@ -250,7 +254,14 @@ class LamplighterBroker(PostgresBroker):
             self.queues[queue_name] = True
             self.emit_after("declare_queue", queue_name)
 
+    def reset_claim_connection(self) -> None:
+        """A new claim connection, with the settings as they are now (a worker's start; tests
+        point the broker at another database); the old one is closed."""
+        old, self.claim_conn = self.claim_conn, SharedConnection("claim", setup=hot_statement_setup(self.settings))
+        old.close()
+
     def start_worker_threads(self, queues: list[str]) -> None:
+        self.reset_claim_connection()
         self.finisher = Finisher(self)
         self.finisher.start()
         self.presence = Presence(self, queues)
@@ -263,6 +274,7 @@ class LamplighterBroker(PostgresBroker):
             self.finisher.stop()
         if self.presence is not None:
             self.presence.stop()
+        self.claim_conn.close()  # the consumers are closed by now (dramatiq stops them first)
         log.info("worker_stopped", worker_id=self.worker_id)
 
     def register_actors(self) -> None:

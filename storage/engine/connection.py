@@ -129,3 +129,34 @@ class ResilientConnection:
                 pass
             self.conn = None
 
+
+class SharedConnection:
+    """One ResilientConnection for several threads, one statement (or short exchange) at a time:
+    ``with shared as conn:`` holds its lock. A worker process claims for every queue it consumes
+    on one of these (a consumer thread per queue): claims are short, and a connection per queue
+    cost a worker process one PostgreSQL session per queue whether the queue had jobs or not.
+    Inside the block, :meth:`broken` drops the connection (the next user reconnects)."""
+
+    def __init__(self, application_name: str, *, setup: str | None = None):
+        self.resilient = ResilientConnection(application_name, autocommit=True, setup=setup)
+        self.lock = threading.Lock()
+
+    def __enter__(self):
+        self.lock.acquire()
+        try:
+            return self.resilient.get()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def __exit__(self, *exc_info) -> None:
+        self.lock.release()
+
+    def broken(self, exc: BaseException) -> None:
+        """Within the block: the connection is lost (see ResilientConnection.broken)."""
+        self.resilient.broken(exc)
+
+    def close(self) -> None:
+        with self.lock:
+            self.resilient.close()
+

@@ -16,7 +16,7 @@ from storage import jobs, wakeups
 from storage import queries as query_module
 from storage.engine import claims, codec
 from storage.engine.claims import Claim
-from storage.engine.connection import ResilientConnection, disconnected, hot_statement_setup
+from storage.engine.connection import disconnected
 
 if TYPE_CHECKING:
     from storage.engine.broker import LamplighterBroker
@@ -82,9 +82,6 @@ class LamplighterConsumer(Consumer):
         # the threads can start, and leaves the rest to other workers.
         self.run_seconds: float | None = None
         self.next_hand_back_check = 0.0
-        # Autocommit: the claim is one statement, so one round trip (no BEGIN, no COMMIT).
-        self.claim_conn = ResilientConnection(f"claim:{queue_name}", autocommit=True,
-                                              setup=hot_statement_setup(self.settings))
         # Enqueue wake-ups come through the process's one LISTEN session (listener.py); this
         # consumer's inbox, once it first waits.
         self.inbox = None
@@ -197,32 +194,38 @@ class LamplighterConsumer(Consumer):
         (more may be waiting). ``woken``: the short claim of one job without a concurrency key
         first (an idle consumer answering a wake-up); the full claim if it finds none."""
         token = claims.new_token()
-        try:
-            conn = self.claim_conn.get()
-            cur = conn.cursor()
-            if self.lost_tokens:
-                self._release_lost_claims(cur)
-            params = {"queue": self.queue_name, "limit": limit, "worker_id": self.broker.worker_id,
-                      "token": token}
-            found = []
-            if woken:
-                query_module.execute(cur, "jobs", "job_claim_woken", params, prepare=self.settings.prepared_statements)
-                found = jobs.rows(cur)
-                limit = 1
-            if not found:
-                query_module.execute(cur, "jobs", "job_claim_batch", params,
-                                     prepare=self.settings.prepared_statements)
-                found = jobs.rows(cur)
-        except Exception as exc:
-            if disconnected(exc):
+        shared = self.broker.claim_conn  # the process's one claim connection (broker.py)
+        failure = None
+        with shared as conn:
+            try:
+                cur = conn.cursor()
+                if self.lost_tokens:
+                    self._release_lost_claims(cur)
+                params = {"queue": self.queue_name, "limit": limit, "worker_id": self.broker.worker_id,
+                          "token": token}
+                found = []
+                if woken:
+                    query_module.execute(cur, "jobs", "job_claim_woken", params,
+                                         prepare=self.settings.prepared_statements)
+                    found = jobs.rows(cur)
+                    limit = 1
+                if not found:
+                    query_module.execute(cur, "jobs", "job_claim_batch", params,
+                                         prepare=self.settings.prepared_statements)
+                    found = jobs.rows(cur)
+            except Exception as exc:
+                failure = exc
+                if disconnected(exc):
+                    shared.broken(exc)
+        if failure is not None:  # the pauses below hold no lock: the other queues claim meanwhile
+            if disconnected(failure):
                 # Reconnect here (with backoff, on the next claim) rather than let dramatiq restart
                 # the consumer after 3 s. The claim may have committed: its rows go back next time.
-                self.claim_conn.broken(exc)
                 self.lost_tokens.append(token)
                 time.sleep(0.1)
             else:  # refused by a live server (statement timeout, ...): nothing was claimed
-                log.warning("claim_refused", queue=self.queue_name, error=codec.first_line(exc),
-                            sqlstate=getattr(exc, "pgcode", None))
+                log.warning("claim_refused", queue=self.queue_name, error=codec.first_line(failure),
+                            sqlstate=getattr(failure, "pgcode", None))
                 time.sleep(min(1.0, self.settings.poll_interval))
             return [], False
         now = time.monotonic()
@@ -357,13 +360,15 @@ class LamplighterConsumer(Consumer):
 
     def _announce(self, tickets: list[str]) -> None:
         """Tell the consumers standing in for the tickets this one answered that it did."""
-        try:
-            query_module.execute(self.claim_conn.get().cursor(), "jobs", "job_announce",
-                                 self._announcement(tickets), prepare=self.settings.prepared_statements)
-        except Exception as exc:
-            if not disconnected(exc):
-                raise
-            self.claim_conn.broken(exc)  # the others stand in after their stagger: nothing is lost
+        shared = self.broker.claim_conn
+        with shared as conn:
+            try:
+                query_module.execute(conn.cursor(), "jobs", "job_announce", self._announcement(tickets),
+                                     prepare=self.settings.prepared_statements)
+            except Exception as exc:
+                if not disconnected(exc):
+                    raise
+                shared.broken(exc)  # the others stand in after their stagger: nothing is lost
 
     def ack(self, message):
         self.broker.finish(message, failed=False)
@@ -387,7 +392,6 @@ class LamplighterConsumer(Consumer):
         self.buffer.clear()
         if self.broker.consumers.get(self.queue_name) is self:
             del self.broker.consumers[self.queue_name]
-        self.claim_conn.close()
         if self.inbox is not None:
             self.broker.listener.unsubscribe(self.inbox)
             self.inbox = None

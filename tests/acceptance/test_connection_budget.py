@@ -11,7 +11,7 @@ pytestmark = pytest.mark.acceptance
 
 def test_a_worker_process_opens_what_the_budget_says_and_no_more(database_url, sql, worker_processes):
     queues, threads = ("tests-db", "tests-record"), 4
-    expected = formation.worker_process(len(queues), threads, listen=True)
+    expected = formation.worker_process(threads, listen=True)  # one claim connection for both queues
     worker_processes.start("budget", database_url, sql, threads=threads, queues=queues)
     for _ in range(3 * threads):
         sql("SELECT lamplighter.enqueue('tests.query', '{\"seconds\": 0.3}'::jsonb)")

@@ -61,15 +61,18 @@ def _finisher_statements(broker) -> set[str]:
 
 
 def _plan_modes(broker) -> dict[str, str]:
-    """plan_cache_mode of the finisher's and each consumer's claim connection."""
+    """plan_cache_mode of the finisher's connection and of the claim connection every consumer
+    shares."""
     modes = {}
-    for name, resilient in [("finisher", broker.finisher.conn),
-                            *((f"claim:{q}", c.claim_conn) for q, c in broker.consumers.items())]:
-        conn = resilient.get()
-        with conn:
-            cur = conn.cursor()
-            cur.execute("SHOW plan_cache_mode")
-            modes[name] = cur.fetchone()[0]
+    conn = broker.finisher.conn.get()
+    with conn:
+        cur = conn.cursor()
+        cur.execute("SHOW plan_cache_mode")
+        modes["finisher"] = cur.fetchone()[0]
+    with broker.claim_conn as conn:
+        cur = conn.cursor()
+        cur.execute("SHOW plan_cache_mode")
+        modes["claim"] = cur.fetchone()[0]
     return modes
 
 
@@ -86,7 +89,7 @@ def test_the_worker_prepares_its_finish_and_claim(broker, run_worker, sql):
     assert "lamplighter_jobs_job_finish_many" in _finisher_statements(broker)
     # Planned once per connection, not on every claim (engine/connection.py, GENERIC_PLANS).
     modes = _plan_modes(broker)
-    assert "claim:maintenance" in modes and set(modes.values()) == {"force_generic_plan"}, modes
+    assert set(modes) == {"finisher", "claim"} and set(modes.values()) == {"force_generic_plan"}, modes
     sender = connection.init_database().connection()
     assert "lamplighter_jobs_job_insert_one" in _prepared(sender)
 

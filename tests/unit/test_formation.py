@@ -27,11 +27,11 @@ def test_config_formation_prints_the_budget_and_refuses_one_over_the_limit(monke
     code, out, _ = run_cli(monkeypatch, capsys, "config", "--formation", "web=2,worker=4x8,scheduler=1",
                            "--limit", "400", "--json")
     view = json.loads(out)
-    per_worker_process = 3 + 1 + 2 + 8  # a claim per queue, one LISTEN, heartbeat, finisher, one per thread
+    per_worker_process = 1 + 1 + 2 + 8  # one claim connection (whatever the queues), one LISTEN, heartbeat, finisher, threads
     assert code == 0 and view["fits"]
     assert {r["process"]: r["total"] for r in view["rows"]} == {
         "web": 2 * (10 + 2), "worker": 4 * 2 * per_worker_process, "scheduler": 1, "release": 1}
-    assert view["total"] == 24 + 112 + 2
+    assert view["total"] == 24 + 96 + 2
     code, _, err = run_cli(monkeypatch, capsys, "config", "--formation", "web=2,worker=4x8,scheduler=1",
                            "--limit", "100")
-    assert code == 1 and "opens 138 connections, over the limit of 100" in err
+    assert code == 1 and "opens 122 connections, over the limit of 100" in err
