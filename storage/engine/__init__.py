@@ -19,7 +19,8 @@ modules):
 Reading order, each module one job:
 
 1. ``codec`` — messages in and out of the table: checked at send, decoded at claim.
-2. ``connection`` — the engine's own reconnecting connections; lost connection vs refusal.
+2. ``connection`` — the engine's own reconnecting connections (the claim connection the consumers
+   share, a claim at a time); lost connection vs refusal.
 3. ``broker`` — sending (one row per message), dramatiq's middleware signals, the end of each
    attempt as the finisher's item.
 4. ``consumer`` — claims batches of one queue; waits on LISTEN (storage/wakeups.py) or polls;
