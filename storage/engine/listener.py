@@ -1,8 +1,8 @@
 """One LISTEN connection per worker process for every queue it consumes.
 
 Each consumer used to hold a LISTEN connection of its own: a worker consuming the ten declared
-queues held ten, next to its ten claim connections (22 with its heartbeat and finisher, before
-its threads'), a large share of a small plan's limit. The listener thread holds one session,
+queues held ten, next to the ten claim connections it then had (22 with its heartbeat and
+finisher, before its threads'), a large share of a small plan's limit. The listener thread holds one session,
 LISTENs on the channel of every queue a consumer subscribed, and hands each notification's
 payload to the inboxes of that channel's consumers (storage/wakeups.py decides what a consumer
 does with it). A consumer's wait is then a wait on its own Event, with the same timeout as
@@ -98,6 +98,11 @@ class Listener:
                 for channel in wanted - listened:
                     conn.cursor().execute(f"LISTEN {psycopg2.extensions.quote_ident(channel, conn)}")
                     listened.add(channel)
+                # A channel whose last consumer left (a consumer restarted on another queue): the
+                # server stops queueing its notifications for this session.
+                for channel in listened - wanted:
+                    conn.cursor().execute(f"UNLISTEN {psycopg2.extensions.quote_ident(channel, conn)}")
+                    listened.discard(channel)
                 if not conn.notifies:
                     select.select([conn], [], [], IDLE_SECONDS)
                 conn.poll()

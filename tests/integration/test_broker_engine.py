@@ -307,3 +307,29 @@ def test_an_idle_queue_waits_while_another_queue_holds_every_thread(broker, monk
     finally:
         idle.close()
         busy.close()
+
+
+def test_the_listen_session_unlistens_a_channel_whose_last_consumer_left(database_url, sql):
+    """A consumer that goes (a consumer restarted on another queue) takes its channel off the
+    process's LISTEN session once no other consumer waits on it: the server stops queueing that
+    channel's notifications for a session that would only drop them."""
+    from storage.engine.listener import Listener
+
+    listener = Listener()
+    first = listener.subscribe("dramatiq.tests-a.enqueue")
+    second = listener.subscribe("dramatiq.tests-b.enqueue")
+    try:
+        wait_for(lambda: listener.listening(first.channel) and listener.listening(second.channel),
+                 message="both channels listened")
+        [(pid,)] = sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND application_name LIKE '%%/listen'")
+        listener.unsubscribe(first)
+        wait_for(lambda: not listener.listening(first.channel), message="the channel dropped")
+        assert listener.listening(second.channel)
+        sql("SELECT pg_notify('dramatiq.tests-a.enqueue', 'gone'), pg_notify('dramatiq.tests-b.enqueue', 'here')")
+        wait_for(lambda: second.payloads, message="the other channel's notification delivered")
+        assert list(first.payloads) == [] and second.drain() == ["here"]
+        assert sql("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)) == [(1,)]  # same session
+    finally:
+        listener.unsubscribe(first)
+        listener.unsubscribe(second)
