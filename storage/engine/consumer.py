@@ -247,7 +247,8 @@ class LamplighterConsumer(Consumer):
         return proxies, len(found) >= limit
 
     def _release_lost_claims(self, cur) -> None:
-        cur.execute(SQL["job_release_lost_claim"], {"tokens": self.lost_tokens})
+        cur.execute(SQL["job_release_lost_claim"], {"tokens": self.lost_tokens,
+                                                     "worker_ids": list(self.broker.identities)})
         released = cur.fetchall()
         self.lost_tokens = []
         if released:

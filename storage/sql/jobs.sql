@@ -449,12 +449,14 @@ SELECT count(*) FROM released, (SELECT count(*) FROM woken) AS w;
 -- name: job_release_lost_claim --
 -- A claim whose COMMIT outcome is unknown (the connection died while it ran) may have committed
 -- with its answer lost: rows this worker holds but never received. In the queue's next claim,
--- the rows of that claim's token go back, attempt kept.
+-- the rows of that claim's token go back, attempt kept. Found among this process's running rows
+-- (%(worker_ids)s: the claim token has no index of its own).
 WITH released AS (
     UPDATE dramatiq.queue
     SET state = 'queued', worker_id = NULL, claimed_at = NULL, started_at = NULL, claim_token = NULL,
         mtime = lamplighter.now()
     WHERE claim_token = ANY(%(tokens)s::bigint[]) AND state = 'running'
+      AND worker_id = ANY(%(worker_ids)s::uuid[])
     RETURNING message_id, concurrency_key
 ), freed AS (
     UPDATE lamplighter.concurrency_slots s SET holder = NULL, taken_at = NULL

@@ -275,8 +275,9 @@ def test_a_finish_reads_its_own_workers_rows_not_every_running_job(broker, sql):
 
 def test_a_release_or_hand_back_reads_its_own_workers_rows_not_every_running_job(broker, sql):
     """Claimed jobs handed back unstarted (a job that waited here while another worker had a free
-    thread, a shutdown) and attempts handed back at the end of the grace: like the finish, found
-    among this worker's rows, not by a join over every running row of the deployment."""
+    thread, a shutdown), attempts handed back at the end of the grace, and the rows of a claim
+    whose answer was lost: like the finish, found among this worker's rows, not by a join over
+    (or a scan of) every running row of the deployment."""
     mine = _held_here_among_5000_running_elsewhere(broker, sql)
     worker_ids = "{%s}" % broker.worker_id
     released = _explain_as_the_engine_runs_it("job_release_unstarted", {
@@ -286,6 +287,18 @@ def test_a_release_or_hand_back_reads_its_own_workers_rows_not_every_running_job
         "jobs": json.dumps([{"message_id": m, "token": 7, "attempt": 1, "reason": "test"} for m in mine]),
         "worker_id": broker.worker_id, "worker_ids": worker_ids})
     assert _plan_totals(handed, "Actual Rows") < 1000, handed
+    # A claim whose answer was lost with its connection: its token's rows go back (run as text).
+    conn = connection.raw_connection("tests-explain")
+    try:
+        cur = conn.cursor()
+        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + cur.mogrify(
+            jobs.SQL["job_release_lost_claim"], {"tokens": [7], "worker_ids": [broker.worker_id]}).decode())
+        lost_claim = cur.fetchone()[0][0]["Plan"]
+        conn.rollback()
+    finally:
+        conn.close()
+    read = _plan_totals(lost_claim, "Actual Rows") + _plan_totals(lost_claim, "Rows Removed by Filter")
+    assert read < 1000, lost_claim
     assert sql("SELECT count(*) FROM dramatiq.queue WHERE message_id = ANY(%s::uuid[]) AND state = 'running'",
                (mine,)) == [(16,)]  # EXPLAIN ANALYZE ran them, rolled back
 
