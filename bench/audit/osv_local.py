@@ -56,16 +56,11 @@ def _version(text) -> Version | None:
 def in_range(events: list[dict], version: Version) -> bool:
     """OSV ECOSYSTEM range events (sorted by version, "0" first): affected from an introduced
     version up to the next fixed (exclusive) or last_affected (inclusive)."""
-    def key(event):
-        value = next(iter(event.values()))
-        return Version("0") if value == "0" else (_version(value) or Version("0"))
-
+    # Each event parsed once ("0" is a valid version: the lowest); an unparsable one is skipped.
+    parsed = [(_version(value), kind) for event in events for kind, value in event.items()]
+    bounds = sorted((pair for pair in parsed if pair[0] is not None), key=lambda pair: pair[0])
     affected = False
-    for event in sorted(events, key=key):
-        kind, value = next(iter(event.items()))
-        bound = Version("0") if value == "0" else _version(value)
-        if bound is None:
-            continue
+    for bound, kind in bounds:
         if kind == "introduced" and version >= bound:
             affected = True
         elif kind == "fixed" and version >= bound:
