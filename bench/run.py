@@ -38,7 +38,7 @@ COMMON = SYSTEMS_DIR / "_common"
 
 ALL_WORKLOADS = ["w1_enqueue", "w2_drain", "w3_latency", "w4_big_backlog", "w5_delayed", "w6_kill9",
                  "w7_pg_restart", "w8_long_transaction", "w9_outage_paused", "w10_long_fairness",
-                 "w11_saturated_key"]
+                 "w11_saturated_key", "w12_kill9_one"]
 WORKLOAD_ALIASES = {str(i + 1): w for i, w in enumerate(ALL_WORKLOADS)}
 REDIS_DB = 13  # dedicated logical db, FLUSHDB'd before each run
 # workloads that only make sense for some systems: recorded as not applicable for the others
@@ -628,6 +628,65 @@ def w6_kill9(run, a, info):
     return res
 
 
+def w12_kill9_one(run, a, info):
+    """kill -9 of one of the two worker processes mid-drain (the shape issue #14's re-run bound
+    names; w6 kills both). The victim is a process that has run jobs (it wrote a done-<pid>.log);
+    the rest stop gracefully (dramatiq's main process shuts the other down when a worker dies; a
+    system that does not is sent SIGTERM), then a new formation drains the rest. A job counts as
+    re-run by the kill if it ran in the victim and again elsewhere."""
+    import psutil
+
+    n = a.n(a.w6_jobs)
+    prep = run.enqueue(0, n, mode="bulk")
+    tr = DoneTracker(run.done_dir, n, keep_records=False)
+    w, t0 = run.start_workers(tag="before-kill")
+    kill_at = int(n * a.w6_kill_fraction)
+    run.wait_for(tr, lambda t: t.unique >= kill_at, "pre-kill drain", workers=w, poll=0.01)
+    running = {p.pid for p in w.tree()}
+    done_by = [int(name[len("done-"):-len(".log")]) for name in os.listdir(run.done_dir)
+               if name.startswith("done-") and name.endswith(".log")]
+    candidates = sorted(pid for pid in done_by if pid in running)
+    if len(candidates) < 2:
+        raise RuntimeError(f"w12 needs two worker processes that ran jobs; found {candidates}")
+    victim = candidates[0]
+    psutil.Process(victim).kill()
+    t_kill = time.time()
+    tr.poll()
+    at_kill = {"unique": tr.unique, "executions": tr.total}
+    w.stop(grace=30.0)  # the survivor's graceful stop (whatever it does on its own first)
+    run.workers.remove(w)
+    time.sleep(a.w6_restart_after)
+    w2, t_restart = run.start_workers(tag="after-kill")
+    try:
+        finished = run.wait_for(tr, lambda t: t.unique >= n, "post-kill drain", workers=w2,
+                                idle_limit=a.w6_idle_grace)
+    except WorkloadTimeout:
+        finished = False
+    end = min(time.time() + a.w6_dup_watch, run.deadline)
+    while time.time() < end:
+        tr.poll()
+        time.sleep(0.2)
+    tr.poll()
+    in_victim = set()
+    with open(os.path.join(run.done_dir, f"done-{victim}.log"), "rb") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3:
+                in_victim.add(int(parts[0]))
+    rerun_of_victim = sum(1 for jid in in_victim if 0 <= jid < len(tr.counts) and tr.counts[jid] > 1)
+    res = {"jobs": n, "prep_enqueue_s": prep["seconds"], "killed_at_unique": at_kill["unique"],
+           "executions_at_kill": at_kill["executions"], "processes_that_ran_jobs": len(candidates),
+           "killed_pid_jobs": len(in_victim), "completed": tr.unique, "lost": n - tr.unique,
+           "duplicate_executions": tr.total - tr.unique, "reruns_of_killed_process": rerun_of_victim,
+           "all_completed": finished}
+    if tr.last_unique_start:
+        res["seconds_kill_to_last_job"] = tr.last_unique_start - t_kill
+    if not finished:
+        res["note"] = (f"stopped waiting: no new job completed for {a.w6_idle_grace}s "
+                       "or workload timeout")
+    return res
+
+
 def _first_start_at_or_after(records, t):
     best = None
     for _j, _q, st in records:
@@ -1018,7 +1077,7 @@ def w11_saturated_key(run, a, info):
     return res
 
 
-WORKLOADS = {f.__name__: f for f in [w1_enqueue, w2_drain, w3_latency, w4_big_backlog, w5_delayed, w6_kill9,
+WORKLOADS = {f.__name__: f for f in [w1_enqueue, w2_drain, w3_latency, w4_big_backlog, w5_delayed, w6_kill9, w12_kill9_one,
                                      w7_pg_restart, w8_long_transaction, w9_outage_paused, w10_long_fairness,
                                      w11_saturated_key]}
 
