@@ -25,8 +25,8 @@ What README "Guarantees" promises, asserted per job:
   database just before its process was killed, before the actor wrote its first line;
 * no job runs twice at once;
 * a kill -9 of one process re-runs at most RERUNS_PER_KILL jobs: THREADS that were running,
-  plus the finishes not yet sent, which a worker thread keeps under two per thread by waiting
-  before it starts a job (Finisher.unsent_cap, storage/engine/finisher.py).
+  plus the finishes not yet sent, which a worker thread keeps under UNSENT_PER_THREAD per thread
+  by waiting before it starts a job (Finisher.unsent_cap, storage/engine/finisher.py).
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ import time
 
 import pytest
 
+from storage.engine.finisher import UNSENT_PER_THREAD
 from tests import executions
 from tests.conftest import wait_for
 from tests.executions import send
@@ -48,8 +49,8 @@ TIMINGS = {"LAMPLIGHTER_LEASE_TIMEOUT": f"{LEASE:g}", "LAMPLIGHTER_HEARTBEAT_INT
 JOBS = 480
 SECONDS = 0.15
 # What a kill -9 of one process may run again: the jobs its threads were running, plus the
-# finishes it had not yet sent (two per thread at most: the finisher's cap).
-RERUNS_PER_KILL = THREADS + 2 * THREADS
+# finishes it had not yet sent (UNSENT_PER_THREAD per thread at most: the finisher's cap).
+RERUNS_PER_KILL = THREADS + UNSENT_PER_THREAD * THREADS
 # Completed jobs before each round's kill: the drain is well under way, and far from over.
 # A lost attempt with no execution: started in the database at most this long before its kill.
 CUT_OFF = 1.0
@@ -160,7 +161,7 @@ def test_kill_9_of_one_then_the_other_then_both_mid_drain_reruns_only_what_was_r
     for pid, rerun in reruns.items():
         if len(rerun) > RERUNS_PER_KILL:
             problems.append(f"kill -9 of pid {pid}: {len(rerun)} jobs ran again, at most {RERUNS_PER_KILL} allowed "
-                            f"({THREADS} running + {2 * THREADS} unsent finishes): {', '.join(sorted(rerun))}")
+                            f"({THREADS} running + {UNSENT_PER_THREAD * THREADS} unsent finishes): {', '.join(sorted(rerun))}")
     total = sum(map(len, reruns.values()))
     summary = (f"{len(runs)} executions of {len(tags)} jobs, {total} re-runs over {len(killed_at)} process kills "
                f"(per kill {sorted(len(r) for r in reruns.values())}, at most {RERUNS_PER_KILL} each); "
