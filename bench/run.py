@@ -590,6 +590,24 @@ def w5_delayed(run, a, info):
             "delayed_jobs_run_early": tr.done_in(0, n_delayed)}
 
 
+def _drain_after_kill(run, a, tr, n):
+    """After a kill: new workers (w6's restart delay), the drain to the last job, then a watch for
+    late re-executions (duplicates). Returns (all ran, when the new workers started)."""
+    time.sleep(a.w6_restart_after)
+    w2, t_restart = run.start_workers(tag="after-kill")
+    try:
+        finished = run.wait_for(tr, lambda t: t.unique >= n, "post-kill drain", workers=w2,
+                                idle_limit=a.w6_idle_grace)
+    except WorkloadTimeout:
+        finished = False
+    end = min(time.time() + a.w6_dup_watch, run.deadline)
+    while time.time() < end:
+        tr.poll()
+        time.sleep(0.2)
+    tr.poll()
+    return finished, t_restart
+
+
 def w6_kill9(run, a, info):
     n = a.n(a.w6_jobs)
     prep = run.enqueue(0, n, mode="bulk")
@@ -602,19 +620,7 @@ def w6_kill9(run, a, info):
     tr.poll()
     at_kill = {"unique": tr.unique, "executions": tr.total}
     run.workers.remove(w)
-    time.sleep(a.w6_restart_after)
-    w2, t_restart = run.start_workers(tag="after-kill")
-    try:
-        finished = run.wait_for(tr, lambda t: t.unique >= n, "post-kill drain", workers=w2,
-                                idle_limit=a.w6_idle_grace)
-    except WorkloadTimeout:
-        finished = False
-    # keep watching a little for late re-executions (duplicates)
-    end = min(time.time() + a.w6_dup_watch, run.deadline)
-    while time.time() < end:
-        tr.poll()
-        time.sleep(0.2)
-    tr.poll()
+    finished, t_restart = _drain_after_kill(run, a, tr, n)
     res = {"jobs": n, "prep_enqueue_s": prep["seconds"], "killed_at_unique": at_kill["unique"],
            "executions_at_kill": at_kill["executions"], "completed": tr.unique,
            "lost": n - tr.unique, "duplicate_executions": tr.total - tr.unique,
@@ -655,18 +661,7 @@ def w12_kill9_one(run, a, info):
     at_kill = {"unique": tr.unique, "executions": tr.total}
     w.stop(grace=30.0)  # the survivor's graceful stop (whatever it does on its own first)
     run.workers.remove(w)
-    time.sleep(a.w6_restart_after)
-    w2, t_restart = run.start_workers(tag="after-kill")
-    try:
-        finished = run.wait_for(tr, lambda t: t.unique >= n, "post-kill drain", workers=w2,
-                                idle_limit=a.w6_idle_grace)
-    except WorkloadTimeout:
-        finished = False
-    end = min(time.time() + a.w6_dup_watch, run.deadline)
-    while time.time() < end:
-        tr.poll()
-        time.sleep(0.2)
-    tr.poll()
+    finished, _ = _drain_after_kill(run, a, tr, n)
     in_victim = set()
     with open(os.path.join(run.done_dir, f"done-{victim}.log"), "rb") as f:
         for line in f:
