@@ -49,13 +49,10 @@ def checked_payload(actor_name: str, data: Any, max_bytes: int) -> str:
 # encoder is built once here; JSONEncoder.encode builds one (and a dict for cycle checks) per
 # call, half of the digest's cost. Without the cycle check: decoded JSON has no cycles. The same
 # text (tests/unit/test_codec.py compares the two).
-try:
-    from json.encoder import c_make_encoder as _c_make_encoder
-except ImportError:  # an interpreter without the C accelerator
-    _c_make_encoder = None
 _DIGEST_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
-_digest_chunks = (_c_make_encoder(None, str, json.encoder.encode_basestring_ascii, None, ": ", ", ", True, False, True)
-                  if _c_make_encoder is not None else None)
+_digest_chunks = (json.encoder.c_make_encoder(None, str, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+                                               True, False, True)
+                  if json.encoder.c_make_encoder is not None else None)  # None without the C accelerator
 
 
 def _digest_text(value: Any) -> str:
