@@ -79,7 +79,8 @@ SELECT (SELECT count(*) FROM expired) AS workers_expired,
 -- On each heartbeat: rows this worker holds as running, claimed more than a lease ago, that it
 -- neither runs nor has a pending write for (%(known)s): a finish the database refused until the
 -- finisher gave up, or a claim whose answer was lost. They go back to the queue like a dead
--- worker's jobs, so no row stays 'running' for ever under a live worker.
+-- worker's jobs, so no row stays 'running' for ever under a live worker. The worker is alive, so
+-- none of them killed it: no unconfirmed rescue is counted (job_rescue_v3's last argument).
 WITH strays AS (
     SELECT coalesce(array_agg(q.message_id), '{}') AS ids, coalesce(array_agg(q.claim_token), '{}') AS tokens
     FROM dramatiq.queue q
@@ -87,7 +88,7 @@ WITH strays AS (
       AND q.claimed_at < lamplighter.now() - make_interval(secs => %(lease_seconds)s)
       AND q.message_id <> ALL(%(known)s::text[]::uuid[])
 ), rescued AS (
-    SELECT r.* FROM strays s, lamplighter.job_rescue_v2(s.ids, s.tokens, 'no longer runs it (its finish was lost)') AS r
+    SELECT r.* FROM strays s, lamplighter.job_rescue_v3(s.ids, s.tokens, 'no longer runs it (its finish was lost)', false) AS r
 )
 SELECT (SELECT count(*) FROM rescued) AS jobs_rescued,
        (SELECT count(*) FROM rescued WHERE attempt_lost) AS attempts_lost;
