@@ -5,6 +5,8 @@ Use it as a fixture: ``from tests.smtp_server import smtp_server  # noqa: F401``
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -54,6 +56,25 @@ class Mailbox:
         return AuthResult(success=ok, handled=False)
 
 
+@contextlib.contextmanager
+def serving(controller: Controller):
+    """Run an aiosmtpd ``controller`` for the ``with`` block, its INFO lines silenced.
+
+    aiosmtpd logs every connection's end at INFO from its own thread, often after the test that
+    made it has ended and pytest has closed the stream that test's log handler writes to: each such
+    line was a "--- Logging error ---" traceback in the suite's output. What the tests check is the
+    mail, not the stand-in's chatter; its warnings and errors still show."""
+    chatter = logging.getLogger("mail.log")
+    level = chatter.level
+    chatter.setLevel(logging.WARNING)
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+        chatter.setLevel(level)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -76,8 +97,5 @@ def smtp_server():
     port = free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port, authenticator=mailbox.authenticate,
                             auth_require_tls=False, auth_required=True)
-    controller.start()
-    try:
+    with serving(controller):
         yield SmtpServer(mailbox, port)
-    finally:
-        controller.stop()

@@ -22,7 +22,7 @@ from domain.notifications import Recipient
 from domain.outcomes import RetryLater
 from storage import notifications as notification_rows
 from tests.conftest import use_database
-from tests.smtp_server import PASSWORD, USER, Mailbox, free_port
+from tests.smtp_server import PASSWORD, USER, Mailbox, free_port, serving
 
 deliver = actors.notifications.deliver.fn
 FROM = "Lamplighter <lamplighter@example.org>"
@@ -62,11 +62,8 @@ def starttls_server(certificate):
     controller = Controller(mailbox, hostname="127.0.0.1", port=port, authenticator=mailbox.authenticate,
                             tls_context=_server_context(certificate), require_starttls=True,
                             auth_require_tls=True, auth_required=True)
-    controller.start()
-    try:
+    with serving(controller):
         yield mailbox, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -75,11 +72,8 @@ def smtps_server(certificate):
     mailbox, port = Mailbox(), free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port, authenticator=mailbox.authenticate,
                             ssl_context=_server_context(certificate), auth_require_tls=False, auth_required=True)
-    controller.start()
-    try:
+    with serving(controller):
         yield mailbox, port
-    finally:
-        controller.stop()
 
 
 def _write(key: str) -> int:
