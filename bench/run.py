@@ -608,30 +608,42 @@ def _drain_after_kill(run, a, tr, n):
     return finished, t_restart
 
 
-def w6_kill9(run, a, info):
+def _drain_to_the_kill(run, a):
+    """w6 and w12 up to their kill: the jobs bulk-enqueued, a formation of workers draining until
+    --w6-kill-fraction of them are done. Returns (jobs, enqueue seconds, tracker, the formation)."""
     n = a.n(a.w6_jobs)
     prep = run.enqueue(0, n, mode="bulk")
     tr = DoneTracker(run.done_dir, n)
-    w, t0 = run.start_workers(tag="before-kill")
+    w, _ = run.start_workers(tag="before-kill")
     kill_at = int(n * a.w6_kill_fraction)
     run.wait_for(tr, lambda t: t.unique >= kill_at, "pre-kill drain", workers=w, poll=0.01)
+    return n, prep["seconds"], tr, w
+
+
+def _kill_result(a, n, prep_s, tr, at_kill, finished, t_kill, **extra) -> dict:
+    """What w6 and w12 report: the drain around the kill, then the workload's own figures."""
+    res = {"jobs": n, "prep_enqueue_s": prep_s, "killed_at_unique": at_kill["unique"],
+           "executions_at_kill": at_kill["executions"], "completed": tr.unique,
+           "lost": n - tr.unique, "duplicate_executions": tr.total - tr.unique,
+           "all_completed": finished, **extra}
+    if tr.last_unique_start:
+        res["seconds_kill_to_last_job"] = tr.last_unique_start - t_kill
+    if not finished:
+        res["note"] = (f"stopped waiting: no new job completed for {a.w6_idle_grace}s "
+                       "or workload timeout")
+    return res
+
+
+def w6_kill9(run, a, info):
+    n, prep_s, tr, w = _drain_to_the_kill(run, a)
     w.kill9()
     t_kill = time.time()
     tr.poll()
     at_kill = {"unique": tr.unique, "executions": tr.total}
     run.workers.remove(w)
     finished, t_restart = _drain_after_kill(run, a, tr, n)
-    res = {"jobs": n, "prep_enqueue_s": prep["seconds"], "killed_at_unique": at_kill["unique"],
-           "executions_at_kill": at_kill["executions"], "completed": tr.unique,
-           "lost": n - tr.unique, "duplicate_executions": tr.total - tr.unique,
-           "all_completed": finished}
-    if tr.last_unique_start:
-        res["seconds_restart_to_last_job"] = tr.last_unique_start - t_restart
-        res["seconds_kill_to_last_job"] = tr.last_unique_start - t_kill
-    if not finished:
-        res["note"] = (f"stopped waiting: no new job completed for {a.w6_idle_grace}s "
-                       "or workload timeout")
-    return res
+    extra = {"seconds_restart_to_last_job": tr.last_unique_start - t_restart} if tr.last_unique_start else {}
+    return _kill_result(a, n, prep_s, tr, at_kill, finished, t_kill, **extra)
 
 
 def w12_kill9_one(run, a, info):
@@ -642,12 +654,7 @@ def w12_kill9_one(run, a, info):
     re-run by the kill if it ran in the victim and again elsewhere."""
     import psutil
 
-    n = a.n(a.w6_jobs)
-    prep = run.enqueue(0, n, mode="bulk")
-    tr = DoneTracker(run.done_dir, n, keep_records=False)
-    w, t0 = run.start_workers(tag="before-kill")
-    kill_at = int(n * a.w6_kill_fraction)
-    run.wait_for(tr, lambda t: t.unique >= kill_at, "pre-kill drain", workers=w, poll=0.01)
+    n, prep_s, tr, w = _drain_to_the_kill(run, a)
     running = {p.pid for p in w.tree()}
     done_by = [int(name[len("done-"):-len(".log")]) for name in os.listdir(run.done_dir)
                if name.startswith("done-") and name.endswith(".log")]
@@ -669,17 +676,8 @@ def w12_kill9_one(run, a, info):
             if len(parts) == 3:
                 in_victim.add(int(parts[0]))
     rerun_of_victim = sum(1 for jid in in_victim if 0 <= jid < len(tr.counts) and tr.counts[jid] > 1)
-    res = {"jobs": n, "prep_enqueue_s": prep["seconds"], "killed_at_unique": at_kill["unique"],
-           "executions_at_kill": at_kill["executions"], "processes_that_ran_jobs": len(candidates),
-           "killed_pid_jobs": len(in_victim), "completed": tr.unique, "lost": n - tr.unique,
-           "duplicate_executions": tr.total - tr.unique, "reruns_of_killed_process": rerun_of_victim,
-           "all_completed": finished}
-    if tr.last_unique_start:
-        res["seconds_kill_to_last_job"] = tr.last_unique_start - t_kill
-    if not finished:
-        res["note"] = (f"stopped waiting: no new job completed for {a.w6_idle_grace}s "
-                       "or workload timeout")
-    return res
+    return _kill_result(a, n, prep_s, tr, at_kill, finished, t_kill, processes_that_ran_jobs=len(candidates),
+                        killed_pid_jobs=len(in_victim), reruns_of_killed_process=rerun_of_victim)
 
 
 def _first_start_at_or_after(records, t):
@@ -1072,9 +1070,9 @@ def w11_saturated_key(run, a, info):
     return res
 
 
-WORKLOADS = {f.__name__: f for f in [w1_enqueue, w2_drain, w3_latency, w4_big_backlog, w5_delayed, w6_kill9, w12_kill9_one,
+WORKLOADS = {f.__name__: f for f in [w1_enqueue, w2_drain, w3_latency, w4_big_backlog, w5_delayed, w6_kill9,
                                      w7_pg_restart, w8_long_transaction, w9_outage_paused, w10_long_fairness,
-                                     w11_saturated_key]}
+                                     w11_saturated_key, w12_kill9_one]}
 
 
 # --------------------------------------------------------------------------- results
